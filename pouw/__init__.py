@@ -1,0 +1,1 @@
+"""pouw package."""
