@@ -1,0 +1,239 @@
+"""pouw.datasets: canonical blobs, content hashes, and every refusal of a bad blob."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save as st_save
+
+from pouw.datasets import (
+    METADATA_KEY,
+    Dataset,
+    content_hash,
+    dataset_from_bytes,
+    dataset_id,
+    dataset_to_bytes,
+    digits_split,
+    load_digits,
+    make_dataset,
+    quantize_int8,
+    synthetic_blobs,
+)
+from pouw.errors import DatasetError
+
+
+@pytest.fixture(scope="module")
+def small() -> Dataset:
+    return synthetic_blobs(b"\x05" * 32, 64, 16, (12,), num_classes=4)
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _st(tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> bytes:
+    if meta is None:
+        meta = {METADATA_KEY: json.dumps({"format": 1, "name": "t", "num_classes": 4}, separators=(",", ":"), sort_keys=True)}
+    return bytes(st_save(tensors, metadata=meta))
+
+
+def _tensors(ds: Dataset) -> dict[str, torch.Tensor]:
+    return {"x_train": ds.x_train, "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test}
+
+
+def test_round_trip(small: Dataset) -> None:
+    blob = dataset_to_bytes(small)
+    back = dataset_from_bytes(blob, expected_hash=content_hash(blob))
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(back, name), getattr(small, name))
+    assert back.num_classes == 4 and back.name == small.name
+    assert dataset_to_bytes(back) == blob
+    assert dataset_id(blob) == "0x" + content_hash(blob).hex()
+    assert dataset_from_bytes(blob, expected_hash=dataset_id(blob)).num_classes == 4
+
+
+def test_blob_bytes_are_stable_across_processes(small: Dataset) -> None:
+    # safetensors writes several metadata keys in a per-process random order; one key fixes it
+    code = (
+        "from pouw.datasets import synthetic_blobs, dataset_to_bytes, dataset_id;"
+        "print(dataset_id(dataset_to_bytes(synthetic_blobs(b'\\x05' * 32, 64, 16, (12,), num_classes=4))))"
+    )
+    ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() for _ in range(2)}
+    assert ids == {dataset_id(dataset_to_bytes(small))}
+
+
+def test_synthetic_known_answer() -> None:
+    ds = synthetic_blobs(b"\x05" * 32, 64, 16, (12,), num_classes=4)
+    assert dataset_id(dataset_to_bytes(ds)) == SYNTHETIC_ID
+
+
+SYNTHETIC_ID = "0xa551a93cccf78f37bfff3e5dc48746bbfcb5364fd5f7a1273a4ba5856de0f283"
+
+
+def test_digits() -> None:
+    ds = load_digits()
+    assert ds.x_train.shape == (1500, 64) and ds.x_test.shape == (297, 64)
+    assert ds.x_train.dtype == torch.int8 and int(ds.x_train.min()) >= 0 and int(ds.x_train.max()) == 127
+    assert ds.num_classes == 10
+    assert dataset_id(dataset_to_bytes(ds)) == DIGITS_ID
+    assert load_digits((1, 8, 8)).x_train.shape == (1500, 1, 8, 8)
+
+
+def test_digits_split_is_fixed_and_disjoint() -> None:
+    train, test = digits_split()
+    assert len(train) == 1500 and len(test) == 297 and not set(train) & set(test)
+    assert test[:5] == DIGITS_TEST_HEAD
+
+
+DIGITS_ID = "0x1862800dac09a3a7375c1a6b5de0d97294b95d6384439cbef84e73551e078232"
+
+
+def test_quantize_rules() -> None:
+    assert quantize_int8(np.array([0, 255, 128, 3], dtype=np.uint8)).tolist() == [0, 127, 64, 1]
+    assert quantize_int8(np.array([-2.0, 0.5, 1.0, 2.0])).tolist() == [-127, 32, 64, 127]  # 31.75 -> 32
+    assert quantize_int8(np.array([0.25, 0.75]), scale_from=np.array([1.0])).tolist() == [32, 95]
+    assert quantize_int8(np.zeros(3)).tolist() == [0, 0, 0]
+    assert quantize_int8(np.array([5.0]), scale_from=np.array([1.0])).tolist() == [127]  # clipped
+    # ties round half to even: 1 * 127/254 = 0.5 -> 0, 3 * 127/254 = 1.5 -> 2
+    assert quantize_int8(np.array([1.0]), scale_from=np.array([254.0])).tolist() == [0]  # 0.5 -> 0 (even)
+    assert quantize_int8(np.array([3.0]), scale_from=np.array([254.0])).tolist() == [2]  # 1.5 -> 2
+
+
+def test_invalid_quantize_nan() -> None:
+    with pytest.raises(DatasetError):
+        quantize_int8(np.array([1.0, np.nan]))
+
+
+def test_make_dataset_uses_train_scale() -> None:
+    ds = make_dataset(np.array([[2.0], [-4.0]]), [0, 1], np.array([[8.0]]), [1])
+    assert ds.x_train.flatten().tolist() == [64, -127]
+    assert ds.x_test.flatten().tolist() == [127]
+    assert ds.num_classes == 2
+
+
+def test_npz_input(small: Dataset) -> None:
+    blob = _npz(
+        x_train=small.x_train.numpy(),
+        y_train=small.y_train.numpy().astype(np.int32),
+        x_test=small.x_test.numpy(),
+        y_test=small.y_test.numpy().astype(np.uint8),
+        num_classes=np.array(4),
+        name=np.array("blobs"),
+    )
+    ds = dataset_from_bytes(blob)
+    assert torch.equal(ds.x_train, small.x_train) and ds.y_train.dtype == torch.int64
+    assert ds.name == "blobs" and ds.num_classes == 4
+
+
+def test_invalid_hash_mismatch(small: Dataset) -> None:
+    blob = dataset_to_bytes(small)
+    with pytest.raises(DatasetError, match="hash mismatch"):
+        dataset_from_bytes(blob, expected_hash=b"\x00" * 32)
+    with pytest.raises(DatasetError, match="hash"):
+        dataset_from_bytes(blob, expected_hash="0x1234")
+
+
+def test_invalid_oversize(small: Dataset) -> None:
+    blob = dataset_to_bytes(small)
+    with pytest.raises(DatasetError, match="too large"):
+        dataset_from_bytes(blob, max_bytes=len(blob) - 1)
+
+
+def test_invalid_npz_zip_bomb() -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x_train=np.zeros((4000, 1000), np.int8), y_train=np.zeros(4000, np.int64),
+                        x_test=np.zeros((1, 1000), np.int8), y_test=np.zeros(1, np.int64))
+    blob = buf.getvalue()
+    assert len(blob) < 100_000
+    with pytest.raises(DatasetError, match="expands too large"):
+        dataset_from_bytes(blob, max_bytes=1_000_000)
+
+
+def test_invalid_npz_needs_pickle(small: Dataset) -> None:
+    objs = np.empty(2, dtype=object)
+    objs[0], objs[1] = {"a": 1}, [1, 2]
+    blob = _npz(x_train=small.x_train.numpy(), y_train=objs, x_test=small.x_test.numpy(), y_test=small.y_test.numpy())
+    with pytest.raises(DatasetError, match="pickle"):
+        dataset_from_bytes(blob)
+
+
+def test_invalid_raw_pickle() -> None:
+    import pickle
+
+    with pytest.raises(DatasetError):
+        dataset_from_bytes(pickle.dumps({"x_train": [1, 2, 3]}))
+
+
+def test_invalid_garbage() -> None:
+    for blob in (b"", b"\x01", b"\xff" * 64, b"PK\x03\x04garbage", (10).to_bytes(8, "little") + b"{not json!}"):
+        with pytest.raises(DatasetError):
+            dataset_from_bytes(blob)
+
+
+def test_invalid_dtype(small: Dataset) -> None:
+    t = _tensors(small)
+    with pytest.raises(DatasetError, match="x_train must be int8"):
+        dataset_from_bytes(_st({**t, "x_train": small.x_train.float()}))
+    with pytest.raises(DatasetError, match="y_train must be int64"):
+        dataset_from_bytes(_st({**t, "y_train": small.y_train.int()}))
+    with pytest.raises(DatasetError, match="int8"):
+        dataset_from_bytes(_npz(**{k: v.numpy() for k, v in {**t, "x_test": small.x_test.float()}.items()}))
+    with pytest.raises(DatasetError, match="integer"):
+        dataset_from_bytes(_npz(**{k: v.numpy() for k, v in {**t, "y_test": small.y_test.float()}.items()}))
+
+
+def test_invalid_shapes(small: Dataset) -> None:
+    t = _tensors(small)
+    with pytest.raises(DatasetError, match="input shapes differ"):
+        dataset_from_bytes(_st({**t, "x_test": torch.zeros(16, 11, dtype=torch.int8)}))
+    with pytest.raises(DatasetError, match="length differs"):
+        dataset_from_bytes(_st({**t, "y_train": small.y_train[:-1].clone()}))
+    with pytest.raises(DatasetError, match="ndim"):
+        dataset_from_bytes(_st({**t, "x_train": torch.zeros(64, dtype=torch.int8), "x_test": torch.zeros(16, dtype=torch.int8)}))
+
+
+def test_invalid_labels_out_of_range(small: Dataset) -> None:
+    t = _tensors(small)
+    y = small.y_train.clone()
+    y[3] = 4
+    with pytest.raises(DatasetError, match="out of range"):
+        dataset_from_bytes(_st({**t, "y_train": y}))
+    y[3] = -1
+    with pytest.raises(DatasetError, match="out of range"):
+        dataset_from_bytes(_st({**t, "y_train": y}))
+
+
+def test_invalid_tensor_names_and_metadata(small: Dataset) -> None:
+    t = _tensors(small)
+    with pytest.raises(DatasetError, match="tensor names"):
+        dataset_from_bytes(_st({**t, "extra": torch.zeros(1)}))
+    with pytest.raises(DatasetError, match="metadata"):
+        dataset_from_bytes(_st(t, meta={"name": "x", "num_classes": "4"}))
+    with pytest.raises(DatasetError, match="num_classes"):
+        dataset_from_bytes(_st(t, meta={METADATA_KEY: '{"format":1,"name":"t","num_classes":1}'}))
+    with pytest.raises(DatasetError, match="format"):
+        dataset_from_bytes(_st(t, meta={METADATA_KEY: '{"format":2,"name":"t","num_classes":4}'}))
+
+
+def test_invalid_npz_names(small: Dataset) -> None:
+    with pytest.raises(DatasetError, match="names"):
+        dataset_from_bytes(_npz(x_train=small.x_train.numpy(), y_train=small.y_train.numpy()))
+
+
+def test_zip_that_is_not_npz() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("evil.txt", "hello")
+    with pytest.raises(DatasetError):
+        dataset_from_bytes(buf.getvalue())
+
+
+DIGITS_TEST_HEAD = [4, 14, 21, 32, 37]
