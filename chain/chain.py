@@ -1,0 +1,839 @@
+"""The node's chain: open a datadir, import blocks in validation stages, build blocks.
+
+``Chain.import_block`` reads like a checklist, cheapest checks first, so that a bad
+block costs as little as possible before it is refused:
+
+1. decode: size limits, RLP; then the header alone (field bounds, extra data, gas used
+   <= gas limit, timestamp not in the future, pinned post-merge fields) and the seal
+   engine's header-only check;
+2. header against parent: parent known (else :class:`UnknownParent`, an orphan, not an
+   invalid block), number, timestamp, gas limit bounds, EIP-1559 base fee,
+   difficulty (``consensus/difficulty.py``), then the seal engine's extension check;
+3. body against header: no withdrawals, transaction root, each transaction's size,
+   type (0, 1, 2 only), signature and chain id;
+4. execution on the parent state: every transaction must apply (nonce, balance, gas),
+   then gas used, bloom, receipt root, state root and requests hash must equal the
+   computed ones; last, the seal engine's work check with the block's payload.
+
+Everything one import writes (state trie nodes, header, body, receipts, score,
+canonical pointers, transaction lookups, the work payload) goes into ONE batch view
+of the database that is committed once, at the end, as one LevelDB write batch. A
+refused block, or a crash at any instant, leaves the database as it was.
+
+Fork choice is py-evm's: the head moves only to a block of strictly greater score
+(cumulative difficulty), so ties go to the block seen first. On a reorg, the
+transactions of abandoned blocks that the new branch lacks go back to the tx pool.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+import rlp
+from eth.abc import (
+    AtomicDatabaseAPI,
+    BlockAPI,
+    BlockHeaderAPI,
+    DatabaseAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+)
+from eth.consensus.context import ConsensusContext
+from eth.constants import (
+    BLANK_ROOT_HASH,
+    EMPTY_UNCLE_HASH,
+    ZERO_HASH32,
+)
+from eth._utils.headers import compute_gas_limit_bounds
+from eth.db.chain import ChainDB
+from eth.db.trie import make_trie_root_and_nodes
+from eth.exceptions import CanonicalHeadNotFound, HeaderNotFound, TransactionNotFound
+from eth.validation import validate_word
+from eth.vm.chain_context import ChainContext
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
+from eth_typing import Address, BlockNumber, Hash32
+from eth_utils import ValidationError as EthValidationError
+from eth_utils import encode_hex
+
+from chain import schema
+from chain.db import batch_view
+from chain.errors import (
+    ChainError,
+    InvalidBaseFee,
+    InvalidBlockNumber,
+    InvalidBlockTransaction,
+    InvalidBloom,
+    InvalidBody,
+    InvalidDifficulty,
+    InvalidExecution,
+    InvalidGasLimit,
+    InvalidGasUsed,
+    InvalidHeader,
+    InvalidReceiptRoot,
+    InvalidSeal,
+    InvalidStateRoot,
+    InvalidTimestamp,
+    InvalidTransactionRoot,
+    InvalidWork,
+    MalformedBlock,
+    OversizedBlock,
+    UnknownParent,
+    WrongChain,
+)
+from chain.header import SEAL_FIELDS, PouwBlock, PouwBlockHeader, template_hash
+from chain.transactions import (
+    InvalidTransaction,
+    OversizedTransaction,
+    validate_chain_id,
+    validate_transaction,
+)
+from chain.sealing import SealEngine, WorkContext, seal_engine_for
+from chain.vm import PouwVM, build_vm_class
+from consensus.difficulty import next_difficulty
+from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
+
+MAX_FUTURE_SECONDS = 15
+"""A block whose timestamp is further ahead of our clock is refused (it may be
+offered again later). Bounds how far a miner can push difficulty down by lying."""
+
+UINT64_LIMIT = 2**64
+UINT256_LIMIT = 2**256
+
+
+# --- Data types ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did. Hashes are block hashes, oldest first."""
+
+    imported: BlockAPI
+    new_canonical: tuple[Hash32, ...]
+    """Blocks that became canonical (the imported one and, on a reorg, its branch)."""
+    old_canonical: tuple[Hash32, ...]
+    """Blocks that stopped being canonical (non-empty only on a reorg)."""
+    reorg: bool
+    already_known: bool = False
+
+
+@dataclass(frozen=True)
+class Seal:
+    """The outcome of the work, to be written into a template's header."""
+
+    job_id: Hash32 = ZERO_HASH32
+    start_checkpoint: Hash32 = ZERO_HASH32
+    step_count: int = 0
+    final_state: Hash32 = ZERO_HASH32
+    work_accumulator: Hash32 = ZERO_HASH32
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SEAL_FIELDS}
+
+
+@dataclass(frozen=True)
+class BlockTemplate:
+    """A block before its work: header without seal (and without post-execution
+    fields), and the ordered transactions it commits to."""
+
+    header: BlockHeaderAPI
+    transactions: tuple[SignedTransactionAPI, ...]
+
+    @property
+    def template_hash(self) -> Hash32:
+        return template_hash(self.header)
+
+
+SealFunction = Callable[[BlockTemplate], "tuple[Seal, Optional[bytes]]"]
+
+
+@dataclass(frozen=True)
+class TransactionLocation:
+    transaction: SignedTransactionAPI
+    block_hash: Hash32
+    index: int
+
+
+class HeadStateView:
+    """A snapshot of the head for the tx pool (``chain.txpool.StateView``): account
+    nonces and balances, and the base fee and gas limit of the *next* block."""
+
+    def __init__(self, head: BlockHeaderAPI, state: StateAPI) -> None:
+        self.head = head
+        self.state = state
+
+    def get_nonce(self, address: Address) -> int:
+        return self.state.get_nonce(address)
+
+    def get_balance(self, address: Address) -> int:
+        return self.state.get_balance(address)
+
+    def base_fee(self) -> int:
+        return calculate_expected_base_fee_per_gas(self.head)
+
+    def block_gas_limit(self) -> int:
+        return self.head.gas_limit
+
+
+# --- Storage adapter -------------------------------------------------------------------
+
+
+@functools.lru_cache(256)
+def decode_header(header_rlp: bytes) -> PouwBlockHeader:
+    return rlp.decode(header_rlp, sedes=PouwBlockHeader)
+
+
+class PouwChainDB(ChainDB):
+    """py-evm's ChainDB, decoding headers as :class:`PouwBlockHeader` (py-evm's own
+    decoder only knows Ethereum's header layouts)."""
+
+    @staticmethod
+    def _get_block_header_by_hash(db: DatabaseAPI, block_hash: Hash32) -> BlockHeaderAPI:
+        validate_word(block_hash, title="Block Hash")
+        try:
+            header_rlp = db[block_hash]
+        except KeyError:
+            raise HeaderNotFound(f"No header with hash {encode_hex(block_hash)} found") from None
+        return decode_header(header_rlp)
+
+    @classmethod
+    def _persist_block(
+        cls, db: DatabaseAPI, block: BlockAPI, genesis_parent_hash: Hash32
+    ) -> tuple[tuple[Hash32, ...], tuple[Hash32, ...]]:
+        """py-evm's persist, plus what it leaves out on a reorg: the transaction
+        lookups of abandoned blocks are removed, and the abandoned blocks reported
+        include those above the new head's number (py-evm reports only the heights the
+        new branch covers, and never deletes their transaction lookups)."""
+        try:
+            old_head: Optional[BlockHeaderAPI] = cls._get_canonical_head(db)
+        except CanonicalHeadNotFound:
+            old_head = None
+        new_hashes, _ = super()._persist_block(db, block, genesis_parent_hash)
+        if not new_hashes or old_head is None or block.header.parent_hash == old_head.hash:
+            return new_hashes, ()
+        abandoned = cls._abandoned_branch(db, old_head)
+        for header in abandoned:
+            for tx_hash in cls._get_block_transaction_hashes(db, header):
+                cls._remove_transaction_from_canonical_chain(db, tx_hash)
+        for block_hash in new_hashes:  # re-add: a transaction may be on both branches
+            header = cls._get_block_header_by_hash(db, block_hash)
+            for index, tx_hash in enumerate(cls._get_block_transaction_hashes(db, header)):
+                cls._add_transaction_to_canonical_chain(db, tx_hash, header, index)
+        return new_hashes, tuple(header.hash for header in abandoned)
+
+    @classmethod
+    def _abandoned_branch(cls, db: DatabaseAPI, old_head: BlockHeaderAPI) -> list[BlockHeaderAPI]:
+        """Headers from ``old_head`` down to (excluding) the first canonical one, oldest first."""
+        abandoned = []
+        header = old_head
+        while True:
+            try:
+                if cls._get_canonical_block_hash(db, header.block_number) == header.hash:
+                    break
+            except HeaderNotFound:
+                pass
+            abandoned.append(header)
+            header = cls._get_block_header_by_hash(db, header.parent_hash)
+        return abandoned[::-1]
+
+
+# --- The chain -------------------------------------------------------------------------
+
+
+class Chain:
+    """A chain over one database. Create with :meth:`Chain.open`."""
+
+    def __init__(
+        self,
+        db: AtomicDatabaseAPI,
+        genesis: GenesisConfig,
+        engine_class: type[SealEngine],
+        txpool: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.genesis = genesis
+        self.engine_class = engine_class
+        self.vm_class: type[PouwVM] = build_vm_class(engine_class, genesis.difficulty_params)
+        self.engine = engine_class(ConsensusContext(db))
+        self.chain_context = ChainContext(genesis.chain_id)
+        self.chaindb = PouwChainDB(db)
+        self.txpool = txpool
+        self.clock = clock
+        self._import_lock = threading.RLock()
+
+    # --- opening --------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        db: AtomicDatabaseAPI,
+        genesis_config: GenesisConfig,
+        *,
+        seal_engine: Optional[type[SealEngine]] = None,
+        txpool: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> "Chain":
+        """Open the chain stored in ``db``, writing the genesis block if ``db`` is empty.
+
+        ``seal_engine`` overrides the genesis file's engine (tests pass NoProofEngine);
+        it is configured with the genesis. Refuses a database whose genesis differs.
+        """
+        engine = (
+            seal_engine.configure(genesis=genesis_config)
+            if seal_engine is not None
+            else seal_engine_for(genesis_config)
+        )
+        chain = cls(db, genesis_config, engine, txpool=txpool, clock=clock)
+        chain._init_or_check_genesis()
+        return chain
+
+    def _init_or_check_genesis(self) -> None:
+        meta = schema.read_metadata(self.db)
+        if meta is None and schema.canonical_head_hash() in self.db:
+            raise WrongChain("datadir holds blocks but no chain metadata: not a pouw-node datadir")
+        view = batch_view(self.db)
+        try:
+            genesis_block = self._write_genesis(view)
+            if meta is None:
+                schema.write_metadata(view, self.genesis.chain_id, genesis_block.hash)
+                view.commit()
+                return
+        finally:
+            if not view.closed:
+                view.discard()
+        if meta.genesis_hash != genesis_block.hash:
+            raise WrongChain(
+                f"datadir belongs to another chain (genesis {encode_hex(meta.genesis_hash)} "
+                f"!= {encode_hex(genesis_block.hash)})"
+            )
+        if meta.chain_id != self.genesis.chain_id:
+            raise WrongChain(
+                f"datadir belongs to another chain (chain id {meta.chain_id} != {self.genesis.chain_id})"
+            )
+        if meta.schema_version != schema.SCHEMA_VERSION:
+            raise WrongChain(
+                f"datadir schema version {meta.schema_version} != {schema.SCHEMA_VERSION}"
+            )
+
+    def _write_genesis(self, db: AtomicDatabaseAPI) -> BlockAPI:
+        """Write the genesis state and block into ``db``; return the block."""
+        state = self.vm_class.build_state(db, self.genesis_header_template(), self.chain_context)
+        for address, account in self.genesis.alloc.items():
+            state.set_balance(address, account.balance)
+            state.set_nonce(address, account.nonce)
+            state.set_code(address, account.code)
+            for slot, value in account.storage.items():
+                state.set_storage(address, slot, value)
+        state.persist()
+        header = self.genesis_header_template().copy(state_root=state.state_root)
+        block = PouwBlock(header, transactions=[], uncles=[], withdrawals=[])
+        PouwChainDB(db).persist_block(block)
+        return block
+
+    def genesis_header_template(self) -> PouwBlockHeader:
+        g = self.genesis
+        return PouwBlockHeader(
+            difficulty=g.initial_difficulty,
+            block_number=BlockNumber(0),
+            gas_limit=g.gas_limit,
+            timestamp=g.timestamp,
+            extra_data=g.extra_data,
+            base_fee_per_gas=g.base_fee_per_gas,
+            state_root=BLANK_ROOT_HASH,
+            # The genesis block has no work: its accumulator commits to the chain's
+            # parameters instead, so any change of them changes the genesis hash.
+            work_accumulator=Hash32(g.parameters_hash),
+        )
+
+    # --- import -------------------------------------------------------------------------
+
+    def import_block(
+        self, block_or_rlp: Union[BlockAPI, bytes], payload: Optional[bytes] = None
+    ) -> ImportResult:
+        """Validate ``block_or_rlp`` in stages and, if valid, store it atomically.
+
+        Raises a subclass of :class:`chain.errors.InvalidBlock` (nothing written),
+        :class:`UnknownParent` for an orphan, or a transient error from the engine.
+        """
+        with self._import_lock:
+            block = decode_block(block_or_rlp, self.genesis)                     # stage 1
+            if self.chaindb.header_exists(block.hash):
+                return ImportResult(block, (), (), reorg=False, already_known=True)
+            validate_header_alone(block.header, self.genesis, self.clock())
+            validate_payload_size(payload, self.engine)
+            self._seal_check(self.engine.validate_seal, block.header)
+            parent = self._get_parent(block.header)                              # stage 2
+            validate_header_against_parent(block.header, parent, self.genesis)
+            self._seal_check(self.engine.validate_seal_extension, block.header, (parent,))
+            validate_body(block, self.genesis)                                   # stage 3
+            with batch_view(self.db) as view:                                    # stage 4
+                chaindb = PouwChainDB(view)
+                computed = self._execute(chaindb, parent, block)
+                validate_execution(block.header, computed.header)
+                self._verify_work(chaindb, parent, block, payload)
+                new_canonical, old_canonical = chaindb.persist_block(block)
+                if payload is not None:
+                    view[schema.work_payload(block.hash)] = payload
+            # committed: one write batch
+            result = ImportResult(
+                block, tuple(new_canonical), tuple(old_canonical), reorg=bool(old_canonical)
+            )
+            self._update_txpool(result)
+            return result
+
+    def _get_parent(self, header: BlockHeaderAPI) -> BlockHeaderAPI:
+        try:
+            return self.chaindb.get_block_header_by_hash(header.parent_hash)
+        except HeaderNotFound:
+            raise UnknownParent(
+                f"parent {encode_hex(header.parent_hash)} of block #{header.block_number} is unknown",
+                parent_hash=header.parent_hash,
+            ) from None
+
+    @staticmethod
+    def _seal_check(check: Callable[..., None], *args: Any) -> None:
+        """Engines may raise py-evm's ValidationError; report it as InvalidSeal."""
+        try:
+            check(*args)
+        except InvalidSeal:
+            raise
+        except EthValidationError as exc:
+            raise InvalidSeal(f"seal: {exc}") from exc
+
+    def _vm(self, chaindb: PouwChainDB, parent: BlockHeaderAPI, header: BlockHeaderAPI) -> PouwVM:
+        base = self.vm_class.create_header_from_parent(
+            parent, timestamp=header.timestamp, coinbase=header.coinbase
+        )
+        return self.vm_class(
+            header=base,
+            chaindb=chaindb,
+            chain_context=self.chain_context,
+            consensus_context=ConsensusContext(chaindb.db),
+        )
+
+    def _execute(self, chaindb: PouwChainDB, parent: BlockHeaderAPI, block: BlockAPI) -> BlockAPI:
+        computed, _ = self._vm(chaindb, parent, block.header).execute_block(block)
+        return computed
+
+    def _verify_work(
+        self, chaindb: PouwChainDB, parent: BlockHeaderAPI, block: BlockAPI, payload: Optional[bytes]
+    ) -> None:
+        if payload is None and self.engine.payload_required(block.header):
+            raise InvalidWork("block comes without its work payload", expected="payload", got=None)
+        context = WorkContext(
+            parent_header=parent,
+            parent_state=self._state(chaindb.db, parent),
+            post_state=self._state(chaindb.db, block.header),
+        )
+        self.engine.verify_work(block.header, payload, context)
+
+    def _update_txpool(self, result: ImportResult) -> None:
+        """Tell the pool about the new head; after a reorg, hand back the transactions
+        of abandoned blocks that the new branch does not contain (the pool re-checks
+        them against the new head and skips those no longer valid)."""
+        if self.txpool is None or not result.new_canonical:
+            return
+        self.txpool.on_new_head(self.state_view())
+        if result.reorg:
+            kept = {
+                tx.hash
+                for block_hash in result.new_canonical
+                for tx in self.get_block_by_hash(block_hash).transactions
+            }
+            dropped = [
+                tx
+                for block_hash in result.old_canonical
+                for tx in self.get_block_by_hash(block_hash).transactions
+                if tx.hash not in kept
+            ]
+            if dropped:
+                self.txpool.readd(dropped)
+
+    # --- building -----------------------------------------------------------------------
+
+    def build_template(
+        self,
+        coinbase: Address,
+        *,
+        timestamp: Optional[int] = None,
+        transactions: Optional[Sequence[SignedTransactionAPI]] = None,
+        extra_data: bytes = b"",
+        parent_hash: Optional[Hash32] = None,
+    ) -> BlockTemplate:
+        """Phase one of mining: fix the header's template fields and the transactions.
+
+        ``transactions`` given: all are included in order, and one that does not apply
+        raises :class:`InvalidBlockTransaction`. Omitted: the pool's ``pending()`` are
+        tried in order and those that do not apply are skipped. ``timestamp`` defaults
+        to the clock (at least parent + 1). ``parent_hash`` defaults to the head.
+        """
+        parent = self.head() if parent_hash is None else self.chaindb.get_block_header_by_hash(parent_hash)
+        if timestamp is None:
+            timestamp = max(int(self.clock()), parent.timestamp + 1)
+        strict = transactions is not None
+        if transactions is None:
+            transactions = list(self.txpool.pending()) if self.txpool is not None else []
+        transactions = [normalize_transaction(tx) for tx in transactions]
+        header = self.vm_class.create_header_from_parent(
+            parent, coinbase=coinbase, timestamp=timestamp, extra_data=extra_data
+        )
+        view = batch_view(self.db)
+        try:
+            vm = self._vm(PouwChainDB(view), parent, header)
+            included = select_transactions(vm, header, transactions, strict, self.genesis)
+        finally:
+            view.discard()
+        tx_root, _ = make_trie_root_and_nodes(included)
+        return BlockTemplate(header.copy(transaction_root=tx_root), tuple(included))
+
+    def seal_block(self, template: BlockTemplate, seal: Seal) -> BlockAPI:
+        """Phase two: write the seal into the template and execute, giving the final
+        block (state root, receipts, gas used, bloom computed). Nothing is stored."""
+        header = template.header.copy(**seal.fields())
+        block = PouwBlock(header, transactions=list(template.transactions), uncles=[], withdrawals=[])
+        parent = self.chaindb.get_block_header_by_hash(header.parent_hash)
+        view = batch_view(self.db)
+        try:
+            computed = self._execute(PouwChainDB(view), parent, block)
+        finally:
+            view.discard()
+        return computed
+
+    def build_block(
+        self,
+        coinbase: Address,
+        timestamp: Optional[int] = None,
+        transactions: Optional[Sequence[SignedTransactionAPI]] = None,
+        extra_data: bytes = b"",
+        seal: Union[Seal, SealFunction, None] = None,
+        *,
+        parent_hash: Optional[Hash32] = None,
+    ) -> tuple[BlockAPI, Optional[bytes]]:
+        """Template, seal, execute: a valid block on the head (or ``parent_hash``).
+
+        ``seal`` is a :class:`Seal`, or a function called with the template that does
+        the work and returns ``(seal, payload)``; None gives the empty seal (valid for
+        the no-proof engine). The block is not imported: pass it to ``import_block``.
+        """
+        template = self.build_template(
+            coinbase, timestamp=timestamp, transactions=transactions,
+            extra_data=extra_data, parent_hash=parent_hash,
+        )
+        payload: Optional[bytes] = None
+        if seal is None:
+            seal = Seal()
+        elif callable(seal):
+            seal, payload = seal(template)
+        return self.seal_block(template, seal), payload
+
+    # --- reading ------------------------------------------------------------------------
+
+    def head(self) -> BlockHeaderAPI:
+        """Header of the canonical head."""
+        return self.chaindb.get_canonical_head()
+
+    def head_block(self) -> BlockAPI:
+        return self.get_block_by_hash(self.head().hash)
+
+    @property
+    def genesis_hash(self) -> Hash32:
+        return self.chaindb.get_canonical_block_hash(BlockNumber(0))
+
+    def get_canonical_hash(self, number: int) -> Hash32:
+        """Raises eth.exceptions.HeaderNotFound above the head."""
+        return self.chaindb.get_canonical_block_hash(BlockNumber(number))
+
+    def get_header_by_hash(self, block_hash: Hash32) -> BlockHeaderAPI:
+        return self.chaindb.get_block_header_by_hash(block_hash)
+
+    def get_block_by_hash(self, block_hash: Hash32) -> BlockAPI:
+        """Raises eth.exceptions.HeaderNotFound if unknown."""
+        header = self.chaindb.get_block_header_by_hash(block_hash)
+        return PouwBlock.from_header(header, self.chaindb)
+
+    def get_block_by_number(self, number: int) -> BlockAPI:
+        return self.get_block_by_hash(self.get_canonical_hash(number))
+
+    def get_receipts(self, block: Union[BlockAPI, BlockHeaderAPI]) -> tuple[ReceiptAPI, ...]:
+        header = block.header if isinstance(block, BlockAPI) else block
+        return self.chaindb.get_receipts(header, PouwBlock.get_receipt_builder())
+
+    def get_transaction_by_hash(self, tx_hash: Hash32) -> Optional[TransactionLocation]:
+        """A canonical transaction and where it is, or None."""
+        try:
+            number, index = self.chaindb.get_transaction_index(tx_hash)
+        except TransactionNotFound:
+            return None
+        block = self.get_block_by_number(number)
+        if index >= len(block.transactions) or block.transactions[index].hash != tx_hash:
+            return None  # a stale lookup must never return another transaction
+        return TransactionLocation(block.transactions[index], block.hash, index)
+
+    def score(self, block_hash: Hash32) -> int:
+        """Cumulative difficulty of the chain ending at ``block_hash`` (fork choice)."""
+        return self.chaindb.get_score(block_hash)
+
+    def get_payload(self, block_hash: Hash32) -> Optional[bytes]:
+        try:
+            return self.db[schema.work_payload(block_hash)]
+        except KeyError:
+            return None
+
+    def state_at(self, header: Optional[BlockHeaderAPI] = None) -> StateAPI:
+        """State after ``header`` (default: the head). Treat as read-only."""
+        return self._state(self.db, header if header is not None else self.head())
+
+    def state_view(self) -> "HeadStateView":
+        """The head state as the tx pool reads it (nonces, balances, next base fee)."""
+        return HeadStateView(self.head(), self.state_at())
+
+    def _state(self, db: AtomicDatabaseAPI, header: BlockHeaderAPI) -> StateAPI:
+        return self.vm_class.build_state(db, header, self.chain_context)
+
+    def _header_for(self, block: Union[None, int, bytes, BlockHeaderAPI]) -> BlockHeaderAPI:
+        if block is None:
+            return self.head()
+        if isinstance(block, int):
+            return self.chaindb.get_canonical_block_header_by_number(BlockNumber(block))
+        if isinstance(block, bytes):
+            return self.chaindb.get_block_header_by_hash(Hash32(block))
+        return block
+
+    def get_balance(self, address: Address, block: Union[None, int, bytes, BlockHeaderAPI] = None) -> int:
+        return self.state_at(self._header_for(block)).get_balance(address)
+
+    def get_nonce(self, address: Address, block: Union[None, int, bytes, BlockHeaderAPI] = None) -> int:
+        return self.state_at(self._header_for(block)).get_nonce(address)
+
+    def get_code(self, address: Address, block: Union[None, int, bytes, BlockHeaderAPI] = None) -> bytes:
+        return self.state_at(self._header_for(block)).get_code(address)
+
+    def get_storage(
+        self, address: Address, slot: int, block: Union[None, int, bytes, BlockHeaderAPI] = None
+    ) -> int:
+        return self.state_at(self._header_for(block)).get_storage(address, slot)
+
+    def call(
+        self,
+        to: Address,
+        data: bytes = b"",
+        *,
+        sender: Address = Address(b"\x00" * 20),
+        value: int = 0,
+        gas: Optional[int] = None,
+        block: Union[None, int, bytes, BlockHeaderAPI] = None,
+    ) -> Any:
+        """Run a message call on the state after ``block`` (default: head) and throw the
+        changes away (for eth_call and tests). Returns py-evm's computation: ``output``,
+        ``is_error``, ``get_gas_used()``, ``get_log_entries()``."""
+        header = self._header_for(block)
+        view = batch_view(self.db)
+        try:
+            child = self.vm_class.create_header_from_parent(
+                header, timestamp=header.timestamp + 1, coinbase=header.coinbase
+            )
+            vm = self._vm(PouwChainDB(view), header, child)
+            return vm.execute_bytecode(
+                origin=sender, gas_price=0, gas=gas if gas is not None else header.gas_limit,
+                to=to, sender=sender, value=value, data=data,
+                code=vm.state.get_code(to), code_address=to,
+            )
+        finally:
+            view.discard()
+
+    def export_blocks(self, start: int = 0, end: Optional[int] = None) -> Iterator[bytes]:
+        """RLP of canonical blocks ``start..end`` inclusive (default: to the head)."""
+        last = self.head().block_number if end is None else end
+        for number in range(start, last + 1):
+            yield rlp.encode(self.get_block_by_number(number))
+
+
+# --- Stage 1: decoding and the header alone ------------------------------------------------
+
+
+def decode_block(block_or_rlp: Union[BlockAPI, bytes], genesis: GenesisConfig) -> BlockAPI:
+    """Bytes (or a block object) to a :class:`PouwBlock`, refusing oversized input."""
+    if isinstance(block_or_rlp, (bytes, bytearray, memoryview)):
+        data = bytes(block_or_rlp)
+    elif isinstance(block_or_rlp, BlockAPI):
+        data = rlp.encode(block_or_rlp)
+    else:
+        raise MalformedBlock(f"expected a block or its RLP bytes, got {type(block_or_rlp).__name__}")
+    if len(data) > genesis.max_block_bytes:
+        raise OversizedBlock("encoded block too large", expected=f"<= {genesis.max_block_bytes}", got=len(data))
+    try:
+        return rlp.decode(data, sedes=PouwBlock)
+    except (rlp.DecodingError, rlp.DeserializationError, TypeError, ValueError) as exc:
+        raise MalformedBlock(f"block does not decode: {exc}") from None
+
+
+def validate_header_alone(header: BlockHeaderAPI, genesis: GenesisConfig, now: float) -> None:
+    """Rules a header must meet whatever its parent."""
+    for name in ("block_number", "gas_limit", "gas_used", "timestamp", "step_count"):
+        if getattr(header, name) >= UINT64_LIMIT:
+            raise InvalidHeader(f"{name} out of range", expected="< 2**64", got=getattr(header, name))
+    for name in ("difficulty", "base_fee_per_gas"):
+        if getattr(header, name) >= UINT256_LIMIT:
+            raise InvalidHeader(f"{name} out of range", expected="< 2**256", got=getattr(header, name))
+    if header.block_number == 0:
+        raise InvalidBlockNumber("a genesis block cannot be imported", expected=">= 1", got=0)
+    if len(header.extra_data) > MAX_EXTRA_DATA_BYTES:
+        raise InvalidHeader(
+            "extra data too long", expected=f"<= {MAX_EXTRA_DATA_BYTES} bytes", got=len(header.extra_data)
+        )
+    if header.gas_used > header.gas_limit:
+        raise InvalidGasUsed("gas used above gas limit", expected=f"<= {header.gas_limit}", got=header.gas_used)
+    if header.timestamp > now + MAX_FUTURE_SECONDS:
+        raise InvalidTimestamp(
+            "timestamp too far in the future", expected=f"<= {int(now) + MAX_FUTURE_SECONDS}", got=header.timestamp
+        )
+    pinned = {
+        "uncles_hash": EMPTY_UNCLE_HASH,
+        "withdrawals_root": BLANK_ROOT_HASH,
+        "blob_gas_used": 0,
+        "excess_blob_gas": 0,
+        "parent_beacon_block_root": ZERO_HASH32,
+    }
+    for name, value in pinned.items():
+        if getattr(header, name) != value:
+            raise InvalidHeader(f"{name} must be fixed on this chain", expected=value, got=getattr(header, name))
+
+
+def validate_payload_size(payload: Optional[bytes], engine: SealEngine) -> None:
+    if payload is not None and len(payload) > engine.max_payload_bytes():
+        raise OversizedBlock(
+            "work payload too large", expected=f"<= {engine.max_payload_bytes()}", got=len(payload)
+        )
+
+
+# --- Stage 2: header against parent ---------------------------------------------------------
+
+
+def validate_header_against_parent(
+    header: BlockHeaderAPI, parent: BlockHeaderAPI, genesis: GenesisConfig
+) -> None:
+    if header.block_number != parent.block_number + 1:
+        raise InvalidBlockNumber("number must be parent's + 1", expected=parent.block_number + 1, got=header.block_number)
+    if header.timestamp <= parent.timestamp:
+        raise InvalidTimestamp("timestamp must be after parent's", expected=f"> {parent.timestamp}", got=header.timestamp)
+    low, high = compute_gas_limit_bounds(parent.gas_limit)
+    if not low <= header.gas_limit <= high:
+        raise InvalidGasLimit("gas limit moved too far from parent's", expected=f"[{low}, {high}]", got=header.gas_limit)
+    expected_base_fee = calculate_expected_base_fee_per_gas(parent)
+    if header.base_fee_per_gas != expected_base_fee:
+        raise InvalidBaseFee("base fee differs from EIP-1559", expected=expected_base_fee, got=header.base_fee_per_gas)
+    expected_difficulty = next_difficulty(
+        parent.difficulty, parent.timestamp, header.timestamp, genesis.difficulty_params
+    )
+    if header.difficulty != expected_difficulty:
+        raise InvalidDifficulty("difficulty differs from the retarget rule", expected=expected_difficulty, got=header.difficulty)
+
+
+# --- Stage 3: body against header ------------------------------------------------------------
+
+
+def validate_body(block: BlockAPI, genesis: GenesisConfig) -> None:
+    if block.uncles:
+        raise InvalidBody("uncles are not allowed", expected=0, got=len(block.uncles))
+    if block.withdrawals:
+        raise InvalidBody("withdrawals are not allowed", expected=0, got=len(block.withdrawals))
+    tx_root, _ = make_trie_root_and_nodes(block.transactions)
+    if tx_root != block.header.transaction_root:
+        raise InvalidTransactionRoot("transaction root differs from body", expected=tx_root, got=block.header.transaction_root)
+    for index, tx in enumerate(block.transactions):
+        validate_block_transaction(index, tx, genesis)
+
+
+def validate_block_transaction(index: int, tx: SignedTransactionAPI, genesis: GenesisConfig) -> None:
+    """Stateless checks of one transaction, shared with the RPC and the pool
+    (``chain/transactions.py``): size, type (0, 1, 2), field ranges, signature, chain
+    id. Unprotected (pre-EIP-155) legacy transactions are refused by consensus too:
+    they would replay from any other chain. State checks happen during execution."""
+    try:
+        validate_transaction(tx, max_size=genesis.max_transaction_bytes)
+        validate_chain_id(tx, genesis.chain_id, allow_unprotected=False)
+    except OversizedTransaction as exc:
+        raise OversizedBlock(f"transaction {index}: {exc}", expected=exc.expected, got=exc.got) from None
+    except InvalidTransaction as exc:
+        raise InvalidBlockTransaction(str(exc), index=index) from None
+
+
+# --- Stage 4: execution ------------------------------------------------------------------
+
+
+def validate_execution(header: BlockHeaderAPI, computed: BlockHeaderAPI) -> None:
+    """Every post-execution commitment of the header must equal the computed one."""
+    checks: Iterable[tuple[str, type[InvalidExecution] | type[InvalidGasUsed]]] = (
+        ("gas_used", InvalidGasUsed),
+        ("bloom", InvalidBloom),
+        ("receipt_root", InvalidReceiptRoot),
+        ("state_root", InvalidStateRoot),
+        ("requests_hash", InvalidExecution),
+    )
+    for name, error in checks:
+        if getattr(header, name) != getattr(computed, name):
+            raise error(f"{name} differs from execution", expected=getattr(computed, name), got=getattr(header, name))
+
+
+def normalize_transaction(tx: Union[SignedTransactionAPI, bytes]) -> SignedTransactionAPI:
+    """The transaction as our block's transaction builder decodes it (py-evm's signing
+    helpers return classes of older forks, which the Prague block sedes cannot encode)."""
+    builder = PouwBlock.get_transaction_builder()
+    raw = tx if isinstance(tx, (bytes, bytearray)) else tx.encode()
+    return builder.decode(bytes(raw))
+
+
+def select_transactions(
+    vm: PouwVM,
+    header: BlockHeaderAPI,
+    candidates: Sequence[SignedTransactionAPI],
+    strict: bool,
+    genesis: GenesisConfig,
+) -> list[SignedTransactionAPI]:
+    """Apply candidates in order on the parent state; keep those that apply.
+
+    ``strict``: a candidate that fails raises :class:`InvalidBlockTransaction` instead
+    of being skipped (the caller chose the transactions).
+    """
+    included: list[SignedTransactionAPI] = []
+    gas_header = header.copy(gas_used=0)
+    for index, tx in enumerate(candidates):
+        try:
+            validate_block_transaction(index, tx, genesis)
+            snapshot = vm.state.snapshot()
+            try:
+                receipt, _ = vm.apply_transaction(gas_header, tx)
+            except Exception:
+                vm.state.revert(snapshot)
+                raise
+        except (InvalidBlockTransaction, OversizedBlock):
+            if strict:
+                raise
+            continue
+        except EthValidationError as exc:
+            if strict:
+                raise InvalidBlockTransaction(str(exc), index=index) from None
+            continue
+        gas_header = vm.add_receipt_to_header(gas_header, receipt)
+        included.append(tx)
+    return included
+
+
+__all__ = [
+    "BlockTemplate",
+    "Chain",
+    "ChainError",
+    "ImportResult",
+    "PouwChainDB",
+    "Seal",
+    "TransactionLocation",
+    "decode_block",
+    "validate_body",
+    "validate_execution",
+    "validate_header_against_parent",
+    "validate_header_alone",
+]

@@ -1,0 +1,153 @@
+"""The consensus plug: what a seal engine must provide, and the no-proof engine for tests.
+
+A seal engine is a py-evm :class:`~eth.abc.ConsensusAPI` (swapped into our VM with
+``VM.configure(consensus_class=...)``) with three checks of rising cost, called by
+``Chain.import_block`` at these points:
+
+1. :meth:`SealEngine.validate_seal` -- header alone, cheap (stage 1);
+2. :meth:`SealEngine.validate_seal_extension` -- header against its parent (stage 2);
+3. :meth:`SealEngine.verify_work` -- the expensive check with the block's *work
+   payload* (the states needed to recompute challenged steps). Called LAST, after the
+   block was executed and all its roots matched, so the costly recomputation is only
+   spent on blocks that are otherwise valid. The payload is stored by import under
+   ``schema.work_payload(block_hash)`` in the same write batch as the block.
+
+and hooks used while executing a block:
+
+* :meth:`SealEngine.apply_block_rewards` -- state changes at finalisation (block
+  reward from the genesis schedule by default; the pouw engine adds the job's payment
+  and its checkpoint update);
+* :meth:`SealEngine.extra_precompiles` -- precompiled contracts added to the VM (the
+  job registry);
+* :meth:`SealEngine.max_payload_bytes` -- bound on the payload, checked before anything
+  is decoded.
+
+Engines get the genesis config as the class attribute ``genesis`` (set with
+``Engine.configure(genesis=config)``, py-evm's Configurable pattern).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+from eth._utils.datatypes import Configurable
+from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ConsensusAPI, StateAPI
+from eth_typing import Address
+
+from chain.errors import SealEngineUnavailable
+
+if TYPE_CHECKING:
+    from genesis.format import GenesisConfig
+
+
+@dataclass(frozen=True)
+class WorkContext:
+    """What :meth:`SealEngine.verify_work` may read besides the header and payload."""
+
+    parent_header: BlockHeaderAPI
+    parent_state: StateAPI
+    """State before the block (e.g. the job's on-chain checkpoint h_0 lives here)."""
+    post_state: StateAPI
+    """State after the block, rewards and consensus state changes included."""
+
+
+class SealEngine(Configurable, ConsensusAPI):
+    """Base class of seal engines. Subclasses override the checks they need."""
+
+    name: str = "abstract"
+    genesis: "GenesisConfig" = None  # type: ignore[assignment]
+
+    def __init__(self, context: object) -> None:
+        # py-evm passes a ConsensusContext (holding the db); engines that need it keep it.
+        self.context = context
+
+    # --- cheap checks -----------------------------------------------------------------
+
+    def validate_seal(self, header: BlockHeaderAPI) -> None:
+        """Header-only checks of the seal fields. Raise :class:`chain.errors.InvalidSeal`."""
+
+    def validate_seal_extension(self, header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI]) -> None:
+        """Checks of the seal against ancestors (``parents`` starts with the parent)."""
+
+    @classmethod
+    def get_fee_recipient(cls, header: BlockHeaderAPI) -> Address:
+        """Transaction fees go to the header's coinbase."""
+        return header.coinbase
+
+    # --- payload ----------------------------------------------------------------------
+
+    def max_payload_bytes(self) -> int:
+        """Largest work payload accepted with a block (checked before decoding)."""
+        return 0
+
+    def payload_required(self, header: BlockHeaderAPI) -> bool:
+        """Whether a block without a payload must be refused."""
+        return True
+
+    def verify_work(self, header: BlockHeaderAPI, payload: bytes | None, context: WorkContext) -> None:
+        """The expensive check: recompute the challenged steps from the payload.
+
+        Raise :class:`chain.errors.InvalidWork` for an invalid block, or
+        :class:`chain.errors.WorkVerificationUnavailable` for a transient failure
+        (not a verdict on the block).
+        """
+        raise NotImplementedError
+
+    # --- execution hooks --------------------------------------------------------------
+
+    @classmethod
+    def extra_precompiles(cls) -> Mapping[Address, Callable[[ComputationAPI], ComputationAPI]]:
+        """Precompiled contracts the engine adds to the VM (e.g. the job registry at its
+        reserved address), merged over Prague's by :func:`chain.vm.build_vm_class`."""
+        return {}
+
+    def apply_block_rewards(self, state: StateAPI, block: BlockAPI) -> None:
+        """State changes made when a block is finalised, after its transactions.
+
+        Default: credit the coinbase with the genesis schedule's reward for this block
+        number. Coinbase maturity is not enforced here (the consensus milestone does).
+        """
+        reward = self.genesis.block_reward(block.number) if self.genesis is not None else 0
+        # Credit even a zero reward: the coinbase is then "touched" (EIP-161), as in py-evm.
+        state.delta_balance(block.header.coinbase, reward)
+
+
+class NoProofEngine(SealEngine):
+    """Accepts any seal, with or without a payload. For tests and dev chains only
+    (genesis ``"sealEngine": "noproof"``); never for a network with value."""
+
+    name = "noproof"
+
+    def max_payload_bytes(self) -> int:
+        return 16 * 1024 * 1024
+
+    def payload_required(self, header: BlockHeaderAPI) -> bool:
+        return False
+
+    def verify_work(self, header: BlockHeaderAPI, payload: bytes | None, context: WorkContext) -> None:
+        return None
+
+
+def seal_engine_for(genesis: "GenesisConfig") -> type[SealEngine]:
+    """The engine a genesis file asks for, configured with that genesis.
+
+    "pouw" is provided by the consensus milestone (``consensus`` package); until it is,
+    opening a pouw chain fails clearly rather than accepting unchecked seals.
+    """
+    if genesis.seal_engine == "noproof":
+        return NoProofEngine.configure(genesis=genesis)
+    if genesis.seal_engine == "pouw":
+        try:
+            from consensus.engine import PouwEngine  # type: ignore[import-not-found]
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("consensus.engine",):
+                raise
+            raise SealEngineUnavailable(
+                "pouw seal engine not available yet (consensus.engine.PouwEngine is not "
+                "installed); use a genesis with \"sealEngine\": \"noproof\" for development"
+            ) from None
+        return PouwEngine.configure(genesis=genesis)
+    raise SealEngineUnavailable(f"unknown seal engine {genesis.seal_engine!r}")
+
+
+__all__ = ["NoProofEngine", "SealEngine", "WorkContext", "seal_engine_for"]
