@@ -1,0 +1,270 @@
+"""``pouw-node``: the command line of the node.
+
+Commands (the work is done in ``chain/node.py``; this module parses arguments, prints
+results and turns every error into one ``error: ...`` line on stderr):
+
+- ``init``: create a datadir for a genesis (idempotent; refuses another chain's datadir);
+- ``run``: open the datadir and serve JSON-RPC until SIGINT/SIGTERM (``--automine`` on
+  dev chains);
+- ``export`` / ``import``: canonical blocks to and from a block file (geth's format).
+
+Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from eth_utils import encode_hex
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+BLOCK_FILE_HELP = """\
+Block file format: entries back to back, each one RLP item. A block without a work
+payload is its plain RLP, as geth's export writes it (so a payload-less chain, such as
+every dev chain, exports to a geth-compatible file); a block with a work payload is the
+RLP list [block, payload]. Block 0 may be present; import checks it is our genesis."""
+
+
+# --- Commands --------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from chain.node import init_datadir, read_genesis
+
+    genesis = read_genesis(args.genesis)
+    result = init_datadir(args.datadir, genesis)
+    state = "initialised" if result.created else "already initialised (same genesis): nothing to do"
+    print(f"datadir {args.datadir} {state}")
+    print(f"genesis file: {genesis.path}")
+    print(f"chain id: {result.chain_id}")
+    print(f"genesis hash: {encode_hex(result.genesis_hash)}")
+    if genesis.config.is_dev_only:
+        print("seal engine: noproof (development chain: blocks need no proof of work)")
+    else:
+        print(f"seal engine: {genesis.config.seal_engine}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    early_stop = _catch_stop_signals()  # a signal while opening the datadir stops the node once up
+    from chain.node import Node, NodeConfig, check_automine_allowed, open_datadir, read_datadir_genesis
+
+    if args.automine:  # before opening: refuse plainly even where the seal engine is missing
+        check_automine_allowed(read_datadir_genesis(args.datadir), args.datadir)
+    config = NodeConfig(
+        rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine
+    )
+    with open_datadir(args.datadir) as datadir:
+        node = Node(datadir, config)
+        head = datadir.chain.head()
+        log.info(
+            "datadir %s: chain id %d, genesis %s, head #%d %s",
+            args.datadir, datadir.genesis.chain_id, encode_hex(datadir.chain.genesis_hash),
+            head.block_number, encode_hex(head.hash),
+        )
+        asyncio.run(_run_until_signal(node, early_stop))
+        head = datadir.chain.head()
+        log.info("stopped at head #%d %s; closing the datadir", head.block_number, encode_hex(head.hash))
+    return EXIT_OK
+
+
+def _catch_stop_signals() -> list[int]:
+    """Record SIGINT/SIGTERM until the event loop takes them over; returns the record."""
+    received: list[int] = []
+
+    def record(signum: int, frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        received.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, record)
+    return received
+
+
+async def _run_until_signal(node: "object", early_stop: list[int]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if early_stop:
+        stop.set()
+
+    def request_stop(signum: int) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, request_stop, signum)
+    try:
+        await node.run(stop)  # type: ignore[attr-defined]
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from chain.node import export_blocks, open_datadir
+    from chain.sealing import NoProofEngine
+
+    # Export reads stored blocks only: no seal engine is needed to write them out.
+    with open_datadir(args.datadir, seal_engine=NoProofEngine) as datadir:
+        count = export_blocks(datadir.chain, args.file, start=args.start, end=args.end)
+    print(f"exported {count} blocks to {args.file}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from chain.node import ImportStats, import_blocks, open_datadir
+
+    def progress(stats: ImportStats, number: int) -> None:
+        log.info(
+            "imported %d blocks (at #%d), %.1f blocks/s, %.1f txs/s",
+            stats.imported, number, stats.blocks_per_second, stats.txs_per_second,
+        )
+
+    with open_datadir(args.datadir) as datadir:
+        head = datadir.chain.head()
+        log.info("importing %s into %s (head #%d)", args.file, args.datadir, head.block_number)
+        stats = import_blocks(datadir.chain, args.file, progress_every=args.progress, on_progress=progress)
+    print(
+        f"imported {stats.imported} blocks ({stats.transactions} transactions) in {stats.seconds:.2f} s: "
+        f"{stats.blocks_per_second:.1f} blocks/s, {stats.txs_per_second:.1f} txs/s; "
+        f"{stats.known} already known; head #{stats.head_number} {encode_hex(stats.head_hash)}"
+    )
+    return EXIT_OK
+
+
+# --- Parser ---------------------------------------------------------------------------
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in [0, 65535], got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pouw-node",
+        description="An EVM-compatible node whose proof of work is exact ML training.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str, **kw: object) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
+        sub.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+        sub.set_defaults(func=func)
+        return sub
+
+    init = command("init", cmd_init, "create a datadir and write its genesis block")
+    init.add_argument(
+        "--genesis", metavar="FILE|dev", default=None,
+        help="genesis file; 'dev' = genesis/dev.json (chain id 1337, no proof of work); "
+        "default: genesis/default.json (the devnet)",
+    )
+
+    run = command("run", cmd_run, "run the node until SIGINT/SIGTERM")
+    run.add_argument("--rpc-addr", default="127.0.0.1", help="JSON-RPC listen address (default 127.0.0.1)")
+    run.add_argument("--rpc-port", type=_port, default=8545, help="JSON-RPC port (default 8545; 0 = any free port)")
+    run.add_argument("--no-rpc", action="store_true", help="do not serve JSON-RPC")
+    run.add_argument(
+        "--automine", action="store_true",
+        help="build a block whenever the pool holds transactions (development genesis only)",
+    )
+
+    export = command(
+        "export", cmd_export, "write canonical blocks to a block file",
+        epilog=BLOCK_FILE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("file", type=Path, metavar="FILE")
+    export.add_argument("--from", dest="start", type=_non_negative, default=0, metavar="N", help="first block (default 0)")
+    export.add_argument("--to", dest="end", type=_non_negative, default=None, metavar="M", help="last block (default: head)")
+
+    import_ = command(
+        "import", cmd_import,
+        "import blocks from a block file, validating each one; known blocks are skipped, "
+        "so an interrupted import resumes",
+        epilog=BLOCK_FILE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    import_.add_argument("file", type=Path, metavar="FILE")
+    import_.add_argument("--progress", type=_positive, default=1000, metavar="N", help="log progress every N blocks")
+    return parser
+
+
+# --- Entry point --------------------------------------------------------------------
+
+log = logging.getLogger("pouw-node")
+
+
+class _UtcFormatter(logging.Formatter):
+    """ISO 8601 UTC timestamps with milliseconds: 2026-01-01T00:00:00.000Z."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc) or type(exc).__name__
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from chain.errors import ChainError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    setup_logging()
+    if args.command != "run":  # run handles signals on its event loop
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        hint = " (blocks imported so far are kept; run import again to resume)" if args.command == "import" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ChainError, OSError) as exc:
+        print(f"error: {_describe(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,597 @@
+"""The node around a chain: its datadir, its block files, and the running service.
+
+What ``pouw-node`` (``chain/cli.py``) does, one function per command, each a list of
+steps:
+
+- :func:`init_datadir`: check the genesis, refuse a datadir of another chain, write the
+  genesis block and a copy of the genesis file;
+- :func:`open_datadir`: the datadir's database (locked) and chain, for every other command;
+- :func:`export_blocks` / :func:`import_blocks`: canonical blocks to and from a block file;
+- :class:`Node`: the running node: tx pool, JSON-RPC server, automine (dev chains).
+
+Datadir layout::
+
+    DIR/genesis.json     copy of the genesis file the datadir was initialised with
+    DIR/chaindata/       LevelDB (chain/db.py): blocks, state, receipts, work payloads;
+                         chaindata/pouw.lock is held by the one process using it
+
+Block files
+-----------
+A block file is a sequence of entries, each one RLP item, back to back, no header:
+
+- a block without a work payload is the block's RLP, exactly as geth's
+  ``export``/``import`` write and read it, so a payload-less chain (every dev chain)
+  exports to a file geth's tools can read;
+- a block with a work payload is the two-item list ``[block, payload]``. It cannot be
+  mistaken for a block: a block's second item is its transaction *list*, while here it
+  is a byte string.
+
+Block 0 may be in a file (geth exports it): on import it must be our genesis, and it is
+then counted as already known.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Optional
+
+import rlp
+from eth.db.atomic import AtomicDB
+from eth_hash.auto import keccak
+from eth_typing import Hash32
+from eth_utils import encode_hex
+
+from chain import schema
+from chain.chain import Chain, decode_header
+from chain.db import DatadirLocked, LevelDB
+from chain.errors import ChainError, InvalidBlock, MalformedBlock, UnknownParent, WrongChain
+from chain.sealing import NoProofEngine
+from genesis.format import DEFAULT_GENESIS_PATH, GenesisConfig, parse_genesis
+
+log = logging.getLogger("node")
+
+GENESIS_FILENAME = "genesis.json"
+CHAINDATA_DIRNAME = "chaindata"
+DEV_GENESIS_PATH = DEFAULT_GENESIS_PATH.with_name("dev.json")
+"""The no-proof development genesis (chain id 1337): ``--genesis dev``."""
+
+
+# --- Errors ------------------------------------------------------------------------------
+
+
+class NodeError(ChainError):
+    """Root of the errors of this module: each message is fit for a user as is."""
+
+
+class NotADatadir(NodeError):
+    """The directory was never initialised with ``pouw-node init``."""
+
+
+class ForeignDatadir(NodeError):
+    """The datadir holds another chain than the genesis given."""
+
+
+class DatadirInUse(NodeError):
+    """Another process holds the datadir's lock."""
+
+
+class AutomineRefused(NodeError):
+    """Automine was asked for on a chain whose blocks need proof of work."""
+
+
+class BlockFileError(NodeError):
+    """A block file cannot be imported. ``offset``: byte offset of the bad entry."""
+
+    def __init__(self, message: str, *, offset: int) -> None:
+        self.offset = offset
+        super().__init__(message)
+
+
+class CorruptBlockFile(BlockFileError):
+    """The bytes at ``offset`` are not a block file entry (bad RLP, truncated file)."""
+
+
+class InvalidBlockInFile(BlockFileError):
+    """A well-formed block in the file breaks a rule; ``error`` is the chain's verdict."""
+
+    def __init__(self, message: str, *, offset: int, number: Optional[int], error: ChainError) -> None:
+        self.number = number
+        self.error = error
+        super().__init__(message, offset=offset)
+
+
+# --- Genesis and datadir ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenesisSource:
+    """A genesis file read once: its text (copied into the datadir) and its config."""
+
+    path: Path
+    text: str
+    config: GenesisConfig
+
+
+def read_genesis(spec: Optional[str]) -> GenesisSource:
+    """``spec``: a path, ``"dev"`` (genesis/dev.json) or None (genesis/default.json)."""
+    path = DEV_GENESIS_PATH if spec == "dev" else DEFAULT_GENESIS_PATH if spec is None else Path(spec)
+    text = path.read_text()  # OSError: reported by the CLI with the path
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NodeError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        config = parse_genesis(raw)
+    except ChainError as exc:
+        raise NodeError(f"{path}: {exc}") from None
+    return GenesisSource(path, text, config)
+
+
+def genesis_hash_of(config: GenesisConfig) -> bytes:
+    """The hash of the genesis block ``config`` describes (built in memory).
+
+    The genesis block does not depend on the seal engine, so this works for a genesis
+    whose engine is not available in this build.
+    """
+    return bytes(Chain.open(AtomicDB(), config, seal_engine=NoProofEngine).genesis_hash)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    chain_id: int
+    genesis_hash: bytes
+    created: bool
+    """False when the datadir already held this chain (init is idempotent)."""
+
+
+def init_datadir(datadir: Path, genesis: GenesisSource) -> InitResult:
+    """Create ``datadir`` for ``genesis``, or check that it already holds that chain.
+
+    Steps: compute the genesis hash; open (create) the database under its lock; refuse a
+    database recorded for another genesis; write the genesis block; copy the genesis file.
+    """
+    expected = genesis_hash_of(genesis.config)
+    datadir.mkdir(parents=True, exist_ok=True)
+    with _open_db(datadir, create=True) as db:
+        meta = schema.read_metadata(db)
+        if meta is not None and bytes(meta.genesis_hash) != expected:
+            raise ForeignDatadir(
+                f"datadir {datadir} belongs to another chain "
+                f"(genesis {encode_hex(meta.genesis_hash)} != {encode_hex(expected)})"
+            )
+        Chain.open(db, genesis.config, seal_engine=NoProofEngine)  # writes genesis + metadata
+    _write_atomically(datadir / GENESIS_FILENAME, genesis.text.encode())
+    return InitResult(genesis.config.chain_id, expected, created=meta is None)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _open_db(datadir: Path, *, create: bool) -> LevelDB:
+    try:
+        return LevelDB(datadir / CHAINDATA_DIRNAME, create=create)
+    except DatadirLocked:
+        raise DatadirInUse(f"datadir {datadir} is in use by another process") from None
+
+
+def read_datadir_genesis(datadir: Path) -> GenesisConfig:
+    """The genesis a datadir was initialised with (its ``genesis.json``)."""
+    genesis_file = datadir / GENESIS_FILENAME
+    if not genesis_file.is_file() or not (datadir / CHAINDATA_DIRNAME).is_dir():
+        raise NotADatadir(f"{datadir} is not a pouw-node datadir (run pouw-node init first)")
+    return read_genesis(str(genesis_file)).config
+
+
+def check_automine_allowed(genesis: GenesisConfig, datadir: Path) -> None:
+    """Automine builds blocks with no proof: only a no-proof (dev) chain accepts them."""
+    if not genesis.is_dev_only:
+        raise AutomineRefused(
+            f"--automine needs a development genesis (\"sealEngine\": \"noproof\", e.g. "
+            f"pouw-node init --genesis dev); the chain in {datadir} uses \"{genesis.seal_engine}\", "
+            f"whose blocks need proof of work"
+        )
+
+
+class OpenDatadir:
+    """A datadir's locked database and its chain; close it (or use ``with``) to unlock."""
+
+    def __init__(self, datadir: Path, *, seal_engine: Any = None) -> None:
+        """``seal_engine``: None takes the genesis file's; commands that never verify
+        work (export) pass NoProofEngine so they work before the consensus milestone."""
+        self.path = datadir
+        self.genesis = read_datadir_genesis(datadir)
+        self.db = _open_db(datadir, create=False)
+        try:
+            self.chain = Chain.open(self.db, self.genesis, seal_engine=seal_engine)
+        except WrongChain as exc:
+            self.db.close()
+            raise ForeignDatadir(f"{datadir}/{GENESIS_FILENAME} does not match the chain stored in {datadir}: {exc}") from None
+        except BaseException:
+            self.db.close()
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "OpenDatadir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_datadir(datadir: Path, *, seal_engine: Any = None) -> OpenDatadir:
+    """Open an initialised datadir: refuses a missing one, a locked one, another chain."""
+    return OpenDatadir(datadir, seal_engine=seal_engine)
+
+
+# --- Block files ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockFileEntry:
+    offset: int
+    """Byte offset of the entry in the file (for error messages)."""
+    block_rlp: bytes
+    payload: Optional[bytes]
+
+
+def _list_prefix(length: int) -> bytes:
+    if length < 56:
+        return bytes([0xC0 + length])
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0xF7 + len(size)]) + size
+
+
+def encode_entry(block_rlp: bytes, payload: Optional[bytes]) -> bytes:
+    """One block file entry: the block's RLP, or ``[block, payload]`` with a payload."""
+    if payload is None:
+        return block_rlp
+    body = block_rlp + rlp.encode(payload)
+    return _list_prefix(len(body)) + body
+
+
+def _item_prefix(data: bytes, pos: int) -> tuple[bool, int, int]:
+    """(is_list, prefix length, payload length) of the RLP item at ``data[pos:]``."""
+    if pos >= len(data):
+        raise ValueError("missing item")
+    b = data[pos]
+    if b < 0x80:
+        return False, 0, 1
+    if b < 0xB8:
+        return False, 1, b - 0x80
+    if b < 0xC0:
+        n = b - 0xB7
+        return False, 1 + n, _long_length(data, pos, n)
+    if b < 0xF8:
+        return True, 1, b - 0xC0
+    n = b - 0xF7
+    return True, 1 + n, _long_length(data, pos, n)
+
+
+def _long_length(data: bytes, pos: int, n: int) -> int:
+    size = data[pos + 1 : pos + 1 + n]
+    if len(size) < n:
+        raise ValueError("truncated length prefix")
+    if size[0] == 0:
+        raise ValueError("non-canonical length prefix (leading zero)")
+    length = int.from_bytes(size, "big")
+    if length < 56:
+        raise ValueError("non-canonical length prefix (long form for a short item)")
+    return length
+
+
+def _split_entry(entry: bytes) -> tuple[bytes, Optional[bytes]]:
+    """The block RLP and payload of one entry (``entry``: a whole RLP list item)."""
+    _, prefix, length = _item_prefix(entry, 0)
+    body_end = prefix + length
+    first_list, first_prefix, first_len = _item_prefix(entry, prefix)
+    first_end = prefix + first_prefix + first_len
+    if first_end >= body_end or not first_list:
+        return entry, None
+    second_list, second_prefix, second_len = _item_prefix(entry, first_end)
+    if second_list or first_end + second_prefix + second_len != body_end:
+        return entry, None  # a block: its second item is the transaction list
+    payload = rlp.decode(entry[first_end:body_end])
+    return entry[prefix:first_end], payload
+
+
+def read_block_file(f: BinaryIO, *, max_entry_bytes: int, name: str = "") -> Iterator[BlockFileEntry]:
+    """Entries of a block file, one at a time (the file is never read whole).
+
+    Raises :class:`CorruptBlockFile` at the first entry that is not an RLP list, is
+    larger than ``max_entry_bytes`` or is cut short by the end of the file; its message
+    starts with ``name`` (the file's name) if given.
+    """
+
+    def corrupt(offset: int, reason: str) -> CorruptBlockFile:
+        where = f"{name}: " if name else ""
+        return CorruptBlockFile(f"{where}corrupt block at offset {offset}: {reason}", offset=offset)
+
+    offset = 0
+    while True:
+        head = f.read(1)
+        if not head:
+            return
+        b = head[0]
+        if b < 0xC0:
+            raise corrupt(offset, f"expected an RLP list, got byte 0x{b:02x}")
+        if b >= 0xF8:
+            head += f.read(b - 0xF7)
+        try:
+            _, prefix, length = _item_prefix(head, 0)
+        except ValueError as exc:
+            raise corrupt(offset, str(exc)) from None
+        if length > max_entry_bytes:
+            raise corrupt(offset, f"entry of {length} bytes exceeds the limit of {max_entry_bytes}")
+        body = f.read(length)
+        if len(body) < length:
+            raise corrupt(offset, f"truncated (file ends {len(body)} bytes into a {length}-byte entry)")
+        entry = head + body
+        try:
+            block_rlp, payload = _split_entry(entry)
+        except (ValueError, rlp.DecodingError) as exc:
+            raise corrupt(offset, str(exc)) from None
+        yield BlockFileEntry(offset, block_rlp, payload)
+        offset += len(entry)
+
+
+@dataclass
+class ImportStats:
+    imported: int = 0
+    known: int = 0
+    transactions: int = 0
+    seconds: float = 0.0
+    head_number: int = 0
+    head_hash: bytes = b""
+
+    @property
+    def blocks_per_second(self) -> float:
+        return self.imported / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def txs_per_second(self) -> float:
+        return self.transactions / self.seconds if self.seconds > 0 else 0.0
+
+
+def import_blocks(
+    chain: Chain,
+    path: Path,
+    *,
+    progress_every: int = 1000,
+    on_progress: Optional[Callable[[ImportStats, int], None]] = None,
+) -> ImportStats:
+    """Import every block of the file at ``path`` through ``chain.import_block``.
+
+    Blocks already stored are skipped without being decoded (so a re-run after an
+    interruption resumes where it stopped); every other block is validated in full.
+    Stops at the first corrupt entry or invalid block, keeping the blocks before it.
+    ``on_progress(stats, number)`` is called every ``progress_every`` imported blocks.
+    """
+    stats = ImportStats()
+    started = time.perf_counter()
+    max_entry = chain.genesis.max_block_bytes + chain.engine.max_payload_bytes() + 64
+    with open(path, "rb", buffering=1 << 20) as f:
+        for entry in read_block_file(f, max_entry_bytes=max_entry, name=str(path)):
+            try:
+                number, block_hash = _peek_header(entry.block_rlp)
+            except (ValueError, TypeError, rlp.DecodingError, rlp.DeserializationError) as exc:
+                raise CorruptBlockFile(
+                    f"{path}: corrupt block at offset {entry.offset}: {exc}", offset=entry.offset
+                ) from None
+            if chain.chaindb.header_exists(Hash32(block_hash)):
+                stats.known += 1
+                continue
+            if number == 0:
+                raise InvalidBlockInFile(
+                    f"{path}: block #0 at offset {entry.offset} is the genesis of another chain "
+                    f"({encode_hex(block_hash)} != ours {encode_hex(chain.genesis_hash)})",
+                    offset=entry.offset, number=0, error=ChainError("foreign genesis"),
+                )
+            try:
+                result = chain.import_block(entry.block_rlp, entry.payload)
+            except MalformedBlock as exc:
+                raise CorruptBlockFile(
+                    f"{path}: corrupt block at offset {entry.offset}: {exc}", offset=entry.offset
+                ) from None
+            except InvalidBlock as exc:
+                raise InvalidBlockInFile(
+                    f"{path}: block #{number} {encode_hex(block_hash)} at offset {entry.offset} "
+                    f"is invalid: {_rule_name(exc)}: {exc}",
+                    offset=entry.offset, number=number, error=exc,
+                ) from None
+            except UnknownParent as exc:
+                raise InvalidBlockInFile(
+                    f"{path}: block #{number} at offset {entry.offset} does not continue this chain: {exc}",
+                    offset=entry.offset, number=number, error=exc,
+                ) from None
+            stats.imported += 1
+            stats.transactions += len(result.imported.transactions)
+            if on_progress is not None and stats.imported % progress_every == 0:
+                stats.seconds = time.perf_counter() - started
+                on_progress(stats, number)
+    stats.seconds = time.perf_counter() - started
+    head = chain.head()
+    stats.head_number, stats.head_hash = head.block_number, bytes(head.hash)
+    return stats
+
+
+def _peek_header(block_rlp: bytes) -> tuple[int, bytes]:
+    """Number and hash of a block from its RLP, decoding only the header."""
+    _, prefix, _ = _item_prefix(block_rlp, 0)
+    is_list, header_prefix, header_len = _item_prefix(block_rlp, prefix)
+    if not is_list:
+        raise ValueError("a block's first item must be its header (a list)")
+    header_rlp = block_rlp[prefix : prefix + header_prefix + header_len]
+    header = decode_header(header_rlp)
+    return header.block_number, keccak(header_rlp)
+
+
+def _rule_name(exc: ChainError) -> str:
+    """``InvalidStateRoot`` -> ``state root``: the rule a block broke, in words."""
+    name = type(exc).__name__
+    if name.startswith("Invalid"):
+        name = name[len("Invalid"):]
+    words = "".join(f" {c.lower()}" if c.isupper() else c for c in name).strip()
+    return words or "invalid block"
+
+
+def export_blocks(chain: Chain, path: Path, *, start: int = 0, end: Optional[int] = None) -> int:
+    """Write canonical blocks ``start..end`` (default: to the head) to a block file.
+
+    Written to ``path.tmp`` and renamed, so ``path`` is never a partial file.
+    """
+    head = chain.head().block_number
+    last = head if end is None else min(end, head)
+    if start < 0 or start > last:
+        raise NodeError(f"nothing to export: --from {start} is above --to {last} (head #{head})")
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    try:
+        with open(tmp, "wb", buffering=1 << 20) as f:
+            for number in range(start, last + 1):
+                block_hash = chain.get_canonical_hash(number)
+                block = chain.get_block_by_hash(block_hash)
+                f.write(encode_entry(rlp.encode(block), chain.get_payload(block_hash)))
+                count += 1
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return count
+
+
+# --- The running node ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What ``pouw-node run`` was asked for. Later milestones add mining and peers."""
+
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 8545
+    rpc: bool = True
+    automine: bool = False
+
+
+class Node:
+    """A running node on an open datadir: tx pool, JSON-RPC server, automine.
+
+    ``run(stop)`` serves until ``stop`` is set, then stops every service (the caller
+    closes the datadir, which releases its lock).
+    """
+
+    def __init__(self, datadir: OpenDatadir, config: NodeConfig) -> None:
+        # rpc/ (aiohttp) is imported here, not at the top: init/import/export never serve
+        # and should not pay its start-up time.
+        from chain.txpool import TxPool
+        from rpc.backend import ChainBackend
+
+        self.datadir = datadir
+        self.config = config
+        self.chain = datadir.chain
+        if config.automine:
+            check_automine_allowed(self.chain.genesis, datadir.path)
+            self.chain.clock = AutomineClock(self.chain)
+        # ignore: chain.txpool.StateView types addresses as bytes, HeadStateView as Address
+        self.chain.txpool = TxPool(self.chain.genesis.chain_id, self.chain.state_view())  # type: ignore[arg-type]
+        self.backend = ChainBackend(self.chain)
+        self.rpc_url: Optional[str] = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        automine = make_automine(self.backend).start() if self.config.automine else None
+        if automine is not None:
+            log.info("automine on: a block is built whenever the pool holds transactions")
+        try:
+            if self.config.rpc:
+                await self._serve_rpc(stop)
+            else:
+                await stop.wait()
+        finally:
+            if automine is not None:
+                automine.stop()
+
+    async def _serve_rpc(self, stop: asyncio.Event) -> None:
+        """Serve JSON-RPC until ``stop``. Not rpc.server.running_server: that one leaves
+        the app's services (and their threads, which read the database) running when
+        the port cannot be bound, and the node must join every reader before it closes
+        the database."""
+        from aiohttp import web
+
+        from rpc.config import RpcConfig
+        from rpc.server import SERVICES, create_app
+
+        config = RpcConfig(host=self.config.rpc_host, port=self.config.rpc_port)
+        app = create_app(self.backend, config)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, config.host, config.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise NodeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+            port = runner.addresses[0][1] if runner.addresses else config.port
+            self.rpc_url = f"http://{config.host}:{port}"
+            log.info("JSON-RPC listening on %s (HTTP and WebSocket)", self.rpc_url)
+            await stop.wait()
+        finally:
+            services = app.get(SERVICES)
+            await runner.cleanup()
+            if services is not None:  # wait for requests still running in its threads
+                await asyncio.get_running_loop().run_in_executor(None, services.executor.shutdown, True)
+
+
+class AutomineClock:
+    """The chain's clock on an automine dev chain: never behind the head's timestamp.
+
+    Automine stamps a block max(now, parent + 1); mining faster than one block a second
+    (a dApp test suite sending transactions back to back) pushes timestamps ahead of the
+    wall clock, and import refuses blocks more than 15 s in the future. Like anvil, a
+    dev chain lets its time run ahead instead of stalling.
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+
+    def __call__(self) -> float:
+        return max(time.time(), float(self.chain.head().timestamp))
+
+
+def make_automine(backend: Any) -> Any:
+    """rpc/automine.py's loop, with blocks stamped by the clock (its own stamps are
+    parent + 1 s, which on a long-lived dev chain lag ever further behind real time, so
+    ``block.timestamp`` in contracts would be wrong) and each block logged."""
+    from rpc.automine import Automine
+
+    class LoggingAutomine(Automine):  # type: ignore[misc]
+        def mine_now(self, *, allow_empty: bool = True) -> Any:
+            backend = self.backend
+            chain = backend.chain
+            with backend.pool_lock:
+                if not backend.pending_transactions() and not allow_empty:
+                    return None
+                block, payload = chain.build_block(self.coinbase)  # timestamp: max(now, parent + 1)
+                if not block.transactions and not allow_empty:
+                    return None
+                chain.import_block(block, payload)
+            self.blocks_mined += 1
+            backend.notify_new_head(block.hash)
+            log.info(
+                "mined block #%d %s (%d txs, gas used %d)",
+                block.number, encode_hex(block.hash), len(block.transactions), block.header.gas_used,
+            )
+            return block
+
+    return LoggingAutomine(backend)
