@@ -1,0 +1,38 @@
+"""Configuration of the RPC server: where it listens and the limits it enforces."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RpcConfig:
+    """Listening address and the limits that keep one client from exhausting the node.
+
+    CORS is off unless ``cors_origins`` names origins (``("*",)`` allows any).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8545
+    cors_origins: tuple[str, ...] = ()
+    #: Largest HTTP body or WebSocket message accepted, in bytes (geth: 5 MiB).
+    max_body_bytes: int = 5 * 1024 * 1024
+    #: Most requests in one batch (geth: 1000).
+    max_batch: int = 1000
+    #: Most blocks one eth_getLogs / eth_getFilterLogs may scan.
+    max_log_range: int = 10_000
+    #: Most logs one query may return (geth's 10000-result cap).
+    max_log_results: int = 10_000
+    #: Most installed filters, over all clients.
+    max_filters: int = 10_000
+    #: A filter not polled for this long is removed (geth: 5 minutes).
+    filter_timeout_s: float = 300.0
+    #: Most subscriptions one WebSocket connection may hold.
+    max_subscriptions_per_conn: int = 128
+    #: Requests one WebSocket connection may have in flight (further messages wait).
+    max_inflight_per_conn: int = 64
+    #: Gas cap for eth_call / eth_estimateGas when the request gives none (geth: 50M).
+    gas_cap: int = 50_000_000
+    #: Threads that run CPU-heavy methods (eth_call, estimateGas, log scans).
+    executor_threads: int = 4
+    #: JSON nesting deeper than this is refused before decoding.
+    max_json_depth: int = 64

@@ -1,0 +1,150 @@
+"""The one place that runs requests and turns every outcome into a JSON-RPC answer.
+
+``Dispatcher.handle_text`` takes a raw body (HTTP POST or WebSocket message) and returns
+the response text, or None when nothing is to be sent (only notifications). Whatever a
+handler raises, the client gets a well-formed error and the server keeps serving:
+:class:`RpcError` as it is, anything else as -32603 (logged with its traceback here).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import math
+import re
+from typing import Any
+
+from rpc.context import CallContext
+from rpc.errors import (
+    InternalError,
+    InvalidRequest,
+    MethodNotFound,
+    NotificationsUnsupported,
+    ParseError,
+    RpcError,
+)
+from rpc.registry import Registry
+
+log = logging.getLogger("rpc")
+
+Response = dict[str, Any]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON literal {name}")
+
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_DEPTH_DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside string literals (C-speed passes only)."""
+    if text.count("[") + text.count("{") == 0:
+        return 0
+    brackets = _NOT_BRACKETS.sub("", _STRING_LITERAL.sub("", text))
+    if not brackets:
+        return 0
+    return max(itertools.accumulate(map(_DEPTH_DELTA.__getitem__, brackets.encode("ascii"))))
+
+
+def decode_json(text: str | bytes, max_depth: int = 64) -> Any:
+    """Strict JSON decoding; raises ParseError for anything that is not plain JSON.
+
+    Nesting is checked first: CPython's C decoder recurses per level and a body of
+    ``[[[[...`` a few MB deep can exhaust the C stack (a segfault, not an exception).
+    """
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if text.count("[") + text.count("{") > max_depth and nesting_depth(text) > max_depth:
+            raise ParseError(f"parse error: JSON nested deeper than {max_depth} levels")
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise ParseError(f"parse error: {str(exc)[:200]}") from None
+
+
+def encode_json(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def error_response(error: RpcError, request_id: Any = None) -> Response:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+class Dispatcher:
+    """Runs single requests and batches against a registry."""
+
+    def __init__(self, registry: Registry, max_batch: int, max_json_depth: int = 64) -> None:
+        self.registry = registry
+        self.max_batch = max_batch
+        self.max_json_depth = max_json_depth
+
+    async def handle_text(self, text: str | bytes, ctx: CallContext) -> str | None:
+        """Answer a raw body: response JSON text, or None if nothing is owed."""
+        try:
+            payload = decode_json(text, self.max_json_depth)
+        except ParseError as exc:
+            return encode_json(error_response(exc))
+        answer = await self.handle_payload(payload, ctx)
+        return None if answer is None else encode_json(answer)
+
+    async def handle_payload(self, payload: Any, ctx: CallContext) -> Any:
+        """Answer a decoded payload: a response, a list of responses, or None."""
+        if isinstance(payload, list):
+            if not payload:
+                return error_response(InvalidRequest("empty batch"))
+            if len(payload) > self.max_batch:
+                return error_response(InvalidRequest(f"batch too large (at most {self.max_batch} requests)"))
+            answers = await asyncio.gather(*(self.handle_request(item, ctx) for item in payload))
+            responses = [answer for answer in answers if answer is not None]
+            return responses or None
+        return await self.handle_request(payload, ctx)
+
+    async def handle_request(self, request: Any, ctx: CallContext) -> Response | None:
+        """Answer one request object; None for a notification (no ``id``)."""
+        if not isinstance(request, dict):
+            return error_response(InvalidRequest("invalid request: not an object"))
+        request_id = request.get("id")
+        if not _valid_id(request_id):
+            return error_response(InvalidRequest("invalid request: bad id"))
+        is_notification = "id" not in request
+        try:
+            result = await self._run(request, ctx)
+        except RpcError as exc:
+            if is_notification:
+                return None
+            return error_response(exc, request_id)
+        except Exception:  # noqa: BLE001 - the one place every failure becomes an answer
+            log.exception("internal error in %r", request.get("method"))
+            if is_notification:
+                return None
+            return error_response(InternalError("internal error"), request_id)
+        if is_notification:
+            return None
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+    async def _run(self, request: dict[str, Any], ctx: CallContext) -> Any:
+        if request.get("jsonrpc") != "2.0":
+            raise InvalidRequest("invalid request: jsonrpc must be \"2.0\"")
+        name = request.get("method")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("invalid request: method must be a non-empty string")
+        method = self.registry.get(name)
+        if method is None:
+            raise MethodNotFound(name[:100])
+        if method.needs_connection and ctx.connection is None:
+            raise NotificationsUnsupported()
+        args = method.parse_params(request.get("params"))
+        if method.blocking:
+            return await ctx.services.run_blocking(method.handler, ctx, *args)
+        return await method.handler(ctx, *args)
+

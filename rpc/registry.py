@@ -1,0 +1,107 @@
+"""The method registry: one table of every JSON-RPC method and how to parse its params.
+
+A method module builds a :class:`Registry` and decorates its handlers::
+
+    eth = Registry()
+
+    @eth.method("eth_getBalance", Param("address", parse_address), Param("block", parse_block_id, default="latest"))
+    async def get_balance(ctx: CallContext, address: bytes, block: BlockId) -> str: ...
+
+``create_app`` merges the namespaces' registries (``eth``, ``net``, ``web3``; later
+``pouw`` from ``rpc/pouw_methods.py``). Handlers marked ``blocking=True`` are plain
+functions run in the thread executor, so CPU-heavy work never runs on the event loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rpc.errors import InvalidParams
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One positional parameter: its name (for error messages), parser and default.
+
+    A parameter with a default is optional: absent or ``null`` gives the default.
+    """
+
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any = _REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its handler, params, and where it runs."""
+
+    name: str
+    handler: Callable[..., Any]
+    params: tuple[Param, ...]
+    #: Run in the thread executor (a plain function) rather than on the loop (a coroutine).
+    blocking: bool = False
+    #: Needs a connection that can carry notifications (WebSocket): eth_subscribe.
+    needs_connection: bool = False
+
+    def parse_params(self, raw: Any) -> list[Any]:
+        """Check and convert the request's ``params``; raise InvalidParams naming the param."""
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list):
+            raise InvalidParams("non-array args")
+        if len(raw) > len(self.params):
+            raise InvalidParams(f"too many arguments, want at most {len(self.params)}")
+        values: list[Any] = []
+        for index, param in enumerate(self.params):
+            value = raw[index] if index < len(raw) else None
+            if value is None:
+                if param.required:
+                    raise InvalidParams(f"missing value for required argument {index} ({param.name})")
+                values.append(param.default)
+                continue
+            try:
+                values.append(param.parse(value))
+            except InvalidParams as exc:
+                raise InvalidParams(f"invalid argument {index} ({param.name}): {exc.message}") from None
+            except (ValueError, TypeError, KeyError, OverflowError) as exc:
+                raise InvalidParams(f"invalid argument {index} ({param.name}): {exc}") from None
+        return values
+
+
+@dataclass
+class Registry:
+    """A name -> :class:`Method` table, filled by the ``method`` decorator."""
+
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def method(
+        self, name: str, *params: Param, blocking: bool = False, needs_connection: bool = False
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register the decorated handler as JSON-RPC method ``name``."""
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self.methods:
+                raise ValueError(f"method {name} registered twice")
+            self.methods[name] = Method(name, handler, params, blocking, needs_connection)
+            return handler
+
+        return register
+
+    def merge(self, *others: "Registry") -> "Registry":
+        """A registry with this one's methods and the others' (names must not clash)."""
+        merged = Registry(dict(self.methods))
+        for other in others:
+            for name, method in other.methods.items():
+                if name in merged.methods:
+                    raise ValueError(f"method {name} registered twice")
+                merged.methods[name] = method
+        return merged
+
+    def get(self, name: str) -> Method | None:
+        return self.methods.get(name)

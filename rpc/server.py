@@ -1,0 +1,284 @@
+"""The aiohttp application: JSON-RPC 2.0 over HTTP POST and WebSocket on ``/``.
+
+``create_app(backend, config)`` builds the app; its services (thread executor, filter
+table, event worker, filter sweeper) start and stop with ``cleanup_ctx``. ``serve`` runs
+it for the CLI; ``running_server`` is the same as an async context manager for tests and
+benchmarks.
+
+Request path: body size check -> Dispatcher (parse, batch, registry, params, handler,
+error mapping) -> response. Event path: EventHub -> event worker (computes added and
+removed blocks) -> filters and each connection's subscriptions.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from aiohttp import WSMsgType, web
+
+from rpc.backend import Backend
+from rpc.config import RpcConfig
+from rpc.context import CallContext, Services
+from rpc.dispatch import Dispatcher, encode_json, error_response
+from rpc.errors import InvalidRequest
+from rpc.events import Event, NewHead, NewTransaction
+from rpc.filters import FilterManager
+from rpc.registry import Registry
+from rpc.subscriptions import SubscriptionSet
+
+log = logging.getLogger("rpc")
+
+CONFIG = web.AppKey("rpc_config", RpcConfig)
+BACKEND = web.AppKey("rpc_backend", Backend)
+REGISTRY = web.AppKey("rpc_registry", Registry)
+SERVICES = web.AppKey("rpc_services", Services)
+DISPATCHER = web.AppKey("rpc_dispatcher", Dispatcher)
+
+
+class Connections:
+    """The open WebSocket connections of one app (event fan-out goes to each)."""
+
+    def __init__(self) -> None:
+        self.live: set["WsConnection"] = set()
+
+
+CONNECTIONS = web.AppKey("rpc_connections", Connections)
+
+#: Most notifications queued for one WebSocket client before it is disconnected.
+MAX_QUEUED_NOTIFICATIONS = 20_000
+#: How often idle filters are swept.
+FILTER_SWEEP_S = 15.0
+
+
+def build_registry(*extra: Registry) -> Registry:
+    """Every namespace the node serves. ``pouw_`` joins here (rpc/pouw_methods.py)."""
+    from rpc.eth_methods import eth
+
+    return eth.merge(*extra)
+
+
+def create_app(backend: Backend, config: RpcConfig | None = None, registry: Registry | None = None) -> web.Application:
+    """The JSON-RPC application for ``backend``."""
+    config = config or RpcConfig()
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_cors_middleware(config)])
+    app[CONFIG] = config
+    app[BACKEND] = backend
+    app[REGISTRY] = registry or build_registry()
+    app[DISPATCHER] = Dispatcher(app[REGISTRY], config.max_batch, config.max_json_depth)
+    app[CONNECTIONS] = Connections()
+    app.cleanup_ctx.append(_services)
+    app.router.add_post("/", handle_http)
+    app.router.add_get("/", handle_websocket)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    backend = app[BACKEND]
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(config.executor_threads, thread_name_prefix="rpc")
+    filters = FilterManager(config.max_filters, config.filter_timeout_s)
+    services = Services(backend, config, backend.events, filters, executor, loop)
+    app[SERVICES] = services
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+    unlisten = backend.events.listen(loop, queue.put_nowait)
+    tasks = [
+        asyncio.create_task(_event_worker(app, queue)),
+        asyncio.create_task(_sweep_filters(filters)),
+    ]
+    try:
+        yield
+    finally:
+        unlisten()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for connection in list(app[CONNECTIONS].live):
+            await connection.ws.close()
+        # Wait for running chain reads: the node closes its database right after we stop,
+        # and a LevelDB read still running in a thread would then crash the process.
+        await loop.run_in_executor(None, lambda: executor.shutdown(wait=True, cancel_futures=True))
+
+
+async def _event_worker(app: web.Application, queue: "asyncio.Queue[Event]") -> None:
+    """Turn node events into filter entries and subscription notifications, in order."""
+    services = app[SERVICES]
+    backend = services.backend
+    last_head: bytes = (await services.run_blocking(backend.head)).hash
+    while True:
+        event = await queue.get()
+        try:
+            if isinstance(event, NewHead):
+                if event.block_hash == last_head:
+                    continue
+                change = await services.run_blocking(backend.head_change, last_head, event.block_hash)
+                last_head = event.block_hash
+                services.filters.on_chain_change(change)
+                for connection in list(app[CONNECTIONS].live):
+                    connection.subscriptions.on_chain_change(change)
+            elif isinstance(event, NewTransaction):
+                services.filters.on_new_transaction(event.tx.hash)
+                for connection in list(app[CONNECTIONS].live):
+                    connection.subscriptions.on_new_transaction(event.tx)
+        except Exception:  # noqa: BLE001 - one bad event must not stop the worker
+            log.exception("rpc event worker failed on %r", event)
+
+
+async def _sweep_filters(filters: FilterManager) -> None:
+    while True:
+        await asyncio.sleep(min(FILTER_SWEEP_S, filters.timeout_s))
+        filters.expire()
+
+
+# -- HTTP --------------------------------------------------------------------
+
+def _too_large(config: RpcConfig) -> web.Response:
+    error = InvalidRequest(f"request body too large (limit {config.max_body_bytes} bytes)")
+    return web.Response(status=413, text=encode_json(error_response(error)), content_type="application/json")
+
+
+async def handle_http(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
+    if request.content_length is not None and request.content_length > config.max_body_bytes:
+        return _too_large(config)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(config)
+    ctx = CallContext(app[SERVICES])
+    answer = await app[DISPATCHER].handle_text(body, ctx)
+    if answer is None:
+        return web.Response(status=200, text="", content_type="application/json")
+    return web.Response(text=answer, content_type="application/json")
+
+
+# -- WebSocket -----------------------------------------------------------------
+
+class WsConnection:
+    """One WebSocket client: its subscriptions and an ordered outgoing queue."""
+
+    def __init__(self, ws: web.WebSocketResponse, config: RpcConfig) -> None:
+        self.ws = ws
+        self.outgoing: asyncio.Queue[str | None] = asyncio.Queue()
+        self.subscriptions = SubscriptionSet(config.max_subscriptions_per_conn, self._notify)
+
+    def _notify(self, subscription_id: str, result: Any) -> None:
+        if self.outgoing.qsize() >= MAX_QUEUED_NOTIFICATIONS:
+            log.warning("websocket client too slow; closing")
+            self.subscriptions.active.clear()
+            self.outgoing.put_nowait(None)
+            return
+        message = {"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": subscription_id, "result": result}}
+        self.outgoing.put_nowait(encode_json(message))
+
+    def send(self, text: str) -> None:
+        self.outgoing.put_nowait(text)
+
+    async def writer(self) -> None:
+        while True:
+            text = await self.outgoing.get()
+            if text is None or self.ws.closed:
+                await self.ws.close()
+                return
+            await self.ws.send_str(text)
+
+
+async def handle_websocket(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
+    ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=60)
+    if not ws.can_prepare(request).ok:
+        return web.Response(status=405, text="use POST for JSON-RPC over HTTP, or upgrade to WebSocket")
+    await ws.prepare(request)
+    connection = WsConnection(ws, config)
+    ctx = CallContext(app[SERVICES], connection=connection)
+    dispatcher = app[DISPATCHER]
+    writer = asyncio.create_task(connection.writer())
+    pending: set[asyncio.Task[None]] = set()
+    inflight = asyncio.Semaphore(config.max_inflight_per_conn)
+
+    async def answer(text: str | bytes) -> None:
+        try:
+            reply = await dispatcher.handle_text(text, ctx)
+            if reply is not None:
+                connection.send(reply)
+        finally:
+            inflight.release()
+
+    app[CONNECTIONS].live.add(connection)
+    try:
+        async for message in ws:
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await inflight.acquire()  # backpressure: stop reading while the client has too many in flight
+                task = asyncio.create_task(answer(message.data))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            elif message.type == WSMsgType.ERROR:
+                break
+    finally:
+        app[CONNECTIONS].live.discard(connection)
+        connection.subscriptions.active.clear()
+        for task in list(pending):
+            task.cancel()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+    return ws
+
+
+# -- CORS ----------------------------------------------------------------------
+
+def _cors_middleware(config: RpcConfig) -> Callable[..., Awaitable[web.StreamResponse]]:
+    allowed = set(config.cors_origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        permitted = bool(allowed) and origin is not None and ("*" in allowed or origin in allowed)
+        if request.method == "OPTIONS":
+            if not permitted:
+                return web.Response(status=403 if allowed else 405)
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if permitted and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin  # type: ignore[assignment]
+            response.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return cors
+
+
+# -- running -------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def running_server(backend: Backend, config: RpcConfig | None = None) -> AsyncIterator[str]:
+    """Serve on config.host:config.port (port 0 = any free port); yields the base URL."""
+    config = config or RpcConfig()
+    runner = web.AppRunner(create_app(backend, config), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # stop the app's services before the caller sees the error
+        raise
+    try:
+        port = runner.addresses[0][1] if runner.addresses else config.port
+        yield f"http://{config.host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def serve(backend: Backend, config: RpcConfig | None = None) -> None:
+    """Serve until cancelled (the CLI's ``run`` awaits this)."""
+    config = config or RpcConfig()
+    async with running_server(backend, config) as url:
+        log.info("JSON-RPC listening on %s (HTTP and WebSocket)", url)
+        await asyncio.Event().wait()
