@@ -1,0 +1,49 @@
+"""Errors of the p2p package: one root, and the reasons a connection is dropped."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class P2PError(Exception):
+    """Root of every error raised by the p2p package."""
+
+
+class HandshakeRefused(P2PError):
+    """The other side is not a peer of ours (wrong chain id, genesis or protocol version,
+    banned, a duplicate, ourselves). ``reason`` is sent to it before closing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ProtocolViolation(P2PError):
+    """A peer broke the protocol. ``penalty`` is taken from its score; the connection is
+    closed when ``disconnect`` is true (always, for malformed or oversized messages)."""
+
+    def __init__(
+        self, message: str, *, penalty: int, disconnect: bool = True, expected: Any = None, got: Any = None
+    ) -> None:
+        self.penalty = penalty
+        self.disconnect = disconnect
+        self.expected = expected
+        self.got = got
+        if expected is not None or got is not None:
+            message = f"{message} (expected {expected}, got {got})"
+        super().__init__(message)
+
+
+class MalformedMessage(ProtocolViolation):
+    """The frame is not a message of the protocol (bad type, bad JSON, bad field)."""
+
+
+class OversizedMessage(ProtocolViolation):
+    """The frame is larger than its type allows."""
+
+
+class PeerUnavailable(P2PError):
+    """No connected peer could answer (timeout, disconnect, nobody has the data)."""
+
+
+class BlobUnavailable(PeerUnavailable):
+    """No peer served a blob whose bytes match the requested hash."""

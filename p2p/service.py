@@ -1,0 +1,779 @@
+"""The p2p service: listen, dial static peers, gossip, sync, serve blocks and blobs.
+
+``P2PService(backend, config, blobstore=None)`` attaches to a node from the outside:
+``backend`` is the node's :class:`rpc.backend.ChainBackend` (its chain, pool lock and
+event hub). The service learns about local blocks and transactions from the event hub
+(the same events the RPC layer gets) and tells it about blocks and transactions that
+arrive from peers, so RPC subscriptions see them too. ``await start()`` / ``await stop()``.
+
+What happens, in order of a connection's life:
+
+1. handshake (``hello`` both ways): refuse another protocol version, chain id or
+   genesis, ourselves, a banned peer, a duplicate, too many peers;
+2. if the peer's chain holds more work than ours, sync from it (``_sync_from``):
+   locator, batches of blocks with payloads, imported in order on one worker thread;
+3. gossip: new heads are announced (hash, number, total work) and fetched by whoever
+   lacks them; transactions are pushed to peers that have not seen them;
+4. every violation costs score; invalid blocks ban at once; the connection is the only
+   thing a misbehaving peer can cost us.
+
+All imports go through one single-thread executor (``_import_executor``), holding the
+backend's pool lock as the node's own block producers do.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, NoReturn, Optional
+
+import aiohttp
+from aiohttp import web
+from eth_hash.auto import keccak
+
+from chain.errors import ChainError, InvalidBlock, InvalidTimestamp, UnknownParent
+from p2p import messages as m
+from p2p import sync
+from p2p.config import CLIENT_NAME, PROTOCOL_VERSION, WS_PATH, P2PConfig, PeerAddress
+from p2p.errors import BlobUnavailable, HandshakeRefused, P2PError, PeerUnavailable, ProtocolViolation
+from p2p.peer import Hello, Peer, exchange_hello
+from p2p.scoring import (
+    PENALTY_BAD_RESPONSE,
+    PENALTY_BAD_TX,
+    PENALTY_INVALID_BLOCK,
+    PENALTY_LYING_HEAD,
+    PeerBook,
+)
+
+log = logging.getLogger("p2p")
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    hash: bytes
+    number: int
+    total_work: int
+
+
+@dataclass
+class SyncStats:
+    """Counters for status output and benchmarks."""
+
+    blocks_imported: int = 0
+    batches: int = 0
+    invalid_blocks: int = 0
+    syncing: bool = False
+    last_sync_seconds: float = 0.0
+
+
+class SyncAborted(P2PError):
+    """The current sync round with a peer ends (it misbehaved or went away)."""
+
+
+class P2PService:
+    """See the module docstring."""
+
+    def __init__(self, backend: Any, config: P2PConfig, blobstore: Any = None, *, node_id: Optional[bytes] = None) -> None:
+        self.backend = backend
+        self.chain = backend.chain
+        self.config = config
+        self.blobstore = blobstore
+        self.node_id = node_id or os.urandom(16)
+        self.peers: dict[bytes, Peer] = {}
+        self.book = PeerBook(config.ban_score, config.ban_seconds)
+        self.stats = SyncStats()
+        self.port: Optional[int] = None
+        self._import_executor = ThreadPoolExecutor(1, thread_name_prefix="p2p-import")
+        self._read_executor = ThreadPoolExecutor(2, thread_name_prefix="p2p-read")
+        self._runner: Optional[web.AppRunner] = None
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._peer_tasks: set[asyncio.Task[Any]] = set()
+        self._unlisten: Optional[Callable[[], None]] = None
+        self._sync_wanted = asyncio.Event()
+        self._announced: asyncio.Queue[tuple[Peer, bytes]] = asyncio.Queue(1024)
+        self._pending_txs: list[Any] = []
+        self._pending_head: Optional[bytes] = None
+        self._flush_handle: Optional[asyncio.TimerHandle] = None
+        self._notify_handle: Optional[asyncio.TimerHandle] = None
+        self._notify_head: Optional[bytes] = None
+        self._dial_node_ids: dict[PeerAddress, bytes] = {}
+        self._paused: set[PeerAddress] = set()
+        self._running = False
+        self._blob_cache: Optional[tuple[bytes, bytes]] = None
+        self.on_new_head: list[Callable[[bytes], None]] = []
+        """Called (on the event loop) with the new head's hash after each import from a
+        peer that moved our head, e.g. ``Miner.notify_new_head`` to abandon stale work."""
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> "P2PService":
+        """Listen (unless ``config.listen`` is off), dial static peers, start the workers."""
+        loop = asyncio.get_running_loop()
+        self._running = True
+        self._session = aiohttp.ClientSession()
+        if self.config.listen:
+            app = web.Application()
+            app.router.add_get(WS_PATH, self._handle_inbound)
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
+            await site.start()
+            self.port = int(self._runner.addresses[0][1])
+            log.info("p2p listening on ws://%s:%d%s", self.config.listen_host, self.port, WS_PATH)
+        events = getattr(self.backend, "events", None)
+        if events is not None:
+            self._unlisten = events.listen(loop, self._on_local_event)
+        self._tasks = [
+            asyncio.create_task(self._sync_loop(), name="p2p-sync"),
+            asyncio.create_task(self._fetch_announced(), name="p2p-fetch"),
+        ]
+        for address in self.config.static_peers:
+            self.add_peer(address)
+        return self
+
+    async def stop(self) -> None:
+        """Close every connection and worker; waits for an import in progress."""
+        self._running = False
+        if self._unlisten is not None:
+            self._unlisten()
+        for handle in (self._flush_handle, self._notify_handle):
+            if handle is not None:
+                handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for peer in list(self.peers.values()):
+            await peer.close("node shutting down")
+        for task in list(self._peer_tasks):
+            task.cancel()
+        await asyncio.gather(*self._peer_tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._import_executor.shutdown, True)
+        self._read_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> "P2PService":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- peers: dialing, admission ------------------------------------------------------
+
+    def add_peer(self, address: PeerAddress) -> None:
+        """Dial ``address`` and keep redialing it with backoff while the service runs."""
+        self._paused.discard(address)
+        self._spawn(self._dial_loop(address), f"p2p-dial-{address}")
+
+    async def disconnect_address(self, address: PeerAddress) -> None:
+        """Stop dialing ``address`` and drop the connection to it (partition tests)."""
+        self._paused.add(address)
+        node_id = self._dial_node_ids.get(address)
+        for peer in list(self.peers.values()):
+            same_address = peer.remote_host == address.host and peer.hello.listen_port == address.port
+            if peer.node_id == node_id or same_address:
+                await peer.close("disconnected by operator")
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._peer_tasks.add(task)
+        task.add_done_callback(self._peer_tasks.discard)
+        return task
+
+    async def _dial_loop(self, address: PeerAddress) -> None:
+        delay = self.config.reconnect_min_s
+        while self._running and address not in self._paused:
+            node_id = self._dial_node_ids.get(address)
+            existing = self.peers.get(node_id) if node_id else None
+            if existing is not None and not existing.closed.is_set():
+                await existing.closed.wait()
+                await asyncio.sleep(self.config.reconnect_min_s * random.uniform(0.8, 1.2))
+                delay = self.config.reconnect_min_s
+                continue
+            try:
+                peer = await self._connect(address)
+                self._dial_node_ids[address] = peer.node_id
+                await peer.closed.wait()
+                await asyncio.sleep(self.config.reconnect_min_s * random.uniform(0.8, 1.2))
+                delay = self.config.reconnect_min_s
+                continue
+            except HandshakeRefused as exc:
+                if "duplicate" in exc.reason:
+                    log.debug("peer %s: %s", address, exc.reason)
+                    delay = self.config.reconnect_min_s
+                else:
+                    log.info("peer %s refused: %s", address, exc.reason)
+            except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.debug("cannot reach %s: %s", address, exc)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    async def _connect(self, address: PeerAddress) -> Peer:
+        assert self._session is not None
+        url = f"ws://{address.host}:{address.port}{WS_PATH}"
+        ws = await self._session.ws_connect(
+            url, max_msg_size=self.config.max_message_bytes, heartbeat=self.config.heartbeat_s,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0), autoclose=True,
+        )
+        try:
+            hello = await exchange_hello(ws, self._hello(), self.config.handshake_timeout_s, self.config.max_message_bytes)
+            self._dial_node_ids[address] = hello.node_id  # so an inbound duplicate counts as connected
+            peer = self._admit(ws, hello, outbound=True, remote_host=address.host)
+        except HandshakeRefused as exc:
+            await _refuse(ws, exc.reason)
+            raise
+        except BaseException:
+            await ws.close()
+            raise
+        self._spawn(peer.run(), f"p2p-peer-{peer.name}")
+        return peer
+
+    async def _handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, heartbeat=self.config.heartbeat_s)
+        await ws.prepare(request)
+        remote = request.remote or "?"
+        try:
+            hello = await exchange_hello(ws, self._hello(), self.config.handshake_timeout_s, self.config.max_message_bytes)
+            peer = self._admit(ws, hello, outbound=False, remote_host=remote)
+        except HandshakeRefused as exc:
+            level = logging.DEBUG if "duplicate" in exc.reason else logging.INFO
+            log.log(level, "inbound from %s refused: %s", remote, exc.reason)
+            await _refuse(ws, exc.reason)
+            return ws
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("inbound from %s failed: %s", remote, exc)
+            return ws
+        await peer.run()
+        return ws
+
+    def _hello(self) -> Hello:
+        head = self.head_info()
+        return Hello(
+            protocol=PROTOCOL_VERSION, chain_id=int(self.chain.genesis.chain_id),
+            genesis=bytes(self.chain.genesis_hash), head=head.hash, number=head.number,
+            total_work=head.total_work, node_id=self.node_id,
+            listen_port=self.port or 0, client=CLIENT_NAME,
+        )
+
+    def _admit(self, ws: Any, hello: Hello, *, outbound: bool, remote_host: str) -> Peer:
+        """Check the peer's hello and register it. No await: check and register are one step."""
+        if hello.protocol != PROTOCOL_VERSION:
+            raise HandshakeRefused(f"protocol version {hello.protocol} != ours {PROTOCOL_VERSION}")
+        if hello.chain_id != self.chain.genesis.chain_id:
+            raise HandshakeRefused(f"chain id {hello.chain_id} != ours {self.chain.genesis.chain_id}")
+        if hello.genesis != bytes(self.chain.genesis_hash):
+            raise HandshakeRefused(f"genesis {m.hx(hello.genesis)} != ours {m.hx(self.chain.genesis_hash)}")
+        if hello.node_id == self.node_id:
+            raise HandshakeRefused("connected to ourselves")
+        if hello.listen_port and PeerAddress(remote_host, hello.listen_port) in self._paused:
+            raise HandshakeRefused("not peering with this address")
+        peer = Peer(self, ws, hello, outbound=outbound, remote_host=remote_host)
+        reason = self.book.banned(peer.keys)
+        if reason is not None:
+            raise HandshakeRefused(f"banned: {reason}")
+        existing = self.peers.get(hello.node_id)
+        if existing is not None and not existing.closed.is_set():
+            # Both sides dialed each other: keep the connection dialed by the smaller
+            # node id. Both ends compute the same answer, so exactly one survives.
+            dialer_new = self.node_id if outbound else hello.node_id
+            dialer_old = self.node_id if existing.outbound else hello.node_id
+            if dialer_old <= dialer_new:
+                raise HandshakeRefused("duplicate connection")
+            asyncio.ensure_future(existing.close("duplicate connection (replaced)"))
+        elif len(self.peers) >= self.config.max_peers:
+            raise HandshakeRefused("too many peers")
+        self.peers[hello.node_id] = peer
+        self._peers_changed()
+        log.info(
+            "peer %s connected (%s): head #%d, total work %d",
+            peer.name, "outbound" if outbound else "inbound", hello.number, hello.total_work,
+        )
+        if hello.total_work > self.head_info().total_work:
+            self._sync_wanted.set()
+        return peer
+
+    def _unregister(self, peer: Peer) -> None:
+        if self.peers.get(peer.node_id) is peer:
+            del self.peers[peer.node_id]
+            self._peers_changed()
+
+    def _peers_changed(self) -> None:
+        try:
+            self.backend.peer_count = len(self.peers)  # read by net_peerCount
+        except AttributeError:
+            pass
+
+    async def penalise(self, peer: Peer, penalty: int, reason: str) -> None:
+        """Take ``penalty`` from the peer's score; ban and disconnect at the threshold."""
+        if self.book.penalise(peer.keys, penalty, reason):
+            log.warning("peer %s banned for %.0f s: %s", peer.name, self.config.ban_seconds, reason)
+            await peer.close(f"banned: {reason}")
+
+    async def ban(self, peer: Peer, reason: str) -> None:
+        self.book.ban(peer.keys, reason)
+        log.warning("peer %s banned for %.0f s: %s", peer.name, self.config.ban_seconds, reason)
+        await peer.close(f"banned: {reason}")
+
+    # --- chain access -------------------------------------------------------------------
+
+    def head_info(self) -> HeadInfo:
+        head = self.chain.head()
+        return HeadInfo(bytes(head.hash), int(head.block_number), int(self.chain.score(head.hash)))
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return bool(self.chain.chaindb.header_exists(block_hash))
+
+    async def _read(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, func, *args)
+
+    def _import_blocking(self, block_rlp: bytes, payload: Optional[bytes]) -> Any:
+        lock = getattr(self.backend, "pool_lock", None)
+        if lock is None:
+            return self.chain.import_block(block_rlp, payload)
+        with lock:
+            return self.chain.import_block(block_rlp, payload)
+
+    async def import_from(self, peer: Peer, block_rlp: bytes, payload: Optional[bytes]) -> Optional[Any]:
+        """Import a block a peer sent. Returns the ImportResult, or None for a transient
+        failure. UnknownParent propagates (the caller fetches ancestors). An invalid
+        block bans the peer and raises SyncAborted."""
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._import_executor, self._import_blocking, block_rlp, payload)
+        except UnknownParent:
+            raise
+        except InvalidTimestamp as exc:
+            if isinstance(exc.got, int) and exc.got > time.time():
+                # Too far in the future for our clock: may become valid; not a lie.
+                log.info("block from %s is ahead of our clock: %s", peer.name, exc)
+                raise SyncAborted(str(exc)) from None
+            await self._invalid(peer, exc)
+        except InvalidBlock as exc:
+            await self._invalid(peer, exc)
+        except ChainError as exc:  # WorkVerificationUnavailable and other transient errors
+            result = await self._retry_with_missing_blob(peer, exc, block_rlp, payload)
+            if result is None:
+                log.warning("block from %s not imported (transient): %s", peer.name, exc)
+                raise SyncAborted(str(exc)) from None
+        block_hash = bytes(result.imported.hash)
+        peer.known_blocks.add(block_hash)
+        if result.new_canonical:
+            head = bytes(result.new_canonical[-1])
+            self._head_moved(head)
+            for callback in self.on_new_head:
+                try:
+                    callback(head)
+                except Exception:  # noqa: BLE001 - a listener's bug must not stop sync
+                    log.exception("on_new_head callback failed")
+        return result
+
+    async def _retry_with_missing_blob(self, peer: Peer, exc: ChainError, block_rlp: bytes, payload: Optional[bytes]) -> Any:
+        """Verification needs a blob we lack (DatasetUnavailable, CheckpointUnavailable
+        name it by hash): fetch it from peers, then import once more. None if not that."""
+        if self.blobstore is None or not type(exc).__name__.endswith("Unavailable"):
+            return None
+        import re
+
+        wanted = [bytes.fromhex(h) for h in re.findall(r"0x([0-9a-fA-F]{64})", str(exc))]
+        fetched = False
+        for blob_hash in wanted:
+            try:
+                await self.fetch_blob(blob_hash)
+                fetched = True
+            except P2PError as fetch_error:
+                log.info("blob %s for a block from %s: %s", m.hx(blob_hash), peer.name, fetch_error)
+        if not fetched:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._import_executor, self._import_blocking, block_rlp, payload)
+        except InvalidBlock as again:
+            await self._invalid(peer, again)
+        except ChainError:
+            return None
+
+    async def _invalid(self, peer: Peer, exc: InvalidBlock) -> NoReturn:
+        self.stats.invalid_blocks += 1
+        log.warning("invalid block from %s: %s: %s", peer.name, type(exc).__name__, exc)
+        await self.ban(peer, f"invalid block: {type(exc).__name__}: {exc}")
+        raise SyncAborted(str(exc))
+
+    def _head_moved(self, head_hash: bytes) -> None:
+        """Tell the node (RPC subscribers, and through the hub, our own announcer) about
+        a new head, coalescing bursts (a sync moves the head once per block)."""
+        self._notify_head = head_hash
+        if self._notify_handle is None:
+            loop = asyncio.get_running_loop()
+            self._notify_handle = loop.call_later(self.config.gossip_delay_s, self._notify_now)
+
+    def _notify_now(self) -> None:
+        self._notify_handle = None
+        head, self._notify_head = self._notify_head, None
+        if head is None:
+            return
+        events = getattr(self.backend, "events", None)
+        if events is not None:
+            events.notify_new_head(head)
+        else:
+            self._on_local_event(_NewHead(head))
+
+    # --- local events -> gossip ------------------------------------------------------------
+
+    def _on_local_event(self, event: Any) -> None:
+        """From the node's event hub (on our loop): a new head or a new pool transaction."""
+        if hasattr(event, "block_hash"):
+            self._pending_head = bytes(event.block_hash)
+        elif hasattr(event, "tx"):
+            self._pending_txs.append(event.tx)
+        else:
+            return
+        if self._flush_handle is None and self._running:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(self.config.gossip_delay_s, self._schedule_flush)
+
+    def _schedule_flush(self) -> None:
+        self._flush_handle = None
+        asyncio.ensure_future(self._flush_gossip())
+
+    async def _flush_gossip(self) -> None:
+        head_hash, self._pending_head = self._pending_head, None
+        txs, self._pending_txs = self._pending_txs, []
+        if head_hash is not None:
+            head = self.head_info()
+            if head.hash == head_hash:
+                for peer in list(self.peers.values()):
+                    if head.hash not in peer.known_blocks:
+                        peer.known_blocks.add(head.hash)
+                        await self._send_quietly(
+                            peer, "new_block", hash=m.hx(head.hash), number=head.number, total_work=m.qty(head.total_work)
+                        )
+        if txs:
+            raws = [(bytes(tx.hash), _raw_tx(tx)) for tx in txs]
+            for peer in list(self.peers.values()):
+                batch: list[str] = []
+                size = 0
+                for tx_hash, raw in raws:
+                    if tx_hash in peer.known_txs:
+                        continue
+                    peer.known_txs.add(tx_hash)
+                    if batch and (len(batch) >= m.MAX_TXS or size + 2 * len(raw) > 400 * 1024):
+                        await self._send_quietly(peer, "txs", txs=batch)
+                        batch, size = [], 0
+                    batch.append(m.hx(raw))
+                    size += 2 * len(raw)
+                if batch:
+                    await self._send_quietly(peer, "txs", txs=batch)
+
+    async def _send_quietly(self, peer: Peer, type_: str, **body: Any) -> None:
+        try:
+            await peer.send(type_, **body)
+        except PeerUnavailable:
+            pass
+
+    # --- notices from peers ---------------------------------------------------------------
+
+    async def on_notice(self, peer: Peer, msg: m.Message) -> None:
+        if msg.type == "new_block":
+            block_hash = m.field_hash(msg.body, "hash")
+            number = m.field_int(msg.body, "number")
+            total_work = m.field_qty(msg.body, "total_work")
+            peer.known_blocks.add(block_hash)
+            if total_work > peer.total_work:
+                peer.head, peer.head_number, peer.total_work = block_hash, number, total_work
+            if total_work > self.head_info().total_work and not self.has_block(block_hash):
+                try:
+                    self._announced.put_nowait((peer, block_hash))
+                except asyncio.QueueFull:
+                    self._sync_wanted.set()
+        elif msg.type == "txs":
+            raws = [m.parse_hex(v, "txs", max_size=self.chain.genesis.max_transaction_bytes)
+                    for v in m.field_list(msg.body, "txs", max_len=m.MAX_TXS)]
+            for raw in raws:
+                peer.known_txs.add(keccak(raw))
+            asyncio.ensure_future(self._add_txs(peer, raws))
+
+    async def _add_txs(self, peer: Peer, raws: list[bytes]) -> None:
+        from chain.transactions import decode_raw_transaction
+
+        def add_all() -> int:
+            bad = 0
+            for raw in raws:
+                try:
+                    decode_raw_transaction(raw, max_size=self.chain.genesis.max_transaction_bytes)
+                except Exception:  # noqa: BLE001 - typed InvalidTransaction or rlp errors
+                    bad += 1
+                    continue
+                try:
+                    self.backend.submit_raw_transaction(raw)
+                except Exception as exc:  # noqa: BLE001 - rejections (known, nonce) are normal in gossip
+                    log.debug("tx from %s not added: %s", peer.name, exc)
+            return bad
+
+        try:
+            bad = await self._read(add_all)
+        except RuntimeError:  # executor shut down
+            return
+        if bad:
+            await self.penalise(peer, PENALTY_BAD_TX * bad, f"{bad} undecodable transactions")
+
+    async def _fetch_announced(self) -> None:
+        """Fetch announced blocks we lack; an unknown parent starts a sync."""
+        while True:
+            peer, block_hash = await self._announced.get()
+            if peer.closed.is_set() or self.has_block(block_hash):
+                continue
+            try:
+                reply = await peer.request("get_blocks", ("blocks",), hashes=[m.hx(block_hash)])
+                entries = self._parse_entries(reply, max_len=1)
+                if not entries:
+                    # Reorged away on the peer, or never there: a sync round settles
+                    # which (a peer that cannot back its claimed work is penalised).
+                    self._sync_wanted.set()
+                    continue
+                block_rlp, payload = entries[0]
+                if sync.header_hash_of(block_rlp) != block_hash:
+                    raise ProtocolViolation("get_blocks answered with another block", penalty=PENALTY_BAD_RESPONSE)
+                await self.import_from(peer, block_rlp, payload)
+            except UnknownParent:
+                self._sync_wanted.set()
+            except ProtocolViolation as exc:
+                await peer._violation(exc)
+            except ValueError as exc:
+                await peer._violation(ProtocolViolation(f"bad block bytes: {exc}", penalty=PENALTY_INVALID_BLOCK))
+            except (SyncAborted, PeerUnavailable):
+                pass
+            except Exception:  # noqa: BLE001 - keep fetching
+                log.exception("fetching announced block failed")
+
+    def _parse_entries(self, reply: m.Message, max_len: int) -> list[tuple[bytes, Optional[bytes]]]:
+        genesis = self.chain.genesis
+        return m.parse_block_entries(
+            reply.body, max_len=max_len, max_block=genesis.max_block_bytes,
+            max_payload=self.chain.engine.max_payload_bytes(),
+        )
+
+    # --- requests from peers ------------------------------------------------------------
+
+    async def serve_request(self, peer: Peer, msg: m.Message) -> tuple[str, dict[str, Any]]:
+        request_id = m.field_request_id(msg.body)
+        budget = self.config.response_budget_bytes
+        if msg.type == "get_blocks":
+            hashes = m.field_hashes(msg.body, "hashes")
+            entries = await self._read(_entries_by_hash, self.chain, hashes, budget)
+            return "blocks", {"id": request_id, "blocks": _encode_entries(entries)}
+        if msg.type == "get_chain":
+            locator = m.field_hashes(msg.body, "locator")
+            count = m.field_int(msg.body, "max", low=1, high=m.MAX_BATCH)
+            entries = await self._read(sync.read_segment, self.chain, locator, count, budget)
+            head = self.head_info()
+            return "blocks", {
+                "id": request_id, "blocks": _encode_entries(entries),
+                "head": m.hx(head.hash), "number": head.number, "total_work": m.qty(head.total_work),
+            }
+        if msg.type == "get_blob":
+            blob_hash = m.field_hash(msg.body, "hash")
+            offset = m.field_int(msg.body, "offset")
+            length = m.field_int(msg.body, "length", low=1, high=m.BLOB_CHUNK)
+            data = await self._read(self._blob_chunk, blob_hash, offset, length)
+            if data is None:
+                return "blob", {"id": request_id, "hash": m.hx(blob_hash), "size": 0, "data": None}
+            size, chunk = data
+            return "blob", {"id": request_id, "hash": m.hx(blob_hash), "size": size, "data": m.hx(chunk)}
+        raise ProtocolViolation(f"{msg.type} is not a request", penalty=m.PENALTY_MALFORMED)
+
+    def _blob_chunk(self, blob_hash: bytes, offset: int, length: int) -> Optional[tuple[int, bytes]]:
+        if self.blobstore is None:
+            return None
+        cached = self._blob_cache
+        if cached is not None and cached[0] == blob_hash:
+            blob = cached[1]
+        else:
+            try:
+                blob = bytes(self.blobstore.get(blob_hash))
+            except Exception:  # noqa: BLE001 - BlobNotFound, CorruptBlob: we do not have it
+                return None
+            self._blob_cache = (blob_hash, blob)  # a chunked fetch reads the same blob again
+        return len(blob), blob[offset : offset + length]
+
+    # --- sync ---------------------------------------------------------------------------------
+
+    def best_peer(self) -> Optional[Peer]:
+        ours = self.head_info().total_work
+        candidates = [p for p in self.peers.values() if p.total_work > ours and not p.closed.is_set()]
+        return max(candidates, key=lambda p: p.total_work, default=None)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._sync_wanted.wait()
+            self._sync_wanted.clear()
+            while self._running:
+                peer = self.best_peer()
+                if peer is None:
+                    break
+                started = time.monotonic()
+                self.stats.syncing = True
+                try:
+                    await self._sync_from(peer)
+                except (SyncAborted, PeerUnavailable) as exc:
+                    log.info("sync from %s stopped: %s", peer.name, exc)
+                    await asyncio.sleep(1.0)
+                except ProtocolViolation as exc:
+                    await peer._violation(exc)
+                except Exception:  # noqa: BLE001 - the sync loop must survive
+                    log.exception("sync from %s failed", peer.name)
+                    await asyncio.sleep(1.0)
+                finally:
+                    self.stats.syncing = False
+                    self.stats.last_sync_seconds = time.monotonic() - started
+
+    async def _sync_from(self, peer: Peer) -> None:
+        """Download and import the peer's heavier chain, batch by batch (see sync.py).
+
+        The next batch is requested before the current one is imported, so download
+        and validation overlap. Ends when our chain holds as much work as the peer says
+        its has; a peer that claims more work than it can show is penalised."""
+        tip: Optional[bytes] = None
+        log.info("syncing from %s: its head #%d (work %d), ours #%d",
+                 peer.name, peer.head_number, peer.total_work, self.chain.head().block_number)
+        request = asyncio.ensure_future(self._request_segment(peer, tip))
+        try:
+            while True:
+                reply = await request
+                entries = self._parse_entries(reply, max_len=m.MAX_BATCH)
+                if "total_work" in reply.body:
+                    peer.total_work = max(peer.total_work, m.field_qty(reply.body, "total_work"))
+                if not entries:
+                    if peer.total_work > self.head_info().total_work:
+                        await peer._violation(ProtocolViolation(
+                            "claims more total work than it serves", penalty=PENALTY_LYING_HEAD,
+                            expected=peer.total_work, got=self.head_info().total_work,
+                        ))
+                    return
+                hashes = [sync.header_hash_of(block_rlp) for block_rlp, _ in entries]
+                more = len(entries) > 0
+                if more:  # pipeline: ask for the next segment now
+                    request = asyncio.ensure_future(self._request_segment(peer, hashes[-1]))
+                for (block_rlp, payload), block_hash in zip(entries, hashes):
+                    if self.has_block(block_hash):
+                        continue
+                    try:
+                        result = await self.import_from(peer, block_rlp, payload)
+                    except UnknownParent:
+                        raise ProtocolViolation("sync segment does not connect", penalty=PENALTY_BAD_RESPONSE) from None
+                    if result is not None:
+                        self.stats.blocks_imported += 1
+                self.stats.batches += 1
+                tip = hashes[-1]
+                if peer.total_work <= self.head_info().total_work:
+                    return
+        except ValueError as exc:
+            raise ProtocolViolation(f"bad block bytes in sync: {exc}", penalty=PENALTY_INVALID_BLOCK) from None
+        finally:
+            if not request.done():
+                request.cancel()
+            await asyncio.gather(request, return_exceptions=True)
+
+    async def _request_segment(self, peer: Peer, tip: Optional[bytes]) -> m.Message:
+        locator = await self._read(sync.build_locator, self.chain, tip)
+        return await peer.request(
+            "get_chain", ("blocks",), locator=[m.hx(h) for h in locator], max=self.config.sync_batch
+        )
+
+    # --- blobs --------------------------------------------------------------------------------
+
+    async def fetch_blob(self, blob_hash: bytes, *, max_bytes: Optional[int] = None) -> bytes:
+        """The blob whose keccak256 is ``blob_hash``: from our store, else from peers
+        (chunked, best score first), verified against the hash and stored."""
+        if self.blobstore is not None and self.blobstore.has(blob_hash):
+            return bytes(self.blobstore.get(blob_hash))
+        limit: int = max_bytes if max_bytes is not None else int(getattr(self.blobstore, "max_bytes", 256 * 1024 * 1024))
+        peers = sorted(self.peers.values(), key=lambda p: -self.book.score(p.keys[0]))
+        for peer in peers:
+            try:
+                data = await self._fetch_blob_from(peer, blob_hash, limit)
+            except PeerUnavailable:
+                continue
+            except ProtocolViolation as exc:
+                await peer._violation(exc)
+                continue
+            if data is None:
+                continue
+            if self.blobstore is not None:
+                await self._read(self.blobstore.put, data)
+            return data
+        raise BlobUnavailable(f"no peer served blob {m.hx(blob_hash)}")
+
+    async def _fetch_blob_from(self, peer: Peer, blob_hash: bytes, limit: int) -> Optional[bytes]:
+        parts: list[bytes] = []
+        offset, size = 0, None
+        while size is None or offset < size:
+            reply = await peer.request("get_blob", ("blob",), hash=m.hx(blob_hash), offset=offset, length=m.BLOB_CHUNK)
+            if reply.body.get("data") is None:
+                return None
+            got_size = m.field_int(reply.body, "size", high=limit)
+            chunk = m.field_bytes(reply.body, "data", max_size=m.BLOB_CHUNK)
+            if size is None:
+                size = got_size
+            if got_size != size or not chunk and offset < size:
+                raise ProtocolViolation("inconsistent blob chunks", penalty=PENALTY_BAD_RESPONSE)
+            parts.append(chunk)
+            offset += len(chunk)
+        data = b"".join(parts)
+        if keccak(data) != blob_hash:
+            raise ProtocolViolation("blob does not match its hash", penalty=PENALTY_INVALID_BLOCK,
+                                    expected=m.hx(blob_hash), got=m.hx(keccak(data)))
+        return data
+
+    # --- introspection ----------------------------------------------------------------------
+
+    def peer_summaries(self) -> list[dict[str, Any]]:
+        return [
+            {"id": p.node_id.hex(), "address": p.name, "outbound": p.outbound, "head": m.hx(p.head),
+             "number": p.head_number, "total_work": p.total_work, "score": self.book.score(p.keys[0])}
+            for p in self.peers.values()
+        ]
+
+
+@dataclass(frozen=True)
+class _NewHead:
+    block_hash: bytes
+
+
+def _raw_tx(tx: Any) -> bytes:
+    import rlp
+
+    return bytes(tx.encode()) if hasattr(tx, "encode") else rlp.encode(tx)
+
+
+def _entries_by_hash(chain: Any, hashes: list[bytes], budget: int) -> list[tuple[bytes, Optional[bytes]]]:
+    entries = []
+    size = 0
+    for block_hash in hashes:
+        entry = sync.block_entry(chain, block_hash)
+        if entry is None:
+            continue
+        entries.append(entry)
+        size += len(entry[0]) + len(entry[1] or b"")
+        if size >= budget:
+            break
+    return entries
+
+
+def _encode_entries(entries: list[tuple[bytes, Optional[bytes]]]) -> list[list[Optional[str]]]:
+    return [[m.hx(block), None if payload is None else m.hx(payload)] for block, payload in entries]
+
+
+async def _refuse(ws: Any, reason: str) -> None:
+    try:
+        await ws.send_str(m.encode("disconnect", reason=reason[:500]))
+        await ws.close(code=4000, message=reason[:120].encode())
+    except Exception:  # noqa: BLE001 - best effort
+        pass

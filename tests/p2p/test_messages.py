@@ -1,0 +1,117 @@
+"""The wire format and the building blocks of sync and scoring, without sockets."""
+from __future__ import annotations
+
+import pytest
+
+from p2p import messages as m
+from p2p.config import PeerAddress
+from p2p.errors import MalformedMessage, OversizedMessage
+from p2p.peer import Hello
+from p2p.scoring import PeerBook, TokenBucket
+from p2p.sync import build_locator, fork_point, header_hash_of, read_segment
+from tests.chain.helpers import mine, open_chain, with_header
+from tests.p2p.helpers import block_rlp
+
+
+def test_encode_decode_round_trip() -> None:
+    frame = m.encode("new_block", hash=m.hx(b"\x01" * 32), number=7, total_work=m.qty(10**30))
+    msg = m.decode(frame, 1 << 20)
+    assert msg.type == "new_block" and msg.kind == "notice"
+    assert m.field_hash(msg.body, "hash") == b"\x01" * 32
+    assert m.field_int(msg.body, "number") == 7
+    assert m.field_qty(msg.body, "total_work") == 10**30
+
+
+def test_hello_round_trip() -> None:
+    hello = Hello(1, 7357, b"\x02" * 32, b"\x03" * 32, 5, 123, b"\x04" * 16, 30303, "x")
+    assert Hello.parse(m.decode(hello.encode(), 4096).body) == hello
+
+
+def test_invalid_size_is_checked_before_json() -> None:
+    # Not JSON at all, but too long for its type: refused as oversized, never parsed.
+    with pytest.raises(OversizedMessage):
+        m.decode("new_block " + "{" * 2000, 1 << 20)
+    with pytest.raises(OversizedMessage):  # the connection limit applies to every type
+        m.decode("blocks " + " " * 200, 100)
+
+
+@pytest.mark.parametrize("frame", ["", "new_block", "NEW_BLOCK {}", "new_block {", "new_block 1", "txs []"])
+def test_invalid_frames(frame: str) -> None:
+    with pytest.raises(MalformedMessage):
+        m.decode(frame, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    "body, call",
+    [
+        ({"h": "01"}, lambda b: m.field_hash(b, "h")),
+        ({"h": "0x" + "00" * 31}, lambda b: m.field_hash(b, "h")),
+        ({"h": "0xgg"}, lambda b: m.field_bytes(b, "h")),
+        ({"n": -1}, lambda b: m.field_int(b, "n")),
+        ({"n": True}, lambda b: m.field_int(b, "n")),
+        ({"n": 1.5}, lambda b: m.field_int(b, "n")),
+        ({"q": 5}, lambda b: m.field_qty(b, "q")),
+        ({"q": "0x" + "f" * 65}, lambda b: m.field_qty(b, "q")),
+        ({"l": ["0x" + "00" * 32] * 65}, lambda b: m.field_hashes(b, "l")),
+        ({"blocks": [["0x00"]]}, lambda b: m.parse_block_entries(b, max_len=4, max_block=10, max_payload=10)),
+        ({"blocks": [["0x" + "00" * 11, None]]}, lambda b: m.parse_block_entries(b, max_len=4, max_block=10, max_payload=10)),
+    ],
+)
+def test_invalid_fields(body, call) -> None:
+    with pytest.raises(MalformedMessage):
+        call(body)
+
+
+def test_peer_address_parse() -> None:
+    assert PeerAddress.parse("127.0.0.1:30303") == PeerAddress("127.0.0.1", 30303)
+    assert PeerAddress.parse("[::1]:1") == PeerAddress("::1", 1)
+    for bad in ("localhost", ":30303", "host:0", "host:99999", "host:x"):
+        with pytest.raises(ValueError):
+            PeerAddress.parse(bad)
+
+
+def test_token_bucket() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=10, burst=5, clock=lambda: now[0])
+    assert all(bucket.take() for _ in range(5)) and not bucket.take()
+    now[0] += 0.2
+    assert bucket.take() and bucket.take() and not bucket.take()
+
+
+def test_peer_book_bans_and_expires() -> None:
+    now = [0.0]
+    book = PeerBook(ban_score=-100, ban_seconds=60, clock=lambda: now[0])
+    keys = ("node:aa", "addr:127.0.0.1:1")
+    assert not book.penalise(keys, 60, "x")
+    assert book.penalise(keys, 40, "y")
+    assert book.banned(("addr:127.0.0.1:1",)) == "y"  # either identity is enough
+    now[0] += 61
+    assert book.banned(keys) is None
+    assert book.penalise(keys, 50, "again")  # after a ban, one more offence bans again
+
+
+def test_locator_and_fork_point() -> None:
+    chain = open_chain()
+    blocks = [mine(chain) for _ in range(40)]
+    locator = build_locator(chain)
+    assert locator[0] == blocks[-1].hash and locator[-1] == chain.genesis_hash
+    assert len(locator) < 20  # 10 dense, then doubling
+    other = open_chain()
+    for block in blocks[:25]:
+        other.import_block(block)
+    fork = mine(other, extra_data=b"fork")  # other diverges after block 25
+    assert fork_point(chain, build_locator(other)) == 25
+    assert fork_point(chain, [b"\x09" * 32]) == 0  # nothing known: from genesis
+    segment = read_segment(chain, build_locator(other), max_blocks=10, budget=1 << 20)
+    assert [header_hash_of(b) for b, _ in segment] == [b.hash for b in blocks[25:35]]
+    assert len(read_segment(chain, build_locator(other), max_blocks=10, budget=1)) == 1  # budget: >= 1 block
+
+
+def test_invalid_block_bytes_have_no_hash() -> None:
+    chain = open_chain()
+    block = mine(chain)
+    assert header_hash_of(block_rlp(block)) == block.hash
+    assert header_hash_of(block_rlp(with_header(block, gas_used=1))) != block.hash
+    for junk in (b"", b"\x01", b"\xc0", b"\xc1\x80"):
+        with pytest.raises(ValueError):
+            header_hash_of(junk)
