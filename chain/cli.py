@@ -5,7 +5,7 @@ results and turns every error into one ``error: ...`` line on stderr):
 
 - ``init``: create a datadir for a genesis (idempotent; refuses another chain's datadir);
 - ``run``: open the datadir and serve JSON-RPC until SIGINT/SIGTERM (``--automine`` on
-  dev chains);
+  dev chains; ``--mine --coinbase ADDR`` mines on a pouw chain);
 - ``export`` / ``import``: canonical blocks to and from a block file (geth's format).
 
 Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted.
@@ -61,6 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.automine:  # before opening: refuse plainly even where the seal engine is missing
         check_automine_allowed(read_datadir_genesis(args.datadir), args.datadir)
+    coinbase = None
+    if args.mine:  # --- mining (consensus/miner.py) ---
+        from consensus.miner import check_mining_allowed, parse_coinbase
+
+        coinbase = parse_coinbase(args.coinbase)
+        check_mining_allowed(read_datadir_genesis(args.datadir))
     config = NodeConfig(
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine
     )
@@ -72,7 +78,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.datadir, datadir.genesis.chain_id, encode_hex(datadir.chain.genesis_hash),
             head.block_number, encode_hex(head.hash),
         )
-        asyncio.run(_run_until_signal(node, early_stop))
+        miner = None
+        if coinbase is not None:
+            from consensus.miner import start_node_miner
+
+            miner = start_node_miner(node, coinbase, args.device)
+        try:
+            asyncio.run(_run_until_signal(node, early_stop))
+        finally:
+            if miner is not None:
+                miner.stop()
         head = datadir.chain.head()
         log.info("stopped at head #%d %s; closing the datadir", head.block_number, encode_hex(head.hash))
     return EXIT_OK
@@ -194,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--automine", action="store_true",
         help="build a block whenever the pool holds transactions (development genesis only)",
     )
+    run.add_argument("--mine", action="store_true", help="mine blocks: train jobs, seal, import (pouw genesis)")
+    run.add_argument("--coinbase", metavar="ADDR", help="address credited with block rewards and job fees (with --mine)")
+    run.add_argument("--device", default="auto", help="training device for --mine: auto, cpu or cuda:N (default auto)")
 
     export = command(
         "export", cmd_export, "write canonical blocks to a block file",

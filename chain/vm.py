@@ -43,6 +43,8 @@ from chain.errors import InvalidBlockTransaction
 from chain.header import PouwBlock, PouwBlockHeader
 from chain.sealing import NoProofEngine, SealEngine
 from consensus.difficulty import DifficultyParams, next_difficulty
+from consensus.params import REGISTRY_ADDRESS
+from consensus.registry import registry_precompile
 
 # --- CLZ (EIP-7939) ------------------------------------------------------------------
 
@@ -64,9 +66,11 @@ POUW_OPCODES = {
 
 
 class PouwComputation(PragueComputation):
-    """Prague computation with CLZ."""
+    """Prague computation with CLZ and the job registry precompile at REGISTRY_ADDRESS
+    (0x...0100, consensus/registry.py)."""
 
     opcodes = POUW_OPCODES
+    _precompiles = {**PragueComputation.get_precompiles(), REGISTRY_ADDRESS: registry_precompile}
 
 
 class PouwState(PragueState):

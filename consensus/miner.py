@@ -1,0 +1,269 @@
+"""The miner: template, job choice, training until a ticket, seal, import; again on the new head.
+
+One round (:meth:`Miner.mine_one`):
+
+1. fix a template on the head (the pool's pending transactions that apply, timestamp
+   from the clock): its template hash is known before any work;
+2. choose the job: among open posted jobs with escrow left and a usable spec, dataset
+   and checkpoint, the best fee per work unit ``price / w_job`` (lowest id on ties);
+   otherwise the first standing job of the genesis file;
+3. train from the job's checkpoint with ``seal_seed(template_hash, coinbase, job, h_0)``
+   until a step is a winning ticket; stop at once if the head changes (a block arrived)
+   or after MAX_STEPS_PER_BLOCK steps (then a fresh template);
+4. build the payload (step hashes, the states of the ticket and challenged steps, s_t),
+   write the seal into the template, execute; the caller imports.
+
+:meth:`Miner.start` runs rounds in a daemon thread and imports each block; tell it
+about blocks from elsewhere with :meth:`notify_new_head` (it also polls the head).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Optional
+
+from eth_typing import Address, Hash32
+
+from chain.chain import MAX_FUTURE_SECONDS, Chain, Seal
+from consensus.blobs import LevelDBBlobStore
+from consensus.engine import PouwEngine, backend_for
+from consensus.errors import ConsensusError
+from consensus.jobs import checkpoint_state, current_checkpoint, load_dataset
+from consensus.params import MAX_STEPS_PER_BLOCK
+from consensus.registry import JobRecord, posted_job_ids, read_job
+from consensus.seal import build_payload
+from pouw.commit import seal_seed
+from pouw.errors import PouwError
+from pouw.families import get_family
+from pouw.trainer import Trainer, ticket_condition
+
+log = logging.getLogger("consensus.miner")
+
+HEAD_POLL_STEPS = 8
+
+
+def job_name(job_id: int) -> str:
+    from consensus.params import STANDING_JOB_BASE
+
+    return f"standing-{job_id - STANDING_JOB_BASE}" if job_id >= STANDING_JOB_BASE else str(job_id)
+
+
+@dataclass(frozen=True)
+class MinedBlock:
+    block: Any
+    payload: bytes
+    job_id: int
+    steps: int
+    train_seconds: float
+    """Time from template to winning ticket (training only)."""
+    seal_seconds: float
+    """Time to build the payload and execute the sealed block."""
+
+
+class Miner:
+    """Mines on ``chain`` (which must use PouwEngine) for ``coinbase``."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        coinbase: Address,
+        *,
+        device: str = "auto",
+        extra_data: bytes = b"",
+        lock: Optional[ContextManager[Any]] = None,
+        on_block: Optional[Callable[[Any], None]] = None,
+    ) -> None:
+        if not issubclass(chain.engine_class, PouwEngine):
+            raise TypeError("mining needs the pouw seal engine (genesis \"sealEngine\": \"pouw\")")
+        self.chain = chain
+        self.engine_class = chain.engine_class
+        self.config = chain.engine_class.config
+        self.coinbase = Address(bytes(coinbase))
+        self.backend = backend_for(device)
+        self.blobs = LevelDBBlobStore(chain.db)
+        self.extra_data = extra_data
+        self.lock = lock
+        self.on_block = on_block
+        self.blocks_mined = 0
+        self.last: Optional[MinedBlock] = None
+        self._stop = threading.Event()
+        self._new_head = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._trainer: Optional[Trainer] = None
+
+    # --- job choice -------------------------------------------------------------------
+
+    def choose_job(self, state: Any) -> JobRecord:
+        best: Optional[JobRecord] = None
+        best_w = 1
+        for job_id in posted_job_ids(state):
+            job = read_job(state, job_id, self.config)
+            if job is None or not job.is_open or job.spec is None or job.escrow == 0 or job.price == 0:
+                continue
+            w = get_family(job.spec.family).work_units(job.spec)
+            if best is not None and job.price * best_w <= best.price * w:
+                continue
+            if not self._usable(job):
+                continue
+            best, best_w = job, w
+        if best is not None:
+            return best
+        for index in range(len(self.config.standing_jobs)):
+            from consensus.params import STANDING_JOB_BASE
+
+            job = read_job(state, STANDING_JOB_BASE + index, self.config)
+            if job is not None and self._usable(job):
+                return job
+        raise PouwError("no job to mine: no funded open job and no usable standing job")
+
+    def _usable(self, job: JobRecord) -> bool:
+        assert job.spec is not None
+        try:
+            load_dataset(job.spec, self.blobs, self.config.limits.max_dataset_bytes)
+            if job.checkpoint != b"\x00" * 32 and not self.blobs.has(job.checkpoint):
+                return False
+        except PouwError:
+            return False
+        except Exception:  # noqa: BLE001 - e.g. DatasetUnavailable (a ChainError)
+            return False
+        return True
+
+    # --- one round --------------------------------------------------------------------
+
+    def mine_one(self, max_steps: int = MAX_STEPS_PER_BLOCK) -> Optional[MinedBlock]:
+        """One round on the current head; None if interrupted (new head, stop) or no ticket."""
+        started = time.perf_counter()
+        self._new_head.clear()
+        head = self.chain.head()
+        ahead = head.timestamp + 1 - (self.chain.clock() + MAX_FUTURE_SECONDS)
+        if ahead > 0:  # the chain runs ahead of our clock: peers would refuse the block yet
+            self._stop.wait(min(ahead, 1.0))
+            return None
+        with self._locked():
+            head = self.chain.head()
+            template = self.chain.build_template(self.coinbase, extra_data=self.extra_data, parent_hash=head.hash)
+        job = self.choose_job(self.chain.state_at(head))
+        assert job.spec is not None
+        h0 = current_checkpoint(job)
+        seed = seal_seed(template.template_hash, self.coinbase, job.job_id, h0)
+        dataset = load_dataset(job.spec, self.blobs, self.config.limits.max_dataset_bytes)
+        trainer = Trainer(job.spec, dataset, checkpoint_state(job, self.blobs), seed, self.backend)
+        self._trainer = trainer
+        if self._stop.is_set():
+            return None
+        w = get_family(job.spec.family).work_units(job.spec)
+
+        def on_step(rec: Any) -> None:
+            if self._new_head.is_set() or (rec.i % HEAD_POLL_STEPS == 0 and self.chain.head().hash != head.hash):
+                trainer.stop()
+
+        result = trainer.run(max_steps=max_steps, until=ticket_condition(w, template.header.difficulty), on_step=on_step)
+        self._trainer = None
+        if result.reason != "condition":
+            return None
+        train_seconds = time.perf_counter() - started
+        sealed_at = time.perf_counter()
+        payload = build_payload(trainer, self.config.challenge_count)
+        seal = Seal(
+            job_id=Hash32(job.job_id.to_bytes(32, "big")),
+            start_checkpoint=Hash32(h0),
+            step_count=trainer.step,
+            final_state=Hash32(trainer.records[-1].h),
+            work_accumulator=Hash32(trainer.accumulator),
+        )
+        block = self.chain.seal_block(template, seal)
+        return MinedBlock(block, payload.encode(), job.job_id, trainer.step, train_seconds,
+                          time.perf_counter() - sealed_at)
+
+    def mine_and_import(self) -> Optional[MinedBlock]:
+        mined = self.mine_one()
+        if mined is None:
+            return None
+        with self._locked():
+            self.chain.import_block(mined.block, mined.payload)
+        self.blocks_mined += 1
+        self.last = mined
+        log.info("mined block #%d %s: job %s, t=%d steps, D=%d, trained %.2fs", mined.block.number,
+                 "0x" + mined.block.hash.hex()[:12], job_name(mined.job_id), mined.steps,
+                 mined.block.header.difficulty, mined.train_seconds)
+        if self.on_block is not None:
+            self.on_block(mined.block)
+        return mined
+
+    # --- the thread -------------------------------------------------------------------
+
+    def start(self) -> "Miner":
+        self._thread = threading.Thread(target=self._run, name="miner", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        trainer = self._trainer
+        if trainer is not None:
+            trainer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def notify_new_head(self, *_: Any) -> None:
+        """A block was imported by someone else: abandon the current trajectory."""
+        self._new_head.set()
+        trainer = self._trainer
+        if trainer is not None:
+            trainer.stop()
+
+    def _locked(self) -> ContextManager[Any]:
+        import contextlib
+
+        return self.lock if self.lock is not None else contextlib.nullcontext()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.mine_and_import()
+            except Exception:  # noqa: BLE001 - keep mining; log the reason
+                log.exception("mining round failed")
+                self._stop.wait(1.0)
+
+
+def start_node_miner(node: Any, coinbase: Address, device: str = "auto") -> Miner:
+    """Start mining inside a running node (``chain.node.Node``): templates and imports
+    hold the RPC backend's pool lock, and each mined block is announced to the RPC
+    layer (``newHeads`` subscribers, filters) like any new head."""
+    backend = node.backend
+    miner = Miner(
+        node.chain, coinbase, device=device, lock=backend.pool_lock,
+        on_block=lambda block: backend.notify_new_head(block.hash),
+    )
+    log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)
+    return miner.start()
+
+
+class MiningRefused(ConsensusError):
+    """``--mine`` cannot run: no pouw seal engine, or a bad coinbase address."""
+
+
+def parse_coinbase(text: Optional[str]) -> Address:
+    """A 0x-prefixed 20-byte hex address (EIP-55 checksum checked when mixed case)."""
+    from eth_utils import is_checksum_address, to_canonical_address
+
+    if not text:
+        raise MiningRefused("--mine needs --coinbase ADDR (the address credited with rewards and fees)")
+    body = text[2:] if text.startswith("0x") else ""
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise MiningRefused(f"--coinbase: expected a 0x-prefixed 20-byte hex address, got {text!r}")
+    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
+        raise MiningRefused(f"--coinbase: mixed-case address fails its EIP-55 checksum: {text!r}")
+    return Address(to_canonical_address(text))
+
+
+def check_mining_allowed(genesis: Any) -> None:
+    if genesis.seal_engine != "pouw":
+        raise MiningRefused(
+            f"--mine needs a genesis with \"sealEngine\": \"pouw\" (this chain uses {genesis.seal_engine!r}; "
+            "use --automine on a development chain)"
+        )
+    if not genesis.pouw.standing_jobs:
+        log.warning("the genesis has no standing job: mining waits for a paid job to be posted")

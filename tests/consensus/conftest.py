@@ -1,0 +1,1 @@
+"""Consensus tests: the registry precompile is registered by chain/vm.py's PouwComputation."""
