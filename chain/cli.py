@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             miner = start_node_miner(node, coinbase, args.device)
         try:
-            asyncio.run(_run_until_signal(node, early_stop))
+            asyncio.run(_run_until_signal(node, early_stop, args, miner))
         finally:
             if miner is not None:
                 miner.stop()
@@ -106,7 +106,11 @@ def _catch_stop_signals() -> list[int]:
     return received
 
 
-async def _run_until_signal(node: "object", early_stop: list[int]) -> None:
+async def _run_until_signal(
+    node: "object", early_stop: list[int], args: argparse.Namespace, miner: "object" = None
+) -> None:
+    from p2p.cli import start_p2p_from_args
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if early_stop:
@@ -119,8 +123,19 @@ async def _run_until_signal(node: "object", early_stop: list[int]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, request_stop, signum)
     try:
+        p2p = await start_p2p_from_args(args, node)  # None with --no-p2p
+    except OSError as exc:
+        raise OSError(
+            f"cannot listen on {args.p2p_addr}:{args.p2p_port} (p2p): {exc.strerror or exc}"
+            " (choose another --p2p-port, or --no-p2p)"
+        ) from None
+    if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
+        p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
+    try:
         await node.run(stop)  # type: ignore[attr-defined]
     finally:
+        if p2p is not None:
+            await p2p.stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
@@ -212,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mine", action="store_true", help="mine blocks: train jobs, seal, import (pouw genesis)")
     run.add_argument("--coinbase", metavar="ADDR", help="address credited with block rewards and job fees (with --mine)")
     run.add_argument("--device", default="auto", help="training device for --mine: auto, cpu or cuda:N (default auto)")
+    from p2p.cli import add_p2p_arguments
+
+    add_p2p_arguments(run)  # --p2p-addr (127.0.0.1), --p2p-port, --peers, --no-p2p, --max-peers
 
     export = command(
         "export", cmd_export, "write canonical blocks to a block file",

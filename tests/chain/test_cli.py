@@ -205,7 +205,7 @@ def test_invalid_import_block_of_another_chain(built: BuiltChain, tmp_path: Path
 class RunningNode:
     def __init__(self, datadir: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [*pouw_node(), "run", "--datadir", str(datadir), "--rpc-port", "0", *extra],
+            [*pouw_node(), "run", "--datadir", str(datadir), "--rpc-port", "0", "--p2p-port", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.log: list[str] = []
@@ -272,7 +272,7 @@ def test_invalid_run_port_in_use(dev_datadir: Path, tmp_path: Path) -> None:
         port = node.url.rsplit(":", 1)[1]
         other = tmp_path / "other"
         assert cli("init", "--datadir", other, "--genesis", "dev").returncode == 0
-        result = cli("run", "--datadir", other, "--rpc-port", port)
+        result = cli("run", "--datadir", other, "--rpc-port", port, "--p2p-port", "0")
         assert result.returncode == 1
         assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(result)
     finally:
@@ -281,7 +281,7 @@ def test_invalid_run_port_in_use(dev_datadir: Path, tmp_path: Path) -> None:
 
 
 def test_run_without_rpc_stops_on_sigint(dev_datadir: Path) -> None:
-    proc = subprocess.Popen([*pouw_node(), "run", "--datadir", str(dev_datadir), "--no-rpc"],
+    proc = subprocess.Popen([*pouw_node(), "run", "--datadir", str(dev_datadir), "--no-rpc", "--no-p2p"],
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()

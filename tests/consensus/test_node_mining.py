@@ -28,7 +28,7 @@ def test_node_mines_with_the_mine_flag(tmp_path: Path) -> None:
     init = cli("init", "--datadir", str(datadir), "--genesis", str(genesis))
     assert init.returncode == 0, init.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chain.cli", "run", "--datadir", str(datadir), "--no-rpc", "--mine",
+        [sys.executable, "-m", "chain.cli", "run", "--datadir", str(datadir), "--no-rpc", "--no-p2p", "--mine",
          "--coinbase", COINBASE, "--device", "cpu"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
