@@ -3,7 +3,7 @@
 Both sides are pure functions of their inputs, so the statistical cheating tests can run
 the very checks a validator runs, without a chain.
 
-The rules (docs/protocol-consensus.md, "Seal" and "Validation"):
+The rules (docs/protocol.md, "Seal" and "Validation"):
 
 * ``seal_seed = H(template_hash || coinbase || job_id || h_0)``;
 * ``a_0 = H(seal_seed || h_0)``, ``a_i = H(a_{i-1} || h_i)``;

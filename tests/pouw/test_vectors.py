@@ -2,7 +2,7 @@
 
 These pin the whole recomputed path (PRNG, dataset bytes, init, exact step, state
 encoding, accumulator). Any change to them is a consensus change. The same values are
-in docs/protocol-engine.md ("Test vectors"). Regenerate with
+in docs/protocol.md ("Test vectors"). Regenerate with
 ``python -m tests.pouw.test_vectors`` only on a deliberate protocol change.
 """
 from __future__ import annotations
