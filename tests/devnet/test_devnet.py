@@ -209,8 +209,12 @@ def test_pouw_devnet_job_posted_at_a_validator_is_mined_and_verified_everywhere(
         rows = wait_until(lambda: converged_at(root, int(receipt["blockNumber"], 16) + 1), 90, "convergence")
         statuses_ = {job_status(s.rpc_port) for s in state.nodes}
         assert len(statuses_) == 1  # steps done, checkpoint, escrow: the same on every node
-        assert all(r["peers"] == 3 for r in rows)
-        for spec in state.nodes[1:]:
-            assert "invalid block" not in (root / spec.name / cli.LOG_FILE).read_text()
+        # Full mesh (bans last 10 minutes, so a banned honest peer still fails this; a
+        # connection being replaced as duplicate only delays it).
+        wait_until(lambda: all(r.get("peers") == 3 for r in statuses(root)), 30, "every node to have 3 peers")
+        for spec in state.nodes:
+            log_text = (root / spec.name / cli.LOG_FILE).read_text()
+            assert "invalid block" not in log_text
+            assert "banned" not in log_text  # no honest node is punished
     finally:
         cli.main(["down", "--datadir", str(root)])
