@@ -127,7 +127,7 @@ def node_command(state: DevnetState, spec: NodeSpec, root: Path) -> list[str]:
         cmd += ["--peers", peers]
     if spec.miner:
         if state.dev_only:
-            cmd += ["--dev-period", str(state.block_time)]
+            cmd += ["--dev-period", str(state.block_time), "--coinbase", spec.coinbase]
         else:
             cmd += ["--mine", "--coinbase", spec.coinbase]
     return cmd

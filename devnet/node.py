@@ -80,8 +80,10 @@ def _automine_for(backend: Any) -> Any:
 class DevBlockProducer:
     """A thread that builds a block every ``period`` seconds on a noproof chain."""
 
-    def __init__(self, node: Any, period: float) -> None:
+    def __init__(self, node: Any, period: float, coinbase: Optional[str] = None) -> None:
         self.miner = _automine_for(node.backend)
+        if coinbase:  # each producer its own coinbase, so that separated producers fork
+            self.miner.coinbase = bytes.fromhex(coinbase.removeprefix("0x"))
         self.period = period
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dev-producer", daemon=True)
@@ -140,7 +142,7 @@ async def _run(node: Any, args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     service = await start_p2p_from_args(args, node)
-    producer = DevBlockProducer(node, args.dev_period).start() if args.dev_period else None
+    producer = DevBlockProducer(node, args.dev_period, getattr(args, "coinbase", None)).start() if args.dev_period else None
     miner = None
     if getattr(args, "mine", False):
         from consensus.miner import check_mining_allowed, parse_coinbase, start_node_miner

@@ -655,13 +655,15 @@ class P2PService:
                     # previous segment was imported, and the peer may have announced a new
                     # block since. Ask once more, fresh, and judge by the work that reply states.
                     fresh = await self._request_segment(peer, None)
-                    claimed = m.field_qty(fresh.body, "total_work") if "total_work" in fresh.body else peer.total_work
-                    if not self._parse_entries(fresh, max_len=m.MAX_BATCH) and claimed > self.head_info().total_work:
-                        await peer._violation(ProtocolViolation(
-                            "claims more total work than it serves", penalty=PENALTY_LYING_HEAD,
-                            expected=claimed, got=self.head_info().total_work,
-                        ))
-                    return  # a non-empty fresh reply is picked up by the next sync round
+                    entries = self._parse_entries(fresh, max_len=m.MAX_BATCH)
+                    if not entries:
+                        claimed = m.field_qty(fresh.body, "total_work") if "total_work" in fresh.body else peer.total_work
+                        if claimed > self.head_info().total_work:
+                            await peer._violation(ProtocolViolation(
+                                "claims more total work than it serves", penalty=PENALTY_LYING_HEAD,
+                                expected=claimed, got=self.head_info().total_work,
+                            ))
+                        return
                 hashes = [sync.header_hash_of(block_rlp) for block_rlp, _ in entries]
                 more = len(entries) > 0
                 if more:  # pipeline: ask for the next segment now
