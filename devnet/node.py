@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 import signal
 import sys
 import threading
@@ -97,7 +98,10 @@ class DevBlockProducer:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period):
+        # Jitter of +-40%: producers started together would otherwise build competing
+        # blocks of equal work at the same instants forever (ties keep each on its own).
+        jitter = random.Random()
+        while not self._stop.wait(self.period * jitter.uniform(0.6, 1.4)):
             try:
                 self.miner.mine_now(allow_empty=True)
             except Exception:  # noqa: BLE001 - keep producing; the log says why
