@@ -18,6 +18,7 @@ about blocks from elsewhere with :meth:`notify_new_head` (it also polls the head
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -42,6 +43,58 @@ from pouw.trainer import Trainer, ticket_condition
 log = logging.getLogger("consensus.miner")
 
 HEAD_POLL_STEPS = 8
+RATE_WINDOW_S = 30.0
+"""Steps and work units per second are averaged over this many seconds (pouw_minerStatus)."""
+
+
+class RateMeter:
+    """Steps and work units done in the last ``window`` seconds, in one-second buckets."""
+
+    def __init__(self, window: float = RATE_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._buckets: "collections.OrderedDict[int, list[int]]" = collections.OrderedDict()
+        self._since: Optional[float] = None
+        self._lock = threading.Lock()
+
+    def add(self, steps: int, units: int) -> None:
+        now = self.clock()
+        second = int(now)
+        with self._lock:
+            if self._since is None:
+                self._since = now
+            bucket = self._buckets.get(second)
+            if bucket is None:
+                bucket = self._buckets[second] = [0, 0]
+            bucket[0] += steps
+            bucket[1] += units
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._buckets and next(iter(self._buckets)) < now - self.window:
+            self._buckets.popitem(last=False)
+
+    def rates(self) -> tuple[float, float]:
+        """(steps per second, work units per second) over the window (0 when idle)."""
+        now = self.clock()
+        with self._lock:
+            self._trim(now)
+            if self._since is None or not self._buckets:
+                return 0.0, 0.0
+            span = max(1.0, min(self.window, now - self._since))
+            steps = sum(b[0] for b in self._buckets.values())
+            units = sum(b[1] for b in self._buckets.values())
+        return steps / span, units / span
+
+
+@dataclass(frozen=True)
+class CurrentWork:
+    """What the miner trains right now."""
+
+    job_id: int
+    parent_hash: bytes
+    started: float
+    """time.time() when the round's training started."""
 
 
 def job_name(job_id: int) -> str:
@@ -92,6 +145,9 @@ class Miner:
         self._new_head = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._trainer: Optional[Trainer] = None
+        self.meter = RateMeter()
+        self.current: Optional[CurrentWork] = None
+        self.current_step = 0
 
     # --- job choice -------------------------------------------------------------------
 
@@ -155,12 +211,20 @@ class Miner:
             return None
         w = get_family(job.spec.family).work_units(job.spec)
 
+        self.current = CurrentWork(job.job_id, bytes(head.hash), time.time())
+        self.current_step = 0
+
         def on_step(rec: Any) -> None:
+            self.meter.add(1, w)
+            self.current_step = rec.i
             if self._new_head.is_set() or (rec.i % HEAD_POLL_STEPS == 0 and self.chain.head().hash != head.hash):
                 trainer.stop()
 
-        result = trainer.run(max_steps=max_steps, until=ticket_condition(w, template.header.difficulty), on_step=on_step)
-        self._trainer = None
+        try:
+            result = trainer.run(max_steps=max_steps, until=ticket_condition(w, template.header.difficulty), on_step=on_step)
+        finally:
+            self._trainer = None
+            self.current = None
         if result.reason != "condition":
             return None
         train_seconds = time.perf_counter() - started
@@ -191,6 +255,34 @@ class Miner:
         if self.on_block is not None:
             self.on_block(mined.block)
         return mined
+
+    # --- status -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def status(self) -> dict[str, Any]:
+        """What pouw_minerStatus reports of this miner (plain Python values)."""
+        steps_per_s, units_per_s = self.meter.rates()
+        current = self.current
+        last = self.last
+        return {
+            "mining": self.running,
+            "coinbase": bytes(self.coinbase),
+            "device": str(self.backend.device),
+            "steps_per_second": steps_per_s,
+            "work_units_per_second": units_per_s,
+            "current": None if current is None else {
+                "job_id": current.job_id, "parent_hash": current.parent_hash,
+                "step": self.current_step, "seconds": max(0.0, time.time() - current.started),
+            },
+            "blocks_mined": self.blocks_mined,
+            "last": None if last is None else {
+                "number": last.block.number, "hash": bytes(last.block.hash), "job_id": last.job_id,
+                "steps": last.steps, "train_seconds": last.train_seconds,
+            },
+        }
 
     # --- the thread -------------------------------------------------------------------
 
@@ -238,6 +330,7 @@ def start_node_miner(node: Any, coinbase: Address, device: str = "auto") -> Mine
         on_block=lambda block: backend.notify_new_head(block.hash),
     )
     log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)
+    backend.miner = miner  # eth_mining, eth_hashrate and pouw_minerStatus read it
     return miner.start()
 
 

@@ -330,6 +330,20 @@ class ChainBackend(Backend):
         self.events = events or EventHub()
         self.pool_lock = threading.RLock()
         self._sim_cache = threading.local()
+        #: The node's miner (consensus.miner.Miner) when it mines; set by start_node_miner.
+        self.miner: Any = None
+        self._pouw_view: Any = None
+        self._pouw_lock = threading.Lock()
+
+    @property
+    def pouw(self) -> Any:
+        """The job market's reads (rpc.pouw_view.PouwView), built on first use."""
+        with self._pouw_lock:
+            if self._pouw_view is None:
+                from rpc.pouw_view import PouwView
+
+                self._pouw_view = PouwView(self.chain)
+            return self._pouw_view
 
     # -- blocks --
     def head(self) -> Any:

@@ -92,12 +92,17 @@ async def block_number(ctx: CallContext) -> str:
 
 @eth.method("eth_mining")
 async def mining(ctx: CallContext) -> bool:
-    return bool(getattr(ctx.backend, "mining", False))
+    miner = getattr(ctx.backend, "miner", None)
+    return bool(miner is not None and miner.running)
 
 
 @eth.method("eth_hashrate")
 async def hashrate(ctx: CallContext) -> str:
-    return quantity(0)
+    """Useful work units per second trained by this node's miner (0 when it does not mine)."""
+    miner = getattr(ctx.backend, "miner", None)
+    if miner is None or not miner.running:
+        return quantity(0)
+    return quantity(int(miner.meter.rates()[1]))
 
 
 @eth.method("eth_accounts")

@@ -54,10 +54,11 @@ FILTER_SWEEP_S = 15.0
 
 
 def build_registry(*extra: Registry) -> Registry:
-    """Every namespace the node serves. ``pouw_`` joins here (rpc/pouw_methods.py)."""
+    """Every namespace the node serves: ``eth_``/``net_``/``web3_`` and ``pouw_``."""
     from rpc.eth_methods import eth
+    from rpc.pouw_methods import pouw
 
-    return eth.merge(*extra)
+    return eth.merge(pouw, *extra)
 
 
 def create_app(backend: Backend, config: RpcConfig | None = None, registry: Registry | None = None) -> web.Application:

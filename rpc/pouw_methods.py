@@ -1,0 +1,605 @@
+"""The ``pouw_`` namespace: datasets, jobs, results, rewards, work proofs, miner and network.
+
+The JSON of every method, with examples, is in docs/rpc-pouw.md. Handlers parse their
+params, call :class:`rpc.pouw_view.PouwView` (``ctx.backend.pouw``) in the thread
+executor and encode the answer; a request the node refuses is -32000 with the reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Optional
+
+from eth_abi import decode as abi_decode
+from eth_utils import to_checksum_address
+
+from consensus.params import MAX_SPEC_BYTES, MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, STANDING_JOB_BASE
+from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, TOPIC_POSTED, JobRecord
+from pouw.errors import PouwError, SpecError
+from pouw.spec import FAMILIES, JobSpec
+from rpc.backend import TransactionRejected
+from rpc.context import CallContext
+from rpc.errors import InvalidParams, LimitExceeded, ServerError
+from rpc.eth_methods import require_block, resolve_block
+from rpc.hexcodec import data, parse_address, parse_data, parse_hash, parse_quantity, quantity
+from rpc.params import LATEST, BlockId, parse_block_id, parse_block_number
+from rpc.pouw_view import STATUS_CODES, STATUS_NAMES, DatasetInfo, PouwView, PouwViewError
+from rpc.registry import Param, Registry
+
+pouw = Registry()
+
+#: pouw_submitJob waits this long for inclusion unless told otherwise, and at most MAX.
+SUBMIT_TIMEOUT_S = 30.0
+SUBMIT_TIMEOUT_MAX_S = 120.0
+SUBMIT_POLL_S = 0.2
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+REWARDS_MAX_RANGE = 100_000
+STATS_BLOCKS_DEFAULT = 100
+STATS_BLOCKS_MAX = 10_000
+
+
+# -- parameter parsers ---------------------------------------------------------------
+
+def parse_uint(value: Any) -> int:
+    """A quantity ("0x1a") or a JSON integer, up to 256 bits."""
+    if isinstance(value, bool):
+        raise ValueError("expected a quantity, got boolean")
+    if isinstance(value, int):
+        if not 0 <= value < 2**256:
+            raise ValueError("out of range for uint256")
+        return value
+    return parse_quantity(value)
+
+
+def parse_spec(value: Any) -> dict[str, Any]:
+    """A job spec: a JSON object, or its JSON text."""
+    if isinstance(value, str):
+        if len(value) > MAX_SPEC_BYTES:
+            raise ValueError(f"spec text longer than {MAX_SPEC_BYTES} bytes")
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"spec is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("expected a job spec object")
+    return value
+
+
+def _options(value: Any, known: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("expected an options object")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in known:
+            raise ValueError(f"unknown option {key!r} (known: {', '.join(sorted(known))})")
+        out[key] = known[key](item)
+    return out
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected boolean")
+    return value
+
+
+def parse_result_options(value: Any) -> dict[str, Any]:
+    return _options(value, {"includeState": _bool})
+
+
+def parse_proof_options(value: Any) -> dict[str, Any]:
+    return _options(value, {"recheck": _bool, "includeStepHashes": _bool})
+
+
+def parse_timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("expected a number of seconds")
+    if not 0 <= value <= SUBMIT_TIMEOUT_MAX_S:
+        raise ValueError(f"timeout must be between 0 and {SUBMIT_TIMEOUT_MAX_S:g} seconds")
+    return float(value)
+
+
+def _parse_statuses(value: Any) -> set[int]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise ValueError("status must be a status name or a non-empty list of them")
+    out = set()
+    for name in names:
+        if name not in STATUS_CODES:
+            raise ValueError(f"unknown status {name!r} (known: {', '.join(STATUS_CODES)})")
+        out.add(STATUS_CODES[name])
+    return out
+
+
+def _parse_limit(value: Any) -> int:
+    limit = parse_uint(value)
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise ValueError(f"limit must be between 1 and {LIST_LIMIT_MAX}")
+    return limit
+
+
+def parse_list_filter(value: Any) -> dict[str, Any]:
+    return _options(value, {
+        "status": _parse_statuses, "poster": parse_address, "fromId": parse_uint,
+        "limit": _parse_limit, "includeStanding": _bool,
+    })
+
+
+def parse_stats_blocks(value: Any) -> int:
+    blocks = parse_uint(value)
+    if not 1 <= blocks <= STATS_BLOCKS_MAX:
+        raise ValueError(f"blocks must be between 1 and {STATS_BLOCKS_MAX}")
+    return blocks
+
+
+def parse_dataset_id(value: Any) -> bytes:
+    return parse_hash(value)
+
+
+# -- encoders ------------------------------------------------------------------------
+
+def _view(ctx: CallContext) -> PouwView:
+    view = getattr(ctx.backend, "pouw", None)
+    if view is None:
+        raise ServerError("this node does not serve the pouw_ namespace")
+    return view
+
+
+def job_json(view: PouwView, job: JobRecord) -> dict[str, Any]:
+    posting = None if job.is_standing else view.posting(job.job_id)
+    spec = job.spec
+    return {
+        "id": quantity(job.job_id),
+        "kind": "standing" if job.is_standing else "posted",
+        "status": STATUS_NAMES.get(job.status, str(job.status)),
+        "poster": None if job.is_standing else to_checksum_address(bytes(job.poster)),
+        "pricePerStep": quantity(job.price),
+        "escrowLeft": quantity(job.escrow),
+        "initialEscrow": None if posting is None else quantity(posting.escrow),
+        "feesPaid": quantity(view.fees_paid(job, posting)),
+        "stepsDone": quantity(job.steps_done),
+        "stepBudget": quantity(job.budget),
+        "progress": min(1.0, job.steps_done / job.budget) if job.budget else 0.0,
+        "checkpoint": data(view.checkpoint(job)),
+        "specHash": data(job.spec_hash),
+        "spec": None if spec is None else spec.to_dict(),
+        "workUnitsPerStep": None if spec is None else quantity(view.work_units(spec)),
+        "postedBlock": None if posting is None else quantity(posting.block_number),
+        "postedTransaction": None if posting is None else data(posting.tx_hash),
+    }
+
+
+def dataset_json(info: DatasetInfo) -> dict[str, Any]:
+    return {
+        "id": data(info.id),
+        "size": quantity(info.size),
+        "trainExamples": quantity(info.train_examples),
+        "testExamples": quantity(info.test_examples),
+        "inputShape": list(info.input_shape),
+        "numClasses": info.num_classes,
+        "name": info.name,
+        "builtin": info.builtin,
+    }
+
+
+def limits_json(view: PouwView) -> dict[str, Any]:
+    limits = view.config.limits
+    return {
+        "maxStateBytes": quantity(limits.max_state_bytes),
+        "maxDatasetBytes": quantity(limits.max_dataset_bytes),
+        "maxWorkUnitsPerStep": quantity(limits.max_work_units_per_step),
+        "maxSteps": quantity(limits.max_steps),
+        "maxBatchSize": quantity(limits.max_batch_size),
+        "maxLayers": limits.max_layers,
+        "maxWidth": limits.max_width,
+        "maxClasses": limits.max_classes,
+        "maxInputElements": limits.max_input_elems,
+        "maxSpecBytes": quantity(MAX_SPEC_BYTES),
+        "maxStepsPerBlock": quantity(MAX_STEPS_PER_BLOCK),
+    }
+
+
+def _refuse(exc: Exception) -> ServerError:
+    return ServerError(str(exc))
+
+
+def _validated_spec(view: PouwView, raw: dict[str, Any]) -> JobSpec:
+    try:
+        spec = JobSpec.from_dict(raw, view.config.limits)
+    except SpecError as exc:
+        raise InvalidParams(f"invalid job spec: {exc}", data={"field": exc.field}) from None
+    except PouwError as exc:
+        raise InvalidParams(f"invalid job spec: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"invalid job spec: {exc}") from None
+    if len(spec.canonical_bytes()) > MAX_SPEC_BYTES:
+        raise InvalidParams(f"invalid job spec: canonical form over {MAX_SPEC_BYTES} bytes")
+    return spec
+
+
+# -- datasets ------------------------------------------------------------------------
+
+@pouw.method("pouw_putDataset", Param("data", parse_data), blocking=True)
+def put_dataset(ctx: CallContext, blob: bytes) -> dict[str, Any]:
+    view = _view(ctx)
+    if len(blob) > view.max_dataset_bytes:
+        raise ServerError(f"dataset refused: {len(blob)} bytes is over this chain's limit of {view.max_dataset_bytes}")
+    try:
+        return dataset_json(view.put_dataset(blob))
+    except PouwViewError as exc:
+        raise _refuse(exc) from None
+
+
+@pouw.method("pouw_getDataset", Param("id", parse_dataset_id), Param("includeData", _bool, default=False), blocking=True)
+def get_dataset(ctx: CallContext, dataset_hash: bytes, include_data: bool) -> Optional[dict[str, Any]]:
+    view = _view(ctx)
+    try:
+        info = view.dataset_info(dataset_hash)
+    except PouwViewError as exc:
+        raise _refuse(exc) from None
+    if info is None:
+        return None
+    out = dataset_json(info)
+    if include_data:
+        blob = view.dataset_blob(dataset_hash)
+        out["data"] = None if blob is None else data(blob)
+    return out
+
+
+# -- catalogue and estimates --------------------------------------------------------
+
+FAMILY_DOCS = {
+    "mlp": "Multilayer perceptron classifier: dense layers with ReLU between them, integer softmax "
+           "cross-entropy; inputs of any shape are flattened.",
+    "cnn": "Small convolutional classifier: same-padded convolutions (im2col) with ReLU, then one dense "
+           "layer; input_shape is (channels, height, width).",
+}
+
+
+@pouw.method("pouw_taskFamilies", blocking=True)
+def task_families(ctx: CallContext) -> dict[str, Any]:
+    from dataclasses import MISSING, fields
+
+    view = _view(ctx)
+    datasets = view.builtin_datasets()
+    digits = data(datasets[0].id) if datasets else None
+    examples = {
+        "mlp": {"family": "mlp", "dataset": digits, "input_shape": [64], "num_classes": 10, "hidden": [128],
+                "batch_size": 32, "lr_shift": 3, "momentum_shift": None, "steps": 2000},
+        "cnn": {"family": "cnn", "dataset": digits, "input_shape": [1, 8, 8], "num_classes": 10, "hidden": [8],
+                "batch_size": 32, "lr_shift": 3, "momentum_shift": None, "steps": 2000},
+    }
+    spec_fields = {
+        f.name: {"required": f.default is MISSING, "default": None if f.default is MISSING else f.default}
+        for f in fields(JobSpec)
+    }
+    families = [
+        {"name": name, "description": FAMILY_DOCS.get(name, ""), "fields": spec_fields, "example": examples.get(name)}
+        for name in FAMILIES
+    ]
+    return {
+        "families": families,
+        "limits": limits_json(view),
+        "challengeCount": view.config.challenge_count,
+        "datasets": [dataset_json(info) for info in datasets],
+    }
+
+
+@pouw.method("pouw_estimateJob", Param("spec", parse_spec), Param("pricePerStep", parse_uint, default=0), blocking=True)
+def estimate_job(ctx: CallContext, raw: dict[str, Any], price: int) -> dict[str, Any]:
+    from pouw.families import get_family
+
+    view = _view(ctx)
+    spec = _validated_spec(view, raw)
+    family = get_family(spec.family)
+    w = family.work_units(spec)
+    head = view.head()
+    difficulty = int(head.difficulty)
+    per_block = max(1, difficulty // w) if view.is_pouw else None
+    blocks = None if per_block is None else -(-spec.steps // per_block)
+    target = int(view.chain.genesis.target_block_time)
+    return {
+        "specHash": data(spec.spec_hash()),
+        "family": spec.family,
+        "workUnitsPerStep": quantity(w),
+        "steps": quantity(spec.steps),
+        "totalWorkUnits": quantity(w * spec.steps),
+        "stateBytes": quantity(family.state_bytes(spec)),
+        "datasetAvailable": view.has_dataset(bytes.fromhex(spec.dataset[2:])),
+        "pricePerStep": quantity(price),
+        "escrowRequired": quantity(price * spec.steps),
+        "difficulty": quantity(difficulty),
+        "expectedStepsPerBlock": None if per_block is None else quantity(per_block),
+        "expectedBlocks": None if blocks is None else quantity(blocks),
+        "expectedSeconds": None if blocks is None else float(blocks * target),
+        "limits": limits_json(view),
+    }
+
+
+# -- jobs -----------------------------------------------------------------------------
+
+def _check_post_job(view: PouwView, raw: bytes) -> None:
+    """Refuse before the pool what the registry would revert, in words."""
+    from chain.errors import ChainError
+    from chain.transactions import decode_raw_transaction
+
+    try:
+        tx = decode_raw_transaction(raw, max_size=max(len(raw), 1))
+    except ChainError as exc:
+        raise ServerError(f"invalid transaction: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - rlp and py-evm raise a zoo of types on junk
+        raise ServerError(f"invalid transaction: {type(exc).__name__}: {exc}") from None
+    if tx.to is None or bytes(tx.to) != REGISTRY_ADDRESS:
+        raise ServerError(
+            f"not a job posting: the transaction must call the job registry at {to_checksum_address(REGISTRY_ADDRESS)}"
+        )
+    payload = bytes(tx.data)
+    if payload[:4] != SEL_POST:
+        raise ServerError("not a job posting: the call is not postJob(bytes,uint256)")
+    try:
+        spec_raw, _price = abi_decode(["bytes", "uint256"], payload[4:])
+    except Exception as exc:  # noqa: BLE001 - eth_abi's decoding errors
+        raise ServerError(f"not a job posting: postJob arguments do not decode: {exc}") from None
+    if len(spec_raw) > MAX_SPEC_BYTES:
+        raise ServerError(f"invalid job spec: over {MAX_SPEC_BYTES} bytes")
+    try:
+        spec = JobSpec.from_dict(json.loads(spec_raw), view.config.limits)
+    except PouwError as exc:
+        raise ServerError(f"invalid job spec: {exc}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ServerError(f"invalid job spec: not valid JSON ({exc})") from None
+    if not view.has_dataset(bytes.fromhex(spec.dataset[2:])):
+        raise ServerError(
+            f"dataset {spec.dataset} is not on this node: upload it with pouw_putDataset first "
+            "(miners and validators fetch it from here)"
+        )
+
+
+@pouw.method("pouw_submitJob", Param("transaction", parse_data), Param("timeout", parse_timeout, default=SUBMIT_TIMEOUT_S))
+async def submit_job(ctx: CallContext, raw: bytes, timeout: float) -> dict[str, Any]:
+    services = ctx.services
+    backend = ctx.backend
+    view = _view(ctx)
+    await services.run_blocking(_check_post_job, view, raw)
+    try:
+        tx = await services.run_blocking(backend.submit_raw_transaction, raw)
+    except TransactionRejected as exc:
+        raise ServerError(str(exc)) from None
+    tx_hash = bytes(tx.hash)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        location = await services.run_blocking(backend.transaction_location, tx_hash)
+        if location is not None or loop.time() >= deadline:
+            break
+        await asyncio.sleep(SUBMIT_POLL_S)
+    if location is None:
+        return {"transactionHash": data(tx_hash), "status": "pending", "jobId": None, "blockNumber": None}
+    block, index = location
+    receipts = await services.run_blocking(backend.receipts, block)
+    receipt = receipts[index]
+    out: dict[str, Any] = {"transactionHash": data(tx_hash), "blockNumber": quantity(block.number)}
+    if receipt.state_root != b"\x01":
+        out.update(status="failed", jobId=None, error="the postJob call reverted or ran out of gas")
+        return out
+    for entry in receipt.logs:
+        topics = [t if isinstance(t, int) else int.from_bytes(bytes(t), "big") for t in entry.topics]
+        if bytes(entry.address) == REGISTRY_ADDRESS and topics and topics[0] == int.from_bytes(TOPIC_POSTED, "big"):
+            out.update(status="posted", jobId=quantity(topics[1]))
+            return out
+    out.update(status="failed", jobId=None, error="mined, but no JobPosted log in its receipt")
+    return out
+
+
+@pouw.method("pouw_getJob", Param("jobId", parse_uint), Param("block", parse_block_id, default=LATEST), blocking=True)
+def get_job(ctx: CallContext, job_id: int, block_id: BlockId) -> Optional[dict[str, Any]]:
+    view = _view(ctx)
+    block = require_block(ctx, block_id)
+    job = view.job(job_id, block.header)
+    return None if job is None else job_json(view, job)
+
+
+@pouw.method("pouw_listJobs", Param("filter", parse_list_filter, default=None), blocking=True)
+def list_jobs(ctx: CallContext, query: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+    view = _view(ctx)
+    query = query or {}
+    jobs = view.jobs(
+        statuses=query.get("status"),
+        poster=query.get("poster"),
+        from_id=query.get("fromId", 1),
+        limit=query.get("limit", LIST_LIMIT_DEFAULT),
+        include_standing=query.get("includeStanding", True),
+    )
+    return [job_json(view, job) for job in jobs]
+
+
+@pouw.method("pouw_getJobResult", Param("jobId", parse_uint), Param("options", parse_result_options, default=None), blocking=True)
+def get_job_result(ctx: CallContext, job_id: int, options: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    view = _view(ctx)
+    job = view.job(job_id)
+    if job is None:
+        return None
+    try:
+        result = view.job_result(job)
+    except PouwViewError as exc:
+        raise _refuse(exc) from None
+    spec = job.spec
+    assert spec is not None
+    out: dict[str, Any] = {
+        "jobId": quantity(job_id),
+        "status": STATUS_NAMES.get(job.status, str(job.status)),
+        "final": job.status in (STATUS_COMPLETED, STATUS_CANCELLED),
+        "stepsDone": quantity(job.steps_done),
+        "checkpoint": data(result.checkpoint),
+        "spec": spec.to_dict(),
+        "format": "safetensors",
+        "model": data(result.model),
+        "inputScale": 2.0 ** -spec.input_frac_bits,
+        "metrics": result.metrics,
+        "metricsError": result.metrics_error,
+    }
+    if (options or {}).get("includeState"):
+        out["state"] = data(result.state_bytes)
+    return out
+
+
+# -- rewards, proofs ------------------------------------------------------------------
+
+@pouw.method(
+    "pouw_getRewards", Param("address", parse_address),
+    Param("fromBlock", parse_block_number, default=BlockId(number=0)),
+    Param("toBlock", parse_block_number, default=LATEST), blocking=True,
+)
+def get_rewards(ctx: CallContext, address: bytes, from_id: BlockId, to_id: BlockId) -> dict[str, Any]:
+    view = _view(ctx)
+    first = require_block(ctx, from_id).number
+    last = require_block(ctx, to_id).number
+    if first > last:
+        raise InvalidParams(f"fromBlock {first} is after toBlock {last}")
+    if last - first + 1 > REWARDS_MAX_RANGE:
+        raise LimitExceeded(f"query exceeds max block range {REWARDS_MAX_RANGE}")
+    r = view.rewards(address, first, last)
+    total = r.block_rewards + r.job_fees
+    return {
+        "address": to_checksum_address(address),
+        "fromBlock": quantity(first),
+        "toBlock": quantity(last),
+        "blocksMined": quantity(r.blocks_mined),
+        "blockRewards": quantity(r.block_rewards),
+        "jobFees": quantity(r.job_fees),
+        "total": quantity(total),
+        "mature": quantity(total - r.immature),
+        "immature": quantity(r.immature),
+        "coinbaseMaturity": quantity(view.maturity),
+    }
+
+
+@pouw.method("pouw_getWorkProof", Param("block", parse_block_id), Param("options", parse_proof_options, default=None), blocking=True)
+def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    view = _view(ctx)
+    options = options or {}
+    block = resolve_block(ctx, block_id)
+    if block is None:
+        return None
+    proof = view.work_proof(block.header)
+    if proof is None:
+        return None
+    header = proof.header
+    t = header.step_count
+    job_id = int.from_bytes(header.job_id, "big")
+    out: dict[str, Any] = {
+        "blockNumber": quantity(header.block_number),
+        "blockHash": data(header.hash),
+        "miner": to_checksum_address(bytes(header.coinbase)),
+        "jobId": quantity(job_id),
+        "jobKind": "standing" if job_id >= STANDING_JOB_BASE else "posted",
+        "startCheckpoint": data(header.start_checkpoint),
+        "finalState": data(header.final_state),
+        "stepCount": quantity(t),
+        "workAccumulator": data(header.work_accumulator),
+        "difficulty": quantity(header.difficulty),
+        "workUnitsPerStep": None if proof.work_units is None else quantity(proof.work_units),
+        "totalWorkUnits": None if proof.work_units is None else quantity(proof.work_units * t),
+        "sealSeed": data(proof.seed),
+        "ticketStep": quantity(t),
+        "challengedSteps": [quantity(i) for i in proof.challenged],
+        "payloadSize": quantity(proof.payload_size),
+        "verification": {
+            "verdict": "ok", "source": "import",
+            "checkedSteps": [quantity(i) for i in sorted(set(proof.challenged) | {t})],
+        },
+    }
+    if options.get("includeStepHashes"):
+        out["stepHashes"] = [data(h) for h in proof.step_hashes]
+    if options.get("recheck"):
+        verdict = view.recheck(header)
+        out["verification"] = {
+            "verdict": verdict["verdict"], "source": "recheck", "seconds": verdict["seconds"],
+            "error": verdict["error"],
+            "checkedSteps": [quantity(i) for i in sorted(set(proof.challenged) | {t})],
+        }
+    return out
+
+
+# -- miner and network ------------------------------------------------------------------
+
+def gpus_json() -> Any:
+    from pouw.telemetry import NoGpu, gpu_snapshot
+
+    snapshot = gpu_snapshot()
+    if isinstance(snapshot, NoGpu):
+        return {"available": False, "reason": snapshot.reason}
+    return [
+        {"index": g.index, "name": g.name, "memoryTotal": g.memory_total, "memoryUsed": g.memory_used,
+         "utilization": g.utilization_gpu, "temperature": g.temperature_c, "powerWatts": g.power_w}
+        for g in snapshot
+    ]
+
+
+@pouw.method("pouw_minerStatus", blocking=True)
+def miner_status(ctx: CallContext) -> dict[str, Any]:
+    view = _view(ctx)
+    miner = getattr(ctx.backend, "miner", None)
+    if miner is None:
+        device = getattr(view.chain.engine_class, "device", "cpu") if view.is_pouw else "cpu"
+        return {
+            "mining": False, "coinbase": None, "device": str(device), "gpus": gpus_json(),
+            "stepsPerSecond": 0.0, "workUnitsPerSecond": quantity(0), "currentJob": None,
+            "blocksMined": quantity(0), "lastBlock": None,
+        }
+    status = miner.status()
+    current = status["current"]
+    last = status["last"]
+    return {
+        "mining": status["mining"],
+        "coinbase": to_checksum_address(status["coinbase"]),
+        "device": status["device"],
+        "gpus": gpus_json(),
+        "stepsPerSecond": round(status["steps_per_second"], 3),
+        "workUnitsPerSecond": quantity(int(status["work_units_per_second"])),
+        "currentJob": None if current is None else {
+            "jobId": quantity(current["job_id"]), "parentHash": data(current["parent_hash"]),
+            "step": current["step"], "seconds": round(current["seconds"], 3),
+        },
+        "blocksMined": quantity(status["blocks_mined"]),
+        "lastBlock": None if last is None else {
+            "number": quantity(last["number"]), "hash": data(last["hash"]), "jobId": quantity(last["job_id"]),
+            "steps": quantity(last["steps"]), "trainSeconds": round(last["train_seconds"], 3),
+        },
+    }
+
+
+@pouw.method("pouw_networkStats", Param("blocks", parse_stats_blocks, default=STATS_BLOCKS_DEFAULT), blocking=True)
+def network_stats(ctx: CallContext, blocks: int) -> dict[str, Any]:
+    view = _view(ctx)
+    headers = view.headers_back(blocks)
+    head = headers[-1]
+    window = headers[1:]  # blocks whose time span is known (from the block before)
+    span = head.timestamp - headers[0].timestamp if len(headers) > 1 else 0
+    work = sum(view.block_work(h) for h in window)
+    steps = sum(getattr(h, "step_count", 0) for h in window)
+    counts = {"open": 0, "completed": 0, "cancelled": 0, "standing": len(view.config.standing_jobs)}
+    fees = escrow = 0
+    for job in view.jobs(limit=2**62, include_standing=False):
+        name = STATUS_NAMES.get(job.status)
+        if name in counts:
+            counts[name] += 1
+        fees += view.fees_paid(job, view.posting(job.job_id))
+        if job.status == STATUS_OPEN:
+            escrow += job.escrow
+    return {
+        "head": quantity(head.block_number),
+        "headHash": data(head.hash),
+        "difficulty": quantity(head.difficulty),
+        "targetBlockTime": int(view.chain.genesis.target_block_time),
+        "blocks": quantity(len(window)),
+        "averageBlockTime": (span / len(window)) if window else None,
+        "workRate": quantity(int(work / span) if span > 0 else 0),
+        "stepsPerBlock": (steps / len(window)) if window else 0.0,
+        "jobs": {name: quantity(n) for name, n in counts.items()},
+        "totalFeesPaid": quantity(fees),
+        "escrowLocked": quantity(escrow),
+    }
+
+
+__all__ = ["pouw", "job_json", "dataset_json", "parse_uint", "parse_spec"]

@@ -1,0 +1,527 @@
+"""Chain reads behind the ``pouw_`` namespace: jobs, datasets, results, rewards, proofs.
+
+:class:`PouwView` is built on the node's ``chain.chain.Chain`` (like
+``rpc.backend.ChainBackend``, it is allowed to touch chain and consensus internals);
+``rpc/pouw_methods.py`` parses parameters and encodes JSON around it. Every method is
+a plain blocking function: the RPC layer runs them in its thread executor.
+
+What is derived, and how (docs/rpc-pouw.md has the JSON):
+
+* a job is the registry's record (``consensus.registry.read_job``) at some state; where
+  it was posted and its initial escrow come from its ``JobPosted`` log, found by one
+  incremental scan of the canonical chain (header blooms first, receipts only where a
+  bloom matches), dropped and redone when a reorg changes a block already scanned;
+* fees a job paid: ``min(stepsDone * price, initialEscrow)`` (each block pays
+  ``min(t * price, escrow left)``, so the sum telescopes);
+* a block's fee for :meth:`rewards`: the same rule on the job's record at its parent;
+* a job's result: its checkpoint state from the blob store (validators store every
+  accepted block's ``s_t``), exported to a float torch model, with held-out metrics by
+  the exact arithmetic (cached per checkpoint).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from eth_bloom import BloomFilter
+from consensus.blobs import LevelDBBlobStore
+from consensus.jobs import current_checkpoint, digits_dataset_id, initial_state_bytes, load_dataset
+from consensus.params import (
+    REGISTRY_ADDRESS,
+    STANDING_JOB_BASE,
+    ConsensusConfig,
+    config_for_chain,
+)
+from consensus.registry import (
+    STATUS_CANCELLED,
+    STATUS_COMPLETED,
+    STATUS_OPEN,
+    STATUS_STANDING,
+    TOPIC_POSTED,
+    JobRecord,
+    job_base_slot,
+    next_job_id,
+    read_job,
+)
+from pouw.datasets import Dataset, dataset_from_bytes
+from pouw.errors import BlobNotFound, PouwError
+from pouw.families import get_family
+from pouw.spec import JobSpec
+
+ZERO32 = b"\x00" * 32
+
+STATUS_NAMES = {
+    STATUS_OPEN: "open",
+    STATUS_COMPLETED: "completed",
+    STATUS_CANCELLED: "cancelled",
+    STATUS_STANDING: "standing",
+}
+STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
+_POSTED = int.from_bytes(TOPIC_POSTED, "big")
+
+
+class PouwViewError(Exception):
+    """A request the view cannot serve; the message is fit for the user (-32000)."""
+
+
+@dataclass(frozen=True)
+class Posting:
+    """Where a job was posted: its ``JobPosted`` log."""
+
+    block_number: int
+    block_hash: bytes
+    tx_hash: bytes
+    escrow: int
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    id: bytes
+    size: int
+    train_examples: int
+    test_examples: int
+    input_shape: tuple[int, ...]
+    num_classes: int
+    name: str
+    builtin: bool
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: JobRecord
+    checkpoint: bytes
+    state_bytes: bytes
+    model: bytes
+    """safetensors of the exported float32 torch model's state_dict."""
+    metrics: Optional[dict[str, Any]]
+    metrics_error: Optional[str]
+
+
+@dataclass(frozen=True)
+class BlockRewards:
+    blocks_mined: int
+    block_rewards: int
+    job_fees: int
+    immature: int
+
+
+@dataclass(frozen=True)
+class WorkProof:
+    header: Any
+    job: Optional[JobRecord]
+    work_units: Optional[int]
+    seed: bytes
+    challenged: list[int]
+    step_hashes: tuple[bytes, ...]
+    payload_size: int
+
+
+class PouwView:
+    """Reads for the ``pouw_`` methods, on ``chain`` (thread-safe)."""
+
+    def __init__(self, chain: Any) -> None:
+        self.chain = chain
+        self.is_pouw = _is_pouw(chain)
+        self.config: ConsensusConfig = (
+            chain.engine_class.config if self.is_pouw else config_for_chain(int(chain.genesis.chain_id))
+        )
+        self.blobs = LevelDBBlobStore(chain.db)
+        self._lock = threading.Lock()
+        self._postings: dict[int, Posting] = {}
+        self._indexed: Optional[tuple[int, bytes]] = None  # (number, hash) scanned through
+        self._results: "collections.OrderedDict[tuple[int, bytes], JobResult]" = collections.OrderedDict()
+        self._fees: "collections.OrderedDict[bytes, int]" = collections.OrderedDict()
+        self._datasets: dict[bytes, DatasetInfo] = {}
+        self._work_units: dict[tuple[int, bytes], int] = {}
+
+    # --- basics -------------------------------------------------------------------
+
+    @property
+    def maturity(self) -> int:
+        """Blocks before a reward is credited (0 on a chain whose engine credits at once)."""
+        return int(self.config.coinbase_maturity) if self.is_pouw else 0
+
+    def block_reward(self, number: int) -> int:
+        return int(self.chain.genesis.block_reward(number))
+
+    def head(self) -> Any:
+        return self.chain.head()
+
+    def header(self, number: int) -> Optional[Any]:
+        try:
+            return self.chain.get_header_by_hash(self.chain.get_canonical_hash(number))
+        except Exception:  # noqa: BLE001 - HeaderNotFound above the head
+            return None
+
+    def state(self, header: Optional[Any] = None) -> Any:
+        return self.chain.state_at(header)
+
+    def work_units(self, spec: JobSpec) -> int:
+        return int(get_family(spec.family).work_units(spec))
+
+    # --- jobs ---------------------------------------------------------------------
+
+    def job(self, job_id: int, header: Optional[Any] = None) -> Optional[JobRecord]:
+        if job_id <= 0 or job_id >= 2**256:
+            return None
+        return read_job(self.state(header), job_id, self.config)
+
+    def standing_ids(self) -> range:
+        return range(STANDING_JOB_BASE, STANDING_JOB_BASE + len(self.config.standing_jobs))
+
+    def jobs(
+        self,
+        *,
+        statuses: Optional[set[int]] = None,
+        poster: Optional[bytes] = None,
+        from_id: int = 1,
+        limit: int = 100,
+        include_standing: bool = True,
+    ) -> list[JobRecord]:
+        """Posted jobs from ``from_id`` in id order, then the standing jobs."""
+        state = self.state()
+        out: list[JobRecord] = []
+        for job_id in range(max(1, from_id), next_job_id(state)):
+            if len(out) >= limit:
+                return out
+            job = read_job(state, job_id, self.config)
+            if job is None or (statuses and job.status not in statuses):
+                continue
+            if poster is not None and bytes(job.poster) != poster:
+                continue
+            out.append(job)
+        if include_standing and poster is None:
+            for job_id in self.standing_ids():
+                if len(out) >= limit:
+                    break
+                if job_id < from_id and from_id > STANDING_JOB_BASE:
+                    continue
+                job = read_job(state, job_id, self.config)
+                if job is not None and (not statuses or job.status in statuses):
+                    out.append(job)
+        return out
+
+    def checkpoint(self, job: JobRecord) -> bytes:
+        """The job's checkpoint hash with the initial state resolved."""
+        if job.spec is None:
+            return job.checkpoint
+        return current_checkpoint(job)
+
+    def posting(self, job_id: int) -> Optional[Posting]:
+        """Where a posted job's ``JobPosted`` log is on the canonical chain."""
+        if job_id >= STANDING_JOB_BASE:
+            return None
+        with self._lock:
+            self._scan_postings()
+            return self._postings.get(job_id)
+
+    def fees_paid(self, job: JobRecord, posting: Optional[Posting]) -> int:
+        if job.is_standing:
+            return 0
+        earned = job.steps_done * job.price
+        return earned if posting is None else min(earned, posting.escrow)
+
+    def _scan_postings(self) -> None:
+        """Extend the JobPosted index to the head (caller holds the lock)."""
+        chain = self.chain
+        head = chain.head()
+        if self._indexed is not None:
+            number, block_hash = self._indexed
+            if number > head.block_number or bytes(chain.get_canonical_hash(number)) != block_hash:
+                self._postings.clear()  # a reorg replaced scanned blocks: rescan
+                self._indexed = None
+        start = 1 if self._indexed is None else self._indexed[0] + 1
+        last: Optional[tuple[int, bytes]] = self._indexed
+        for number in range(start, head.block_number + 1):
+            header = self.header(number)
+            if header is None:
+                break
+            last = (number, bytes(header.hash))
+            bloom = BloomFilter(header.bloom)
+            if REGISTRY_ADDRESS not in bloom or TOPIC_POSTED not in bloom:
+                continue
+            block = chain.get_block_by_hash(header.hash)
+            for tx, receipt in zip(block.transactions, chain.get_receipts(block)):
+                for entry in receipt.logs:
+                    if bytes(entry.address) != REGISTRY_ADDRESS or len(entry.topics) < 2:
+                        continue
+                    if _topic_int(entry.topics[0]) != _POSTED:
+                        continue
+                    job_id = _topic_int(entry.topics[1])
+                    escrow = int.from_bytes(bytes(entry.data)[64:96], "big")
+                    self._postings[job_id] = Posting(number, bytes(header.hash), bytes(tx.hash), escrow)
+        self._indexed = last
+
+    # --- datasets -----------------------------------------------------------------
+
+    @property
+    def max_dataset_bytes(self) -> int:
+        return int(self.config.limits.max_dataset_bytes)
+
+    def put_dataset(self, blob: bytes) -> DatasetInfo:
+        """Check and store a dataset file; its id is keccak256 of the bytes."""
+        try:
+            dataset = dataset_from_bytes(blob, max_bytes=self.max_dataset_bytes)
+        except PouwError as exc:
+            raise PouwViewError(f"dataset refused: {exc}") from None
+        dataset_hash = self.blobs.put(blob)
+        return self._remember(dataset_hash, len(blob), dataset)
+
+    def dataset_info(self, dataset_hash: bytes) -> Optional[DatasetInfo]:
+        with self._lock:
+            known = self._datasets.get(dataset_hash)
+        if known is not None:
+            return known
+        blob = self.dataset_blob(dataset_hash)
+        if blob is None:
+            return None
+        try:
+            dataset = dataset_from_bytes(blob, expected_hash=dataset_hash, max_bytes=max(len(blob), 1))
+        except PouwError as exc:
+            raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is unusable: {exc}") from None
+        return self._remember(dataset_hash, len(blob), dataset)
+
+    def dataset_blob(self, dataset_hash: bytes) -> Optional[bytes]:
+        if self.blobs.has(dataset_hash):
+            try:
+                return self.blobs.get(dataset_hash)
+            except PouwError as exc:
+                raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is corrupt: {exc}") from None
+        if "0x" + dataset_hash.hex() == digits_dataset_id():
+            from consensus.jobs import _digits_blob
+
+            return _digits_blob()
+        return None
+
+    def has_dataset(self, dataset_hash: bytes) -> bool:
+        return self.blobs.has(dataset_hash) or "0x" + dataset_hash.hex() == digits_dataset_id()
+
+    def builtin_datasets(self) -> list[DatasetInfo]:
+        info = self.dataset_info(bytes.fromhex(digits_dataset_id()[2:]))
+        return [info] if info is not None else []
+
+    def _remember(self, dataset_hash: bytes, size: int, dataset: Dataset) -> DatasetInfo:
+        info = DatasetInfo(
+            id=dataset_hash, size=size, train_examples=len(dataset), test_examples=int(dataset.y_test.shape[0]),
+            input_shape=dataset.input_shape, num_classes=dataset.num_classes, name=dataset.name,
+            builtin="0x" + dataset_hash.hex() == digits_dataset_id(),
+        )
+        with self._lock:
+            self._datasets[dataset_hash] = info
+        return info
+
+    # --- results ------------------------------------------------------------------
+
+    def job_result(self, job: JobRecord) -> JobResult:
+        """The job's checkpoint state, as a torch model in safetensors, with metrics."""
+        spec = job.spec
+        if spec is None:
+            raise PouwViewError(f"job {job.job_id}'s stored spec is not usable under this chain's genesis")
+        checkpoint = current_checkpoint(job)
+        key = (job.job_id, checkpoint)
+        with self._lock:
+            cached = self._results.get(key)
+            if cached is not None:
+                self._results.move_to_end(key)
+        if cached is not None:
+            return dataclasses.replace(cached, job=job)
+        if job.checkpoint == ZERO32:
+            state_bytes = initial_state_bytes(job.job_id, spec)
+        else:
+            try:
+                state_bytes = self.blobs.get(job.checkpoint)
+            except BlobNotFound:
+                raise PouwViewError(
+                    f"this node does not hold checkpoint 0x{job.checkpoint.hex()} of job {job.job_id} "
+                    "(it has not imported the block that produced it)"
+                ) from None
+            except PouwError as exc:
+                raise PouwViewError(f"checkpoint 0x{job.checkpoint.hex()} is corrupt here: {exc}") from None
+        result = _build_result(job, spec, checkpoint, state_bytes, lambda: self._dataset_for(spec))
+        with self._lock:
+            self._results[key] = result
+            while len(self._results) > 16:
+                self._results.popitem(last=False)
+        return result
+
+    def _dataset_for(self, spec: JobSpec) -> Dataset:
+        return load_dataset(spec, self.blobs, self.max_dataset_bytes)
+
+    # --- rewards ------------------------------------------------------------------
+
+    def rewards(self, address: bytes, first: int, last: int) -> BlockRewards:
+        """What ``address`` earned as coinbase in canonical blocks first..last."""
+        head_number = self.chain.head().block_number
+        mined = rewards = fees = immature = 0
+        for number in range(first, last + 1):
+            header = self.header(number)
+            if header is None:
+                break
+            if number == 0 or bytes(header.coinbase) != address:
+                continue
+            mined += 1
+            reward = self.block_reward(number)
+            fee = self.block_fee(header)
+            rewards += reward
+            fees += fee
+            if self.maturity and number + self.maturity > head_number:
+                immature += reward + fee
+        return BlockRewards(mined, rewards, fees, immature)
+
+    def block_fee(self, header: Any) -> int:
+        """The job fee a block earned: ``min(t * price, escrow left)`` of its job at the parent."""
+        if not self.is_pouw or header.block_number == 0:
+            return 0
+        job_id = int.from_bytes(header.job_id, "big")
+        if job_id == 0 or job_id >= STANDING_JOB_BASE:
+            return 0
+        key = bytes(header.hash)
+        with self._lock:
+            if key in self._fees:
+                return self._fees[key]
+        parent = self.chain.get_header_by_hash(header.parent_hash)
+        state = self.state(parent)
+        base = job_base_slot(job_id)
+        status = state.get_storage(REGISTRY_ADDRESS, base)
+        fee = 0
+        if status == STATUS_OPEN:
+            price = state.get_storage(REGISTRY_ADDRESS, base + 2)
+            escrow = state.get_storage(REGISTRY_ADDRESS, base + 3)
+            fee = min(header.step_count * price, escrow)
+        # A transaction of this very block may have cancelled the job: then no fee.
+        after = self.state(header).get_storage(REGISTRY_ADDRESS, base)
+        if status == STATUS_OPEN and after == STATUS_CANCELLED:
+            fee = 0
+        with self._lock:
+            self._fees[key] = fee
+            while len(self._fees) > 100_000:
+                self._fees.popitem(last=False)
+        return fee
+
+    # --- work proofs --------------------------------------------------------------
+
+    def work_proof(self, header: Any) -> Optional[WorkProof]:
+        """The seal and payload of a block, or None (genesis, no payload)."""
+        if header.block_number == 0 or not self.is_pouw:
+            return None
+        payload = self.chain.get_payload(header.hash)
+        if payload is None:
+            return None
+        from consensus.payload import WorkPayload
+        from pouw.commit import challenge_indices, seal_seed
+
+        work = WorkPayload.decode(payload)
+        job_id = int.from_bytes(header.job_id, "big")
+        parent = self.chain.get_header_by_hash(header.parent_hash)
+        job = read_job(self.state(parent), job_id, self.config)
+        w = self.work_units(job.spec) if job is not None and job.spec is not None else None
+        seed = seal_seed(header.mining_hash, header.coinbase, job_id, header.start_checkpoint)
+        t = header.step_count
+        challenged = sorted(set(challenge_indices(header.work_accumulator, t, self.config.challenge_count)))
+        return WorkProof(header, job, w, seed, challenged, work.step_hashes, len(payload))
+
+    def recheck(self, header: Any, device: str = "cpu") -> dict[str, Any]:
+        """Recompute the block's ticket and challenged steps now; the verdict in words."""
+        from consensus.engine import backend_for
+        from consensus.seal import SealClaim, verify_trajectory
+
+        started = time.perf_counter()
+        payload = self.chain.get_payload(header.hash)
+        parent = self.chain.get_header_by_hash(header.parent_hash)
+        job_id = int.from_bytes(header.job_id, "big")
+        job = read_job(self.state(parent), job_id, self.config)
+        if job is None or job.spec is None or payload is None:
+            return {"verdict": "unavailable", "error": "job or payload not available on this node",
+                    "seconds": time.perf_counter() - started}
+        spec = job.spec
+        claim = SealClaim(
+            template_hash=header.mining_hash, coinbase=header.coinbase, job_id=job_id,
+            h0=current_checkpoint(job), step_count=header.step_count, final_state=header.final_state,
+            work_accumulator=header.work_accumulator, difficulty=header.difficulty,
+        )
+        try:
+            verify_trajectory(claim, payload, spec, lambda: self._dataset_for(spec),
+                              self.config.challenge_count, backend_for(device))
+        except Exception as exc:  # noqa: BLE001 - every failure is a verdict here
+            kind = type(exc).__name__
+            verdict = "unavailable" if kind.endswith("Unavailable") or isinstance(exc, (RuntimeError, MemoryError)) else "mismatch"
+            return {"verdict": verdict, "error": f"{kind}: {exc}", "seconds": time.perf_counter() - started}
+        return {"verdict": "ok", "error": None, "seconds": time.perf_counter() - started}
+
+    # --- network statistics ---------------------------------------------------------
+
+    def block_work(self, header: Any) -> int:
+        """Work units of a block's trajectory: t * w of its job (0 without a seal)."""
+        if not self.is_pouw or header.block_number == 0:
+            return 0
+        job_id = int.from_bytes(header.job_id, "big")
+        standing = self.config.standing_spec(job_id)
+        if standing is not None:
+            return header.step_count * self.work_units(standing)
+        parent_state = self.state(self.chain.get_header_by_hash(header.parent_hash))
+        spec_hash = parent_state.get_storage(REGISTRY_ADDRESS, job_base_slot(job_id) + 7).to_bytes(32, "big")
+        key = (job_id, spec_hash)
+        with self._lock:
+            w = self._work_units.get(key)
+        if w is None:
+            job = read_job(parent_state, job_id, self.config)
+            w = self.work_units(job.spec) if job is not None and job.spec is not None else 0
+            with self._lock:
+                self._work_units[key] = w
+        return header.step_count * w
+
+    def headers_back(self, count: int) -> list[Any]:
+        """The last ``count`` canonical headers (fewer near genesis), oldest first."""
+        head = self.chain.head()
+        first = max(0, head.block_number - count)
+        out = [self.header(n) for n in range(first, head.block_number + 1)]
+        return [h for h in out if h is not None]
+
+
+def _is_pouw(chain: Any) -> bool:
+    try:
+        from consensus.engine import PouwEngine
+    except ImportError:
+        return False
+    engine = getattr(chain, "engine_class", None)
+    return isinstance(engine, type) and issubclass(engine, PouwEngine)
+
+
+def _topic_int(topic: Any) -> int:
+    return topic if isinstance(topic, int) else int.from_bytes(bytes(topic), "big")
+
+
+def _build_result(
+    job: JobRecord, spec: JobSpec, checkpoint: bytes, state_bytes: bytes, dataset: Callable[[], Dataset]
+) -> JobResult:
+    from safetensors.torch import save as save_safetensors
+
+    from consensus.engine import backend_for
+    from pouw.evaluate import evaluate, export_torch
+    from pouw.state import deserialize_state
+
+    state = deserialize_state(spec, state_bytes)
+    model = export_torch(spec, state)
+    tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    model_bytes = save_safetensors(tensors, metadata={"family": spec.family, "checkpoint": "0x" + checkpoint.hex()})
+    metrics: Optional[dict[str, Any]] = None
+    error: Optional[str] = None
+    try:
+        ds = dataset()
+        if int(ds.y_test.shape[0]) == 0:
+            error = "the dataset has no held-out examples"
+        else:
+            m = evaluate(spec, state, ds.x_test, ds.y_test, backend_for("cpu"))
+            metrics = {"split": "test", "examples": m.total, "correct": m.correct, "accuracyPpm": m.accuracy_ppm,
+                       "accuracy": m.accuracy, "lossMicro": m.loss_micro, "loss": m.loss}
+    except Exception as exc:  # noqa: BLE001 - DatasetUnavailable and kin: no metrics, say why
+        error = f"{type(exc).__name__}: {exc}"
+    return JobResult(job, checkpoint, state_bytes, model_bytes, metrics, error)
+
+
+__all__ = ["PouwView", "PouwViewError", "Posting", "DatasetInfo", "JobResult", "BlockRewards", "WorkProof",
+           "STATUS_NAMES", "STATUS_CODES"]
