@@ -73,6 +73,7 @@ def create_app(backend: Backend, config: RpcConfig | None = None, registry: Regi
     app.cleanup_ctx.append(_services)
     app.router.add_post("/", handle_http)
     app.router.add_get("/", handle_websocket)
+    app.router.add_post(DATASET_UPLOAD_PATH, handle_dataset_upload)
     return app
 
 
@@ -155,6 +156,46 @@ async def handle_http(request: web.Request) -> web.StreamResponse:
     if answer is None:
         return web.Response(status=200, text="", content_type="application/json")
     return web.Response(text=answer, content_type="application/json")
+
+
+# -- dataset upload ------------------------------------------------------------
+
+#: Raw dataset files larger than a JSON-RPC body allows are POSTed here (docs/rpc-pouw.md).
+DATASET_UPLOAD_PATH = "/pouw/datasets"
+_UPLOAD_CHUNK = 1 << 20
+
+
+def _json_answer(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, text=encode_json(body), content_type="application/json")
+
+
+async def handle_dataset_upload(request: web.Request) -> web.StreamResponse:
+    """``POST /pouw/datasets`` with the file as the body: pouw_putDataset without hex and
+    without the JSON-RPC body limit; the chain's maxDatasetBytes bounds it instead. The body
+    is streamed, and refused as soon as it passes the limit."""
+    from rpc.pouw_methods import dataset_json
+    from rpc.pouw_view import PouwViewError
+
+    services = request.app[SERVICES]
+    view = getattr(services.backend, "pouw", None)
+    if view is None:
+        return _json_answer(404, {"error": "this node does not serve the pouw_ namespace"})
+    limit = view.max_dataset_bytes
+    too_large = {"error": f"dataset refused: larger than this chain's limit of {limit} bytes"}
+    if request.content_length is not None and request.content_length > limit:
+        return _json_answer(413, too_large)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_UPLOAD_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return _json_answer(413, too_large)
+        parts.append(chunk)
+    try:
+        info = await services.run_blocking(view.put_dataset, b"".join(parts))
+    except PouwViewError as exc:
+        return _json_answer(400, {"error": str(exc)})
+    return _json_answer(200, dataset_json(info))
 
 
 # -- WebSocket -----------------------------------------------------------------

@@ -317,3 +317,36 @@ async def test_a_noproof_chain_answers_too(rpc: Rpc) -> None:
     assert stats["workRate"] == "0x0" and stats["jobs"]["standing"] == "0x0"
     assert (await rpc.result("pouw_minerStatus"))["mining"] is False
     assert (await rpc.result("pouw_getRewards", "0x" + "11" * 20))["coinbaseMaturity"] == "0x0"
+
+
+async def test_dataset_upload_endpoint(aiohttp_client: Any) -> None:
+    """POST /pouw/datasets takes the raw file, bounded by maxDatasetBytes, not the JSON-RPC body limit."""
+    import json
+
+    genesis = pouw_genesis(expected_steps=6, k=3, maturity=2)
+    backend = ChainBackend(open_pouw_chain(genesis))
+    client = await aiohttp_client(create_app(backend, RpcConfig(port=0, max_body_bytes=4096)))
+    blob = dataset_blob()
+    assert len(blob) > 4096  # too large for a JSON-RPC body here
+    response = await client.post("/pouw/datasets", data=blob, headers={"Content-Type": "application/octet-stream"})
+    assert response.status == 200
+    info = await response.json()
+    from eth_utils import keccak
+
+    assert info["id"] == "0x" + keccak(blob).hex() and info["trainExamples"] == "0x100"
+    assert backend.pouw.blobs.has(keccak(blob))
+    rpc = Rpc(client)
+    assert (await rpc.result("pouw_getDataset", info["id"]))["size"] == hex(len(blob))
+
+    junk = await client.post("/pouw/datasets", data=b"\x00" * 100)
+    assert junk.status == 400 and "dataset refused" in (await junk.json())["error"]
+    limit = backend.pouw.max_dataset_bytes
+
+    async def endless() -> Any:
+        chunk = b"\x00" * (1 << 20)
+        for _ in range(limit // len(chunk) + 2):
+            yield chunk
+
+    huge = await client.post("/pouw/datasets", data=endless())
+    assert huge.status == 413 and "limit" in json.loads(await huge.text())["error"]
+    assert (await rpc.result("eth_blockNumber")) == "0x0"  # still serving
