@@ -20,8 +20,11 @@ product, by one of two paths that return the same bits:
 Integer addition is associative, so the result depends neither on the BLAS kernel's
 summation order, nor on the thread count, nor on the device.
 
-No function here calls ``.item()``: per-tensor shift amounts are kept as 0-dim int64
-tensors on the device, so a step runs without host synchronisation.
+Data-dependent shift amounts (the quantisation shifts of §3.3 and the fraction bits
+derived from them) are either 0-dim int64 tensors on the device, so that a CUDA step
+runs without host synchronisation, or, where reading a value back costs nothing (CPU,
+see :func:`host_shifts`), plain Python ints: every shift is then a constant and a step
+needs far fewer (and smaller) tensor operations. Both forms give the same bits.
 """
 from __future__ import annotations
 
@@ -55,6 +58,10 @@ __all__ = [
     "MAX_GEMM_K",
     "FP32_CHUNK_K",
     "RECIP_BITS",
+    "host_shifts",
+    "as_dtype",
+    "scalar_like",
+    "round_shift_bounded",
     "softmax_exp",
     "softmax_xent_grad",
     "recip_batch",
@@ -152,6 +159,20 @@ def select_backend(device: str = "auto", gemm: str = "auto") -> Backend:
     return Backend(device=dev, gemm=gemm)
 
 
+HOST_SHIFTS_ON_CPU = True
+"""Use host-int shifts on CPU (see :func:`host_shifts`); tests turn it off to run the
+device-tensor form, the one CUDA uses, on CPU and compare."""
+
+
+def host_shifts(device: torch.device) -> bool:
+    """Whether a step on ``device`` reads its data-dependent shifts back as Python ints.
+
+    True on CPU, where ``int(tensor)`` is a plain memory read; False on CUDA, where it
+    would stall the stream (shifts stay 0-dim device tensors there).
+    """
+    return device.type == "cpu" and HOST_SHIFTS_ON_CPU
+
+
 # --------------------------------------------------------------------------------------
 # Exact matrix product
 # --------------------------------------------------------------------------------------
@@ -170,7 +191,8 @@ def _int_mm(a: Tensor, b: Tensor, pad: bool | None = None) -> Tensor:
             a = torch.nn.functional.pad(a, (0, kp - k, 0, mp - m))
             b = torch.nn.functional.pad(b, (0, np_ - n, 0, kp - k))
             return torch._int_mm(a.contiguous(), b.contiguous())[:m, :n].contiguous()
-    return torch._int_mm(a.contiguous(), b.contiguous())
+        return torch._int_mm(a.contiguous(), b.contiguous())
+    return torch._int_mm(a, b)  # the CPU kernel takes strided (e.g. transposed) operands
 
 
 def int_matmul(a: Tensor, b: Tensor, backend: Backend) -> Tensor:
@@ -236,6 +258,59 @@ def round_shift(x: Tensor, s: int | Tensor) -> Tensor:
     return u.bitwise_left_shift_((-s).clamp(min=0).to(u.dtype))
 
 
+@lru_cache(maxsize=4096)
+def _const(value: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def scalar_like(value: int, x: Tensor) -> Tensor:
+    """``value`` as a cached 0-dim tensor of x's dtype and device, for use as an operand.
+
+    Same result as the Python int, but an elementwise op with a 0-dim tensor operand
+    skips wrapping the scalar anew on every call (about half the per-op cost of a small
+    op on CPU). The cached tensors are shared: never modify one in place.
+    """
+    return _const(value, x.dtype, x.device)
+
+
+@lru_cache(maxsize=None)
+def _shift_consts(dtype: torch.dtype, device: torch.device) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """0-dim operands for :func:`round_shift_bounded`: shift amounts ``0 .. bits-1`` and
+    powers of two ``2**0 .. 2**(bits-2)`` of one dtype and device (cached, never modified)."""
+    bits = torch.iinfo(dtype).bits
+    amounts = tuple(torch.tensor(k, dtype=dtype, device=device) for k in range(bits))
+    powers = tuple(torch.tensor(1 << k, dtype=dtype, device=device) for k in range(bits - 1))
+    return amounts, powers
+
+
+def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x.to(dtype)``, skipping the call (not free for small tensors) when x already has it."""
+    return x if x.dtype is dtype else x.to(dtype)
+
+
+_DTYPE_MAX: Final = {torch.int8: 2**7 - 1, torch.int16: 2**15 - 1, torch.int32: 2**31 - 1, torch.int64: 2**63 - 1}
+
+
+def round_shift_bounded(x: Tensor, s: int, bound: int) -> Tensor:
+    """``round_shift(x, s)`` for a Python int ``s`` and ``|x| <= bound``; a new tensor.
+
+    Same result as :func:`round_shift`, in as few operations as the bound allows: a
+    right shift ``s >= 1`` is ``(x + 2**(s-1)) >> s`` (equal to ``floor(x / 2**s + 1/2)``)
+    when that sum cannot overflow x's dtype, else ``((x >> (s-1)) + 1) >> 1``; shifts
+    past the bound's bit length give 0 either way and are capped. The caller guarantees
+    that a left shift (``s < 0``) does not overflow, and for ``s = 1`` that the bound is
+    below the dtype's maximum (as for :func:`round_shift`, ``x + 1`` must fit).
+    """
+    if s <= 0:
+        return x << scalar_like(-s, x) if s < 0 else x.clone()
+    s = min(s, bound.bit_length() + 1)  # |x| < 2**(s-1): the result is 0 from here on
+    amounts, powers = _shift_consts(x.dtype, x.device)
+    if bound + (1 << (s - 1)) <= _DTYPE_MAX[x.dtype]:  # then s - 1 <= bits - 2
+        return (x + powers[s - 1]).bitwise_right_shift_(amounts[s])
+    # s - 1 <= bound.bit_length() <= bits - 1 (the bound fits the dtype)
+    return (x >> amounts[s - 1]).add_(amounts[1]).bitwise_right_shift_(amounts[1])
+
+
 def saturate32(x: Tensor) -> Tensor:
     """Clamp to [-INT32_MAX, INT32_MAX] and return int32."""
     return x.clamp(-INT32_MAX, INT32_MAX).to(torch.int32)
@@ -269,7 +344,9 @@ def _rescale_sat_(x: Tensor, s: int | Tensor) -> Tensor:
     return x.clamp_(-INT32_MAX, INT32_MAX)
 
 
-def quantize_int8(x: Tensor, dims: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+def quantize_int8(
+    x: Tensor, dims: tuple[int, ...] | None = None, *, host: bool = False
+) -> tuple[Tensor, Tensor | int]:
     """Block-floating-point int8 quantisation: ``q = clamp(round_shift(x, s), -127, 127)``.
 
     ``s = bitlen(max |x|) - 7`` over the whole tensor (``dims=None``, s is 0-dim) or
@@ -277,7 +354,18 @@ def quantize_int8(x: Tensor, dims: tuple[int, ...] | None = None) -> tuple[Tenso
     negative (small values are shifted left to use the full int8 range; all-zero
     gives s = -7). Returns ``(q int8, s int64)``; the represented value is q * 2**s
     times x's unit. ``x`` must be int32 or int64 with ``|x| <= 2**62``.
+
+    With ``host`` (per tensor only; see :func:`host_shifts`) s is a Python int.
     """
+    if host and dims is None:
+        lo_h, hi_h = torch.aminmax(x)
+        m_int = max(int(hi_h), -int(lo_h))
+        s_int = m_int.bit_length() - 7
+        q_h = round_shift_bounded(x, s_int, m_int)
+        # |q| <= round_shift(m, s), which is 128 only when m rounds up to 2**(s+7)
+        if s_int >= 1 and m_int + (1 << (s_int - 1)) >= 1 << (s_int + 7):
+            q_h.clamp_(-INT8_MAX, INT8_MAX)
+        return q_h.to(torch.int8), s_int
     if dims is None:
         lo, hi = torch.aminmax(x)
         m = torch.maximum(hi.to(torch.int64), -lo.to(torch.int64))
@@ -339,9 +427,9 @@ def softmax_exp(logits: Tensor, frac_bits: int) -> Tensor:
     holding ``frac_bits`` fractional bits.
     """
     z = logits.to(torch.int64)
-    gap = z.amax(dim=1, keepdim=True) - z
-    idx = round_shift(gap, frac_bits - EXP_LUT_FRAC_BITS).clamp_(max=EXP_LUT_SIZE)
-    return exp_lut(logits.device)[idx]
+    gap = z.amax(dim=1, keepdim=True) - z  # 0 <= gap < 2**32
+    idx = round_shift_bounded(gap, frac_bits - EXP_LUT_FRAC_BITS, 1 << 32).clamp_(max=EXP_LUT_SIZE)
+    return torch.take(exp_lut(logits.device), idx)
 
 
 def softmax_xent_grad(logits: Tensor, y: Tensor, frac_bits: int) -> Tensor:
@@ -350,11 +438,16 @@ def softmax_xent_grad(logits: Tensor, y: Tensor, frac_bits: int) -> Tensor:
     ``p = round_div(e << 16, sum_j e)``; ``g = p - (onehot(y) << 16)`` (int64 [B, C]).
     """
     e = softmax_exp(logits, frac_bits)
-    total = e.sum(dim=1, keepdim=True)
-    p = round_div(e << PROB_FRAC_BITS, total)
-    onehot = torch.zeros_like(p)
-    onehot.scatter_(1, y.to(torch.int64).view(-1, 1), 1 << PROB_FRAC_BITS)
-    return p - onehot
+    total = e.sum(dim=1, keepdim=True)  # > 0: the largest logit reads LUT[0] = 2**30
+    # round_div(e << 16, total), in place: (num + total // 2) // total
+    p = (e << scalar_like(PROB_FRAC_BITS, e)).add_(total >> scalar_like(1, total)).div_(total, rounding_mode="floor")
+    return p.scatter_add_(1, as_dtype(y, torch.int64).view(-1, 1), _minus_one_hot(p.shape[0], p.device))
+
+
+@lru_cache(maxsize=64)
+def _minus_one_hot(rows: int, device: torch.device) -> Tensor:
+    """``-(1 << PROB_FRAC_BITS)`` as an int64 [rows, 1] tensor: the one-hot term of the gradient."""
+    return torch.full((rows, 1), -(1 << PROB_FRAC_BITS), dtype=torch.int64, device=device)
 
 
 _LOG2_MANT_BITS: Final = 30
@@ -406,6 +499,7 @@ def sgd_update(
     batch_size: int,
     momentum: Tensor | None = None,
     momentum_shift: int | None = None,
+    grad_bound: int | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """One SGD(-momentum) update of an int32 fixed-point parameter.
 
@@ -421,7 +515,14 @@ def sgd_update(
     ``W' = clamp(W - u, +-PARAM_MAX)`` without momentum; with momentum shift m
     ``v' = clamp(v - round_shift(v, m) + u, +-PARAM_MAX)``, ``W' = clamp(W - v', +-PARAM_MAX)``
     (heavy ball with beta = 1 - 2**-m). The bounds make every intermediate fit int32.
+
+    ``grad_bound``, when given, is a bound on ``|grad_sum|`` the caller knows (tighter
+    than 2**31); with a Python-int ``grad_frac`` it lets some operations be skipped.
     """
+    if isinstance(grad_frac, int):
+        t_int = grad_frac + (RECIP_BITS + lr_shift - weight_frac_bits)
+        bound = INT32_MAX if grad_bound is None else min(grad_bound, INT32_MAX)
+        return _sgd_update_host(param, grad_sum, t_int, batch_size, momentum, momentum_shift, bound)
     r_b = recip_batch(batch_size)
     t = torch.as_tensor(grad_frac + (RECIP_BITS + lr_shift - weight_frac_bits), dtype=torch.int64, device=grad_sum.device)
     if r_b & (r_b - 1) == 0:
@@ -440,6 +541,82 @@ def sgd_update(
     v = round_shift(old_v, momentum_shift).neg_().add_(old_v)  # v - round_shift(v, m), fresh tensor
     v.add_(u).clamp_(-PARAM_MAX, PARAM_MAX)
     return torch.sub(param.to(torch.int32), v, out=u).clamp_(-PARAM_MAX, PARAM_MAX), v
+
+
+def _sgd_update_host(
+    param: Tensor,
+    grad_sum: Tensor,
+    t: int,
+    batch_size: int,
+    momentum: Tensor | None,
+    momentum_shift: int | None,
+    bound: int,
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`sgd_update` with the shift ``t`` a Python int and ``|grad_sum| <= bound``:
+    the same values, fewer operations (clamps that the bounds show cannot bind are skipped)."""
+    r_b = recip_batch(batch_size)
+    u_bound = 1 << 30  # |u| <= u_bound
+    if r_b & (r_b - 1) == 0:
+        # power-of-two batch: round_shift(g * 2**k, t) = round_shift(g, t - k) in int32 (|g| < 2**31)
+        g = as_dtype(grad_sum, torch.int32)
+        t -= r_b.bit_length() - 1
+        if t >= 1:
+            # |g| < 2**31 makes |u| <= 2**30: the clamp to +-2**30 cannot bind
+            if bound < INT32_MAX:
+                # |round_shift(g, t)| <= round_shift(bound, t): 0 when bound < 2**(t-1)
+                u_bound = (bound + (1 << (t - 1))) >> t
+                u = round_shift_bounded(g, t, bound) if u_bound else None
+            else:  # ((g >> (t-1)) + 1) >> 1, shift capped at 31 as any larger one gives the same
+                one = scalar_like(1, g)
+                u = (g >> scalar_like(min(t - 1, 31), g)).add_(one).bitwise_right_shift_(one)
+        elif bound << -t <= 1 << 30:  # the clamp cannot bind and the shift cannot overflow
+            u = g << scalar_like(-t, g)
+            u_bound = bound << -t
+        else:
+            u = _left_shift_sat30(g, -t)
+    else:
+        g = grad_sum.to(torch.int64)
+        g = g * scalar_like(r_b, g)  # |g| < 2**31 and R_B < 2**31: |g * R_B| < 2**62
+        if t >= 1:
+            u = round_shift_bounded(g, t, (1 << 62) - 1).clamp_(-(1 << 30), 1 << 30).to(torch.int32)
+        else:
+            u = _left_shift_sat30(g, -t).to(torch.int32)
+    # u is None where the bounds show the step rounds to 0 for every element
+    param = as_dtype(param, torch.int32)
+    if momentum is None:
+        return (param.clamp(-PARAM_MAX, PARAM_MAX) if u is None else _sub_clamp(param, u)), None
+    assert momentum_shift is not None
+    v = as_dtype(momentum, torch.int32)
+    # v - round_shift(v, m) + u; |v| < 2**30 and m <= 16: (v + 2**(m-1)) >> m cannot overflow
+    new_v = round_shift_bounded(v, momentum_shift, PARAM_MAX)
+    torch.sub(v, new_v, out=new_v)
+    if u is not None:
+        new_v.add_(u)
+    if u_bound > _momentum_headroom(momentum_shift):
+        new_v.clamp_(-PARAM_MAX, PARAM_MAX)
+    new_p = torch.sub(param, new_v) if u is None else torch.sub(param, new_v, out=u)
+    return new_p.clamp_(-PARAM_MAX, PARAM_MAX), new_v
+
+
+@lru_cache(maxsize=None)
+def _momentum_headroom(m: int) -> int:
+    """The largest |u| for which ``v - round_shift(v, m) + u`` stays in [-PARAM_MAX, PARAM_MAX]
+    for every |v| <= PARAM_MAX (so the clamp cannot bind).
+
+    ``f(v) = v - round_shift(v, m)`` is non-decreasing (round_shift grows by 0 or 1 when
+    v grows by 1), so it ranges over ``[f(-PARAM_MAX), f(PARAM_MAX)]``.
+    """
+    half = 1 << (m - 1)
+    hi = PARAM_MAX - ((PARAM_MAX + half) >> m)  # f(PARAM_MAX)
+    lo = -PARAM_MAX - ((-PARAM_MAX + half) >> m)  # f(-PARAM_MAX)
+    return min(PARAM_MAX - hi, lo + PARAM_MAX)
+
+
+def _left_shift_sat30(g: Tensor, left: int) -> Tensor:
+    """``clamp(g << left, -2**30, 2**30)`` for ``left >= 0`` without overflow (clamp first)."""
+    left = min(left, 30)  # a non-zero value shifted by 30 or more saturates anyway
+    lim = (1 << 30) >> left
+    return g.clamp(-lim, lim).bitwise_left_shift_(scalar_like(left, g))
 
 
 def _update_step(g: Tensor, t: Tensor, a_cap: int) -> Tensor:
@@ -464,4 +641,4 @@ def _update_step(g: Tensor, t: Tensor, a_cap: int) -> Tensor:
 def _sub_clamp(param: Tensor, u: Tensor) -> Tensor:
     """``clamp(param - u, +-PARAM_MAX)`` in int32 (|param| < 2**30, |u| <= 2**30: no overflow)."""
     # in place into u (a fresh tensor owned by the update): avoids a large allocation
-    return torch.sub(param.to(torch.int32), u, out=u).clamp_(-PARAM_MAX, PARAM_MAX)
+    return torch.sub(as_dtype(param, torch.int32), u, out=u).clamp_(-PARAM_MAX, PARAM_MAX)

@@ -14,7 +14,7 @@ import torch
 
 from pouw.datasets import Dataset
 from pouw.errors import DatasetError
-from pouw.prng import batch_indices
+from pouw.prng import batch_indices_array
 
 if TYPE_CHECKING:  # the arithmetic core; imported lazily at run time
     from pouw.arith import Backend
@@ -63,8 +63,10 @@ def batch_for_step(
     if i < 1:
         raise ValueError(f"step index must be >= 1, got {i}")
     x_all, y_all = device_tensors(dataset, device)
-    idx = batch_indices(seed, i, batch_size, int(x_all.shape[0]))
-    idx_t = torch.tensor(idx, dtype=torch.int64).to(x_all.device, non_blocking=True)
+    idx = batch_indices_array(seed, i, batch_size, int(x_all.shape[0]))
+    idx_t = torch.from_numpy(idx)
+    if x_all.device.type != "cpu":
+        idx_t = idx_t.to(x_all.device, non_blocking=True)
     return x_all.index_select(0, idx_t), y_all.index_select(0, idx_t)
 
 
@@ -83,4 +85,4 @@ def compute_step(spec: JobSpec, dataset: Dataset, state: State, seed: bytes, i: 
 
     family = get_family(spec.family)
     x, y = batch_for_step(dataset, seed, i, int(spec.batch_size), backend.device)
-    return family.step(spec, state_to_device(state, backend.device), x, y, backend)
+    return family.step(spec, state, x, y, backend)  # the family moves the state to the device

@@ -150,7 +150,8 @@ class CNNFamily:
             saved.append((Quantised(cols, a.frac), wq, z))
             a = quantise(torch.relu(z), spec.act_frac_bits, per_row)
         n = len(spec.hidden)
-        flat = Quantised(a.q.reshape(b, -1), a.frac.reshape(-1, 1) if per_row else a.frac)
+        frac = a.frac
+        flat = Quantised(a.q.reshape(b, -1), frac.reshape(-1, 1) if per_row and isinstance(frac, Tensor) else frac)
         wq = quantise(state[f"w{n}"], spec.weight_frac_bits, per_row=False)
         logits = dense_forward(flat, wq, state[f"b{n}"], spec, backend)
         return logits, saved, (flat, wq)
