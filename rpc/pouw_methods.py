@@ -29,7 +29,8 @@ from rpc.registry import Param, Registry
 pouw = Registry()
 
 #: pouw_submitJob waits this long for inclusion unless told otherwise, and at most MAX.
-SUBMIT_TIMEOUT_S = 30.0
+SUBMIT_TIMEOUT_S = 25.0
+"""Below the 30 s request timeout of web3.py's HTTP provider, so a default call answers in time."""
 SUBMIT_TIMEOUT_MAX_S = 120.0
 SUBMIT_POLL_S = 0.2
 LIST_LIMIT_DEFAULT = 100
@@ -190,10 +191,10 @@ def limits_json(view: PouwView) -> dict[str, Any]:
         "maxWorkUnitsPerStep": quantity(limits.max_work_units_per_step),
         "maxSteps": quantity(limits.max_steps),
         "maxBatchSize": quantity(limits.max_batch_size),
-        "maxLayers": limits.max_layers,
-        "maxWidth": limits.max_width,
-        "maxClasses": limits.max_classes,
-        "maxInputElements": limits.max_input_elems,
+        "maxLayers": quantity(limits.max_layers),
+        "maxWidth": quantity(limits.max_width),
+        "maxClasses": quantity(limits.max_classes),
+        "maxInputElements": quantity(limits.max_input_elems),
         "maxSpecBytes": quantity(MAX_SPEC_BYTES),
         "maxStepsPerBlock": quantity(MAX_STEPS_PER_BLOCK),
     }
@@ -574,6 +575,10 @@ def network_stats(ctx: CallContext, blocks: int) -> dict[str, Any]:
     view = _view(ctx)
     headers = view.headers_back(blocks)
     head = headers[-1]
+    if len(headers) > 1 and headers[0].block_number == 0:
+        # the genesis timestamp is fixed in the genesis file, often long before block 1:
+        # a span measured from it says nothing about block times
+        headers = headers[1:]
     window = headers[1:]  # blocks whose time span is known (from the block before)
     span = head.timestamp - headers[0].timestamp if len(headers) > 1 else 0
     work = sum(view.block_work(h) for h in window)

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from eth_bloom import BloomFilter
 from consensus.blobs import LevelDBBlobStore
-from consensus.jobs import current_checkpoint, digits_dataset_id, initial_state_bytes, load_dataset
 from consensus.params import (
     REGISTRY_ADDRESS,
     STANDING_JOB_BASE,
@@ -47,10 +48,11 @@ from consensus.registry import (
     next_job_id,
     read_job,
 )
-from pouw.datasets import Dataset, dataset_from_bytes
 from pouw.errors import BlobNotFound, PouwError
-from pouw.families import get_family
 from pouw.spec import JobSpec
+
+if TYPE_CHECKING:  # pouw.datasets imports torch: imported where a dataset is read
+    from pouw.datasets import Dataset
 
 ZERO32 = b"\x00" * 32
 
@@ -161,6 +163,8 @@ class PouwView:
         return self.chain.state_at(header)
 
     def work_units(self, spec: JobSpec) -> int:
+        from pouw.families import get_family  # imports torch
+
         return int(get_family(spec.family).work_units(spec))
 
     # --- jobs ---------------------------------------------------------------------
@@ -209,7 +213,7 @@ class PouwView:
         """The job's checkpoint hash with the initial state resolved."""
         if job.spec is None:
             return job.checkpoint
-        return current_checkpoint(job)
+        return _jobs().current_checkpoint(job)
 
     def posting(self, job_id: int) -> Optional[Posting]:
         """Where a posted job's ``JobPosted`` log is on the canonical chain."""
@@ -265,7 +269,7 @@ class PouwView:
     def put_dataset(self, blob: bytes) -> DatasetInfo:
         """Check and store a dataset file; its id is keccak256 of the bytes."""
         try:
-            dataset = dataset_from_bytes(blob, max_bytes=self.max_dataset_bytes)
+            dataset = _datasets().dataset_from_bytes(blob, max_bytes=self.max_dataset_bytes)
         except PouwError as exc:
             raise PouwViewError(f"dataset refused: {exc}") from None
         dataset_hash = self.blobs.put(blob)
@@ -280,7 +284,7 @@ class PouwView:
         if blob is None:
             return None
         try:
-            dataset = dataset_from_bytes(blob, expected_hash=dataset_hash, max_bytes=max(len(blob), 1))
+            dataset = _datasets().dataset_from_bytes(blob, expected_hash=dataset_hash, max_bytes=max(len(blob), 1))
         except PouwError as exc:
             raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is unusable: {exc}") from None
         return self._remember(dataset_hash, len(blob), dataset)
@@ -291,24 +295,24 @@ class PouwView:
                 return self.blobs.get(dataset_hash)
             except PouwError as exc:
                 raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is corrupt: {exc}") from None
-        if "0x" + dataset_hash.hex() == digits_dataset_id():
+        if "0x" + dataset_hash.hex() == _jobs().digits_dataset_id():
             from consensus.jobs import _digits_blob
 
             return _digits_blob()
         return None
 
     def has_dataset(self, dataset_hash: bytes) -> bool:
-        return self.blobs.has(dataset_hash) or "0x" + dataset_hash.hex() == digits_dataset_id()
+        return self.blobs.has(dataset_hash) or "0x" + dataset_hash.hex() == _jobs().digits_dataset_id()
 
     def builtin_datasets(self) -> list[DatasetInfo]:
-        info = self.dataset_info(bytes.fromhex(digits_dataset_id()[2:]))
+        info = self.dataset_info(bytes.fromhex(_jobs().digits_dataset_id()[2:]))
         return [info] if info is not None else []
 
     def _remember(self, dataset_hash: bytes, size: int, dataset: Dataset) -> DatasetInfo:
         info = DatasetInfo(
             id=dataset_hash, size=size, train_examples=len(dataset), test_examples=int(dataset.y_test.shape[0]),
             input_shape=dataset.input_shape, num_classes=dataset.num_classes, name=dataset.name,
-            builtin="0x" + dataset_hash.hex() == digits_dataset_id(),
+            builtin="0x" + dataset_hash.hex() == _jobs().digits_dataset_id(),
         )
         with self._lock:
             self._datasets[dataset_hash] = info
@@ -321,7 +325,7 @@ class PouwView:
         spec = job.spec
         if spec is None:
             raise PouwViewError(f"job {job.job_id}'s stored spec is not usable under this chain's genesis")
-        checkpoint = current_checkpoint(job)
+        checkpoint = _jobs().current_checkpoint(job)
         key = (job.job_id, checkpoint)
         with self._lock:
             cached = self._results.get(key)
@@ -330,7 +334,7 @@ class PouwView:
         if cached is not None:
             return dataclasses.replace(cached, job=job)
         if job.checkpoint == ZERO32:
-            state_bytes = initial_state_bytes(job.job_id, spec)
+            state_bytes = _jobs().initial_state_bytes(job.job_id, spec)
         else:
             try:
                 state_bytes = self.blobs.get(job.checkpoint)
@@ -349,7 +353,7 @@ class PouwView:
         return result
 
     def _dataset_for(self, spec: JobSpec) -> Dataset:
-        return load_dataset(spec, self.blobs, self.max_dataset_bytes)
+        return _jobs().load_dataset(spec, self.blobs, self.max_dataset_bytes)
 
     # --- rewards ------------------------------------------------------------------
 
@@ -440,7 +444,7 @@ class PouwView:
         spec = job.spec
         claim = SealClaim(
             template_hash=header.mining_hash, coinbase=header.coinbase, job_id=job_id,
-            h0=current_checkpoint(job), step_count=header.step_count, final_state=header.final_state,
+            h0=_jobs().current_checkpoint(job), step_count=header.step_count, final_state=header.final_state,
             work_accumulator=header.work_accumulator, difficulty=header.difficulty,
         )
         try:
@@ -482,11 +486,25 @@ class PouwView:
         return [h for h in out if h is not None]
 
 
+def _jobs() -> Any:
+    """consensus.jobs, imported on first use: it pulls in torch (pouw.datasets), which a
+    node serving a no-proof chain never needs and which costs a second at start-up."""
+    import consensus.jobs
+
+    return consensus.jobs
+
+
+def _datasets() -> Any:
+    import pouw.datasets
+
+    return pouw.datasets
+
+
 def _is_pouw(chain: Any) -> bool:
-    try:
-        from consensus.engine import PouwEngine
-    except ImportError:
+    engine_module = sys.modules.get("consensus.engine")
+    if engine_module is None:  # then no chain runs a PouwEngine (and torch stays unloaded)
         return False
+    PouwEngine = engine_module.PouwEngine
     engine = getattr(chain, "engine_class", None)
     return isinstance(engine, type) and issubclass(engine, PouwEngine)
 
@@ -507,7 +525,10 @@ def _build_result(
     state = deserialize_state(spec, state_bytes)
     model = export_torch(spec, state)
     tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    model_bytes = save_safetensors(tensors, metadata={"family": spec.family, "checkpoint": "0x" + checkpoint.hex()})
+    # One metadata key: safetensors writes its metadata map in hash order, which differs
+    # between processes, and the file must be the same bytes on every node.
+    about = json.dumps({"checkpoint": "0x" + checkpoint.hex(), "family": spec.family}, sort_keys=True)
+    model_bytes = save_safetensors(tensors, metadata={"pouw": about})
     metrics: Optional[dict[str, Any]] = None
     error: Optional[str] = None
     try:

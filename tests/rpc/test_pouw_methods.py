@@ -267,7 +267,11 @@ async def test_job_lifecycle_rewards_and_results(prpc: Rpc, node: ChainBackend) 
 
     # network statistics
     stats = await prpc.result("pouw_networkStats")
-    assert quantity(stats["head"]) == head and quantity(stats["blocks"]) == head
+    # the window is measured from block 1: genesis's fixed timestamp is not a block time
+    assert quantity(stats["head"]) == head and quantity(stats["blocks"]) == head - 1
+    first, last = [await prpc.result("eth_getBlockByNumber", hex(n), False) for n in (1, head)]
+    span = quantity(last["timestamp"]) - quantity(first["timestamp"])
+    assert stats["averageBlockTime"] == span / (head - 1)
     assert stats["jobs"] == {"open": "0x0", "completed": "0x1", "cancelled": "0x0", "standing": "0x1"}
     assert quantity(stats["totalFeesPaid"]) == quantity(job["feesPaid"])
     assert quantity(stats["workRate"]) > 0 and stats["stepsPerBlock"] > 0
