@@ -96,13 +96,10 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         if args.pouw:
-            from chain.vm import PouwComputation
             from consensus.blobs import LevelDBBlobStore
             from consensus.engine import PouwEngine
-            from consensus.registry import install_precompile
             from tests.consensus.helpers import pouw_genesis
 
-            install_precompile(PouwComputation)
             source = TestNode("a", path=tmp_path / "a", genesis=pouw_genesis(expected_steps=6, k=3),
                               seal_engine=PouwEngine, blobs=LevelDBBlobStore)
             build = build_pouw_chain

@@ -4,8 +4,9 @@ Commands (the work is done in ``chain/node.py``; this module parses arguments, p
 results and turns every error into one ``error: ...`` line on stderr):
 
 - ``init``: create a datadir for a genesis (idempotent; refuses another chain's datadir);
-- ``run``: open the datadir and serve JSON-RPC until SIGINT/SIGTERM (``--automine`` on
-  dev chains; ``--mine --coinbase ADDR`` mines on a pouw chain);
+- ``run``: open the datadir and serve JSON-RPC and p2p until SIGINT/SIGTERM
+  (``--automine`` and ``--dev-period S`` on dev chains; ``--mine --coinbase ADDR`` mines
+  on a pouw chain);
 - ``export`` / ``import``: canonical blocks to and from a block file (geth's format).
 
 Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted.
@@ -57,18 +58,25 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     early_stop = _catch_stop_signals()  # a signal while opening the datadir stops the node once up
-    from chain.node import Node, NodeConfig, check_automine_allowed, open_datadir, read_datadir_genesis
+    from chain.node import (
+        Node, NodeConfig, check_automine_allowed, check_dev_period_allowed, open_datadir, read_datadir_genesis,
+    )
 
-    if args.automine:  # before opening: refuse plainly even where the seal engine is missing
+    # Before opening: refuse plainly even where the seal engine is missing.
+    if args.automine:
         check_automine_allowed(read_datadir_genesis(args.datadir), args.datadir)
+    if args.dev_period:
+        check_dev_period_allowed(read_datadir_genesis(args.datadir), args.datadir)
     coinbase = None
     if args.mine:  # --- mining (consensus/miner.py) ---
         from consensus.miner import check_mining_allowed, parse_coinbase
 
         coinbase = parse_coinbase(args.coinbase)
         check_mining_allowed(read_datadir_genesis(args.datadir))
+    dev_coinbase = _dev_coinbase(args.coinbase) if (args.dev_period or args.automine) and not args.mine else None
     config = NodeConfig(
-        rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine
+        rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
+        dev_period=args.dev_period, coinbase=dev_coinbase,
     )
     with open_datadir(args.datadir) as datadir:
         node = Node(datadir, config)
@@ -91,6 +99,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         head = datadir.chain.head()
         log.info("stopped at head #%d %s; closing the datadir", head.block_number, encode_hex(head.hash))
     return EXIT_OK
+
+
+def _dev_coinbase(text: Optional[str]) -> Optional[bytes]:
+    """``--coinbase`` for blocks built without proof (--dev-period, --automine): a
+    0x-prefixed 20-byte hex address, or None (automine's default coinbase)."""
+    if text is None:
+        return None
+    from chain.node import NodeError
+
+    from eth_utils import is_checksum_address
+
+    body = text[2:] if text.startswith("0x") else ""
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise NodeError(f"--coinbase: expected a 0x-prefixed 20-byte hex address, got {text!r}")
+    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
+        raise NodeError(f"--coinbase: mixed-case address fails its EIP-55 checksum: {text!r}")
+    return bytes.fromhex(body)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
 
 
 def _catch_stop_signals() -> list[int]:
@@ -131,6 +166,7 @@ async def _run_until_signal(
         ) from None
     if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
+        p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now
     try:
         await node.run(stop)  # type: ignore[attr-defined]
     finally:
@@ -224,8 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--automine", action="store_true",
         help="build a block whenever the pool holds transactions (development genesis only)",
     )
+    run.add_argument(
+        "--dev-period", type=_positive_seconds, default=0.0, metavar="S",
+        help="build a block every S seconds (+-40%% jitter), empty or with the pool's transactions "
+        "(development genesis only, like geth's --dev.period)",
+    )
     run.add_argument("--mine", action="store_true", help="mine blocks: train jobs, seal, import (pouw genesis)")
-    run.add_argument("--coinbase", metavar="ADDR", help="address credited with block rewards and job fees (with --mine)")
+    run.add_argument(
+        "--coinbase", metavar="ADDR",
+        help="address credited with block rewards and job fees (with --mine; also the coinbase of "
+        "--dev-period and --automine blocks)",
+    )
     run.add_argument("--device", default="auto", help="training device for --mine: auto, cpu or cuda:N (default auto)")
     from p2p.cli import add_p2p_arguments
 

@@ -7,7 +7,8 @@ steps:
   genesis block and a copy of the genesis file;
 - :func:`open_datadir`: the datadir's database (locked) and chain, for every other command;
 - :func:`export_blocks` / :func:`import_blocks`: canonical blocks to and from a block file;
-- :class:`Node`: the running node: tx pool, JSON-RPC server, automine (dev chains).
+- :class:`Node`: the running node: tx pool, JSON-RPC server, automine and the periodic
+  dev block producer (``--dev-period``, dev chains only).
 
 Datadir layout::
 
@@ -35,6 +36,8 @@ import asyncio
 import json
 import logging
 import os
+import random
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +85,10 @@ class DatadirInUse(NodeError):
 
 class AutomineRefused(NodeError):
     """Automine was asked for on a chain whose blocks need proof of work."""
+
+
+class DevPeriodRefused(NodeError):
+    """``--dev-period`` was asked for on a chain whose blocks need proof of work."""
 
 
 class BlockFileError(NodeError):
@@ -195,11 +202,20 @@ def read_datadir_genesis(datadir: Path) -> GenesisConfig:
 
 def check_automine_allowed(genesis: GenesisConfig, datadir: Path) -> None:
     """Automine builds blocks with no proof: only a no-proof (dev) chain accepts them."""
+    _check_dev_only(genesis, datadir, "--automine", AutomineRefused)
+
+
+def check_dev_period_allowed(genesis: GenesisConfig, datadir: Path) -> None:
+    """The dev block producer builds blocks with no proof: only a no-proof chain takes them."""
+    _check_dev_only(genesis, datadir, "--dev-period", DevPeriodRefused)
+
+
+def _check_dev_only(genesis: GenesisConfig, datadir: Path, option: str, error: type[NodeError]) -> None:
     if not genesis.is_dev_only:
-        raise AutomineRefused(
-            f"--automine needs a development genesis (\"sealEngine\": \"noproof\", e.g. "
+        raise error(
+            f"{option} needs a development genesis (\"sealEngine\": \"noproof\", e.g. "
             f"pouw-node init --genesis dev); the chain in {datadir} uses \"{genesis.seal_engine}\", "
-            f"whose blocks need proof of work"
+            f"whose blocks need proof of work: mine it with --mine --coinbase ADDR"
         )
 
 
@@ -477,16 +493,22 @@ def export_blocks(chain: Chain, path: Path, *, start: int = 0, end: Optional[int
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """What ``pouw-node run`` was asked for. Later milestones add mining and peers."""
+    """What ``pouw-node run`` was asked for (mining and p2p are started beside the node
+    by ``chain/cli.py``)."""
 
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 8545
     rpc: bool = True
     automine: bool = False
+    dev_period: float = 0.0
+    """Build a block every ``dev_period`` seconds (+-40 % jitter), empty or with the
+    pool's transactions; 0 = off. No-proof (dev) chains only, like geth's --dev.period."""
+    coinbase: Optional[bytes] = None
+    """Coinbase of the blocks the dev producer and automine build (None: automine's)."""
 
 
 class Node:
-    """A running node on an open datadir: tx pool, JSON-RPC server, automine.
+    """A running node on an open datadir: tx pool, JSON-RPC server, automine, dev producer.
 
     ``run(stop)`` serves until ``stop`` is set, then stops every service (the caller
     closes the datadir, which releases its lock).
@@ -504,21 +526,36 @@ class Node:
         if config.automine:
             check_automine_allowed(self.chain.genesis, datadir.path)
             self.chain.clock = AutomineClock(self.chain)
+        if config.dev_period:
+            check_dev_period_allowed(self.chain.genesis, datadir.path)
+            if config.dev_period < 0:
+                raise NodeError(f"--dev-period must be positive, got {config.dev_period}")
         # ignore: chain.txpool.StateView types addresses as bytes, HeadStateView as Address
         self.chain.txpool = TxPool(self.chain.genesis.chain_id, self.chain.state_view())  # type: ignore[arg-type]
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        automine = make_automine(self.backend).start() if self.config.automine else None
-        if automine is not None:
-            log.info("automine on: a block is built whenever the pool holds transactions")
+        automine = None
+        producer = None
         try:
+            if self.config.automine:
+                automine = make_automine(self.backend, self.config.coinbase).start()
+                log.info("automine on: a block is built whenever the pool holds transactions")
+            if self.config.dev_period:
+                producer = DevBlockProducer(self.backend, self.config.dev_period, self.config.coinbase).start()
+                log.info("dev block producer on: a block every %g s (+-40%%), coinbase %s",
+                         self.config.dev_period, encode_hex(producer.miner.coinbase))
+                if self.config.dev_period < 1:
+                    log.warning("--dev-period under 1 s: block timestamps (at least parent + 1 s) run ahead "
+                                "of the clock, and peers refuse blocks more than 15 s ahead of theirs")
             if self.config.rpc:
                 await self._serve_rpc(stop)
             else:
                 await stop.wait()
         finally:
+            if producer is not None:
+                await asyncio.get_running_loop().run_in_executor(None, producer.stop)
             if automine is not None:
                 automine.stop()
 
@@ -569,7 +606,7 @@ class AutomineClock:
         return max(time.time(), float(self.chain.head().timestamp))
 
 
-def make_automine(backend: Any) -> Any:
+def make_automine(backend: Any, coinbase: Optional[bytes] = None) -> Any:
     """rpc/automine.py's loop, with blocks stamped by the clock (its own stamps are
     parent + 1 s, which on a long-lived dev chain lag ever further behind real time, so
     ``block.timestamp`` in contracts would be wrong) and each block logged."""
@@ -594,4 +631,48 @@ def make_automine(backend: Any) -> Any:
             )
             return block
 
-    return LoggingAutomine(backend)
+    automine = LoggingAutomine(backend)
+    if coinbase is not None:
+        automine.coinbase = bytes(coinbase)
+    return automine
+
+
+class DevBlockProducer:
+    """``--dev-period S``: a thread that builds a block every S seconds (+-40 % jitter),
+    empty or with the pool's transactions, on a no-proof chain: the devnet's stand-in
+    for mining, like geth's ``--dev.period``.
+
+    The jitter matters on a network: producers started together would otherwise build
+    competing blocks of equal work at the same instants forever (ties keep each node on
+    its own branch). Each producer has its own coinbase, so separated producers fork.
+    """
+
+    def __init__(self, backend: Any, period: float, coinbase: Optional[bytes] = None) -> None:
+        if not period > 0:
+            raise NodeError(f"--dev-period must be positive, got {period}")
+        self.miner = make_automine(backend, coinbase)
+        self.period = float(period)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dev-producer", daemon=True)
+
+    @property
+    def blocks_built(self) -> int:
+        return int(self.miner.blocks_mined)
+
+    def start(self) -> "DevBlockProducer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop and join (a block being built is finished first)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        jitter = random.Random()
+        while not self._stop.wait(self.period * jitter.uniform(0.6, 1.4)):
+            try:
+                self.miner.mine_now(allow_empty=True)
+            except Exception:  # noqa: BLE001 - keep producing; the log says why
+                log.exception("dev block producer failed")

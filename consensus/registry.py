@@ -386,14 +386,3 @@ def decode_revert_reason(output: bytes) -> str:
     if output[:4] == function_signature_to_4byte_selector("Error(string)"):
         return str(abi_decode(["string"], output[4:])[0])
     return output.hex()
-
-
-def install_precompile(computation_class: Any) -> None:
-    """Register the registry precompile on ``computation_class`` (idempotent).
-
-    chain/vm.py's PouwComputation should list it in its ``_precompiles``; this helper
-    serves until it does (tests call it)."""
-    current = dict(computation_class.get_precompiles())
-    if current.get(REGISTRY_ADDRESS) is not registry_precompile:
-        current[REGISTRY_ADDRESS] = registry_precompile
-        computation_class._precompiles = current

@@ -118,9 +118,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def node_command(state: DevnetState, spec: NodeSpec, root: Path) -> list[str]:
+    """``pouw-node run ...`` for one node (as ``python -m chain.cli``, so the node runs on
+    the same interpreter as this command, whether or not the console script is on PATH)."""
     peers = ",".join(f"127.0.0.1:{n.p2p_port}" for n in state.peers_of(spec))
     cmd = [
-        sys.executable, "-m", "devnet.node", "run", "--datadir", str(root / spec.name),
+        sys.executable, "-m", "chain.cli", "run", "--datadir", str(root / spec.name),
         "--rpc-port", str(spec.rpc_port), "--p2p-port", str(spec.p2p_port),
     ]
     if peers:
@@ -147,20 +149,33 @@ def start_node(state: DevnetState, spec: NodeSpec, root: Path) -> int:
 
 def stop_pid(pid: int, timeout: float = 15.0) -> bool:
     """SIGTERM, then SIGKILL after ``timeout``; True when it stopped cleanly."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
+    return stop_pids([pid], timeout)[pid]
+
+
+def stop_pids(pids: Sequence[int], timeout: float = 15.0) -> dict[int, bool]:
+    """SIGTERM every process at once, wait for them together, SIGKILL those still alive
+    after ``timeout``; pid -> whether it stopped cleanly."""
+    clean: dict[int, bool] = {}
+    waiting = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            waiting.append(pid)
+        except ProcessLookupError:
+            clean[pid] = True
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return False
+    while waiting and time.monotonic() < deadline:
+        waiting = [pid for pid in waiting if pid_alive(pid)]
+        if waiting:
+            time.sleep(0.05)
+    for pid in pids:
+        clean.setdefault(pid, pid not in waiting)
+    for pid in waiting:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return clean
 
 
 # --- JSON-RPC ------------------------------------------------------------------------------
@@ -266,7 +281,11 @@ def print_up(state: DevnetState, root: Path, started: list[str]) -> None:
     print(f"status: pouw-devnet status --datadir {root}    stop: pouw-devnet down --datadir {root}")
 
 
-def node_status(spec: NodeSpec, root: Path) -> dict[str, Any]:
+def node_status(spec: NodeSpec, root: Path, dev_only: Optional[bool] = None) -> dict[str, Any]:
+    """One row of ``status``; ``dev_only`` (read from DIR/devnet.json when None): a
+    noproof chain, whose blocks carry no useful work (work rate: difficulty per second)."""
+    if dev_only is None:
+        dev_only = DevnetState.load(root).dev_only
     status: dict[str, Any] = {"name": spec.name, "role": "miner" if spec.miner else "validator",
                               "pid": read_pid(root / spec.name)}
     if status["pid"] is None:
@@ -277,50 +296,81 @@ def node_status(spec: NodeSpec, root: Path) -> dict[str, Any]:
         head = rpc(spec.rpc_port, "eth_getBlockByNumber", ["latest", False])
         status.update(state="running", number=number, head=head["hash"],
                       peers=int(rpc(spec.rpc_port, "net_peerCount"), 16))
-        back = max(0, number - 10)
-        old = rpc(spec.rpc_port, "eth_getBlockByNumber", [hex(back), False])
-        dt = int(head["timestamp"], 16) - int(old["timestamp"], 16)
-        if dt > 0 and "totalDifficulty" in head and "totalDifficulty" in old:
-            work = int(head["totalDifficulty"], 16) - int(old["totalDifficulty"], 16)
-            status["work_rate"] = work / dt
-        elif dt > 0:
-            status["work_rate"] = int(head["difficulty"], 16) * (number - back) / dt
-        status["jobs"] = _jobs(spec.rpc_port)
+        status["work_rate"] = _work_rate(spec.rpc_port, number, head, useful=not dev_only)
+        jobs = _jobs(spec.rpc_port)
+        if jobs is not None:
+            status["jobs_open"], status["jobs_total"] = jobs
+            status["jobs"] = f"{jobs[0]}/{jobs[1]}"
     except (OSError, urllib.error.URLError, DevnetError, ValueError, KeyError, TypeError) as exc:
         status.update(state=f"not answering ({exc})")
     return status
 
 
-def _jobs(port: int) -> Optional[int]:
-    """Number of jobs if the node serves a pouw_ job listing (consensus milestone)."""
-    for method in ("pouw_listJobs", "pouw_jobs", "pouw_getJobs"):
+WORK_RATE_BLOCKS = 10
+
+
+def _work_rate(port: int, number: int, head: dict[str, Any], useful: bool = True) -> Optional[float]:
+    """Work per second over the last blocks: with ``useful`` (a pouw chain),
+    ``pouw_networkStats``'s ``workRate`` (useful work units per second) when the node
+    serves it; else total difficulty per second."""
+    if useful:
         try:
-            result = rpc(port, method, [])
+            stats = rpc(port, "pouw_networkStats", [WORK_RATE_BLOCKS])
+            return float(int(stats["workRate"], 16))
+        except (OSError, urllib.error.URLError, DevnetError, ValueError, KeyError, TypeError):
+            pass
+    back = max(0, number - WORK_RATE_BLOCKS)
+    old = rpc(port, "eth_getBlockByNumber", [hex(back), False])
+    dt = int(head["timestamp"], 16) - int(old["timestamp"], 16)
+    if dt <= 0:
+        return None
+    if "totalDifficulty" in head and "totalDifficulty" in old:
+        return (int(head["totalDifficulty"], 16) - int(old["totalDifficulty"], 16)) / dt
+    return int(head["difficulty"], 16) * (number - back) / dt
+
+
+JOB_PAGE = 1000
+JOB_PAGES = 10
+
+
+def _jobs(port: int) -> Optional[tuple[int, int]]:
+    """(open, total) posted jobs from ``pouw_listJobs`` (standing jobs left out); None
+    when the node does not serve it. Counts at most JOB_PAGES pages of JOB_PAGE jobs."""
+    open_ = total = 0
+    from_id = 1
+    for _ in range(JOB_PAGES):
+        try:
+            page = rpc(port, "pouw_listJobs", [{"fromId": hex(from_id), "limit": JOB_PAGE, "includeStanding": False}])
         except (OSError, urllib.error.URLError, DevnetError, ValueError):
-            continue
-        if isinstance(result, list):
-            return len(result)
-        if isinstance(result, dict) and isinstance(result.get("jobs"), list):
-            return len(result["jobs"])
-    return None
+            return None
+        if not isinstance(page, list):
+            return None
+        total += len(page)
+        open_ += sum(1 for job in page if isinstance(job, dict) and job.get("status") == "open")
+        if len(page) < JOB_PAGE:
+            break
+        from_id = int(page[-1]["id"], 16) + 1
+    return open_, total
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     root: Path = args.datadir
     state = DevnetState.load(root)
-    rows = [node_status(spec, root) for spec in state.nodes]
+    rows = [node_status(spec, root, state.dev_only) for spec in state.nodes]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'node':8} {'role':10} {'state':10} {'block':>7} {'head':14} {'peers':>5} {'work/s':>12} {'jobs':>5}")
+    print(f"{'node':8} {'role':10} {'state':10} {'block':>7} {'head':14} {'peers':>5} {'work/s':>12} {'jobs':>9}")
     for row in rows:
         head = (row.get("head") or "-")[:12]
         rate = row.get("work_rate")
         jobs = row.get("jobs")
         print(f"{row['name']:8} {row['role']:10} {row['state'][:10]:10} {row.get('number', '-'):>7} {head:14} "
               f"{row.get('peers', '-'):>5} {('%.3g' % rate) if rate is not None else '-':>12} "
-              f"{jobs if jobs is not None else '-':>5}")
+              f"{jobs if jobs is not None else '-':>9}")
     heads = {row.get("head") for row in rows if row.get("state") == "running"}
+    rate = "difficulty per second (noproof chain)" if state.dev_only else "useful work units per second"
+    print(f"work/s: {rate} over the last {WORK_RATE_BLOCKS} blocks; jobs: open/total posted jobs")
     if len(heads) == 1:
         print("all running nodes agree on the head")
     elif heads:
@@ -331,14 +381,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     root: Path = args.datadir
     state = DevnetState.load(root)
+    pids = {spec.name: read_pid(root / spec.name) for spec in state.nodes}
+    clean = stop_pids([pid for pid in pids.values() if pid is not None])  # all at once
     for spec in state.nodes:
-        pid = read_pid(root / spec.name)
+        pid = pids[spec.name]
         if pid is None:
             print(f"{spec.name}: not running")
             continue
-        clean = stop_pid(pid)
         (root / spec.name / PID_FILE).unlink(missing_ok=True)
-        print(f"{spec.name}: stopped {'cleanly' if clean else '(killed after timeout)'}")
+        print(f"{spec.name}: stopped {'cleanly' if clean[pid] else '(killed after timeout)'}")
     print(f"data kept in {root}; `pouw-devnet up --datadir {root}` resumes")
     return 0
 
@@ -374,11 +425,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
 def _restart_all(state: DevnetState, root: Path, wait: float) -> None:
     """Stop every running node and start it again with the peers ``state`` now gives it
     (a node keeps its datadir, so it resumes where it stopped)."""
+    pids = {spec.name: read_pid(root / spec.name) for spec in state.nodes}
+    stop_pids([pid for pid in pids.values() if pid is not None])
     for spec in state.nodes:
-        pid = read_pid(root / spec.name)
-        if pid is not None:
-            stop_pid(pid)
-            (root / spec.name / PID_FILE).unlink(missing_ok=True)
+        (root / spec.name / PID_FILE).unlink(missing_ok=True)
     for spec in state.nodes:
         start_node(state, spec, root)
     for spec in state.nodes:

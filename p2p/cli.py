@@ -1,14 +1,9 @@
-"""Command-line wiring of the p2p service for ``pouw-node run``.
-
-The CLI needs three lines (see docs/p2p.md, "Wiring"):
+"""Command-line wiring of the p2p service for ``pouw-node run`` (docs/p2p.md, "Wiring"):
 
     from p2p.cli import add_p2p_arguments, start_p2p_from_args
-    add_p2p_arguments(run_parser)                       # in build_parser()
-    p2p = await start_p2p_from_args(args, node)          # in Node.run / _run_until_signal,
+    add_p2p_arguments(run_parser)                       # chain/cli.py build_parser()
+    p2p = await start_p2p_from_args(args, node)          # chain/cli.py _run_until_signal
     ... await p2p.stop()                                 # after the stop event
-
-Until that lands, ``python -m devnet.node run ...`` (devnet/node.py) runs the node with
-these options added.
 """
 from __future__ import annotations
 

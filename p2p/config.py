@@ -73,4 +73,17 @@ class P2PConfig:
     gossip_delay_s: float = 0.05
     """Head announcements and transactions are coalesced for this long."""
 
+    # Blob prefetch: the datasets and checkpoint states of open jobs, fetched from peers
+    # after new heads so that this node can mine those jobs (consensus/miner.py mines
+    # only jobs whose blobs it has).
+    prefetch: bool = True
+    prefetch_delay_s: float = 1.0
+    """A round starts this long after a new head (later heads in between: one round)."""
+    prefetch_max_jobs: int = 64
+    """The newest posted jobs looked at per round."""
+    prefetch_max_blobs: int = 4
+    """Blobs asked for per round at most (the next head's round goes on)."""
+    prefetch_retry_s: float = 120.0
+    """A blob no peer served is not asked for again before this."""
+
     extra: dict[str, str] = field(default_factory=dict)

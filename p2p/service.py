@@ -17,6 +17,10 @@ What happens, in order of a connection's life:
 4. every violation costs score; invalid blocks ban at once; the connection is the only
    thing a misbehaving peer can cost us.
 
+Besides, after new heads (debounced) the service prefetches from peers the datasets and
+checkpoint states of open posted jobs that this node lacks (``prefetch_job_blobs``), so
+that a job posted with its dataset on another node can be mined here.
+
 All imports go through one single-thread executor (``_import_executor``), holding the
 backend's pool lock as the node's own block producers do.
 """
@@ -66,6 +70,8 @@ class SyncStats:
     blocks_imported: int = 0
     batches: int = 0
     invalid_blocks: int = 0
+    blobs_prefetched: int = 0
+    prefetch_rounds: int = 0
     syncing: bool = False
     last_sync_seconds: float = 0.0
 
@@ -105,9 +111,18 @@ class P2PService:
         self._paused: set[PeerAddress] = set()
         self._running = False
         self._blob_cache: Optional[tuple[bytes, bytes]] = None
+        self._prefetch_handle: Optional[asyncio.TimerHandle] = None
+        self._prefetch_task: Optional[asyncio.Task[Any]] = None
+        self._prefetch_again = False
+        self._blob_failures: dict[bytes, float] = {}
+        """Blobs no peer served: hash -> monotonic time before which we do not ask again."""
         self.on_new_head: list[Callable[[bytes], None]] = []
         """Called (on the event loop) with the new head's hash after each import from a
         peer that moved our head, e.g. ``Miner.notify_new_head`` to abandon stale work."""
+        self.on_blobs_prefetched: list[Callable[[list[bytes]], None]] = []
+        """Called (on the event loop) with the hashes a prefetch round stored, e.g.
+        ``Miner.notify_new_head``: a job the miner could not take up may be minable now
+        (its lottery is per step, so restarting a round loses nothing)."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -141,12 +156,13 @@ class P2PService:
         self._running = False
         if self._unlisten is not None:
             self._unlisten()
-        for handle in (self._flush_handle, self._notify_handle):
+        for handle in (self._flush_handle, self._notify_handle, self._prefetch_handle):
             if handle is not None:
                 handle.cancel()
-        for task in self._tasks:
+        tasks = self._tasks + ([self._prefetch_task] if self._prefetch_task is not None else [])
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for peer in list(self.peers.values()):
             await peer.close("node shutting down")
         for task in list(self._peer_tasks):
@@ -298,6 +314,7 @@ class P2PService:
         )
         if hello.total_work > self.head_info().total_work:
             self._sync_wanted.set()
+        self._schedule_prefetch()  # the new peer may hold blobs we lack
         return peer
 
     def _unregister(self, peer: Peer) -> None:
@@ -368,11 +385,7 @@ class P2PService:
         if result.new_canonical:
             head = bytes(result.new_canonical[-1])
             self._head_moved(head)
-            for callback in self.on_new_head:
-                try:
-                    callback(head)
-                except Exception:  # noqa: BLE001 - a listener's bug must not stop sync
-                    log.exception("on_new_head callback failed")
+            _notify(self.on_new_head, head, "on_new_head")
         return result
 
     async def _retry_with_missing_blob(self, peer: Peer, exc: ChainError, block_rlp: bytes, payload: Optional[bytes]) -> Any:
@@ -431,6 +444,7 @@ class P2PService:
         """From the node's event hub (on our loop): a new head or a new pool transaction."""
         if hasattr(event, "block_hash"):
             self._pending_head = bytes(event.block_hash)
+            self._schedule_prefetch()
         elif hasattr(event, "tx"):
             self._pending_txs.append(event.tx)
         else:
@@ -699,8 +713,10 @@ class P2PService:
     async def fetch_blob(self, blob_hash: bytes, *, max_bytes: Optional[int] = None) -> bytes:
         """The blob whose keccak256 is ``blob_hash``: from our store, else from peers
         (chunked, best score first), verified against the hash and stored."""
-        if self.blobstore is not None and self.blobstore.has(blob_hash):
-            return bytes(self.blobstore.get(blob_hash))
+        if self.blobstore is not None:
+            local = await self._read(self._stored_blob, blob_hash)
+            if local is not None:
+                return local
         limit: int = max_bytes if max_bytes is not None else int(getattr(self.blobstore, "max_bytes", 256 * 1024 * 1024))
         peers = sorted(self.peers.values(), key=lambda p: -self.book.score(p.keys[0]))
         for peer in peers:
@@ -717,6 +733,126 @@ class P2PService:
                 await self._read(self.blobstore.put, data)
             return data
         raise BlobUnavailable(f"no peer served blob {m.hx(blob_hash)}")
+
+    def _stored_blob(self, blob_hash: bytes) -> Optional[bytes]:
+        if not self.blobstore.has(blob_hash):
+            return None
+        try:
+            return bytes(self.blobstore.get(blob_hash))
+        except Exception:  # noqa: BLE001 - CorruptBlob: fetch a good copy
+            return None
+
+    # --- blob prefetch for open jobs ------------------------------------------------------
+
+    def _schedule_prefetch(self) -> None:
+        """Start a prefetch round ``prefetch_delay_s`` from now (one round for a burst of
+        heads; a head during a round asks for one more round after it)."""
+        if not self.config.prefetch or self.blobstore is None or not self._running:
+            return
+        if self._prefetch_task is not None and not self._prefetch_task.done():
+            self._prefetch_again = True
+            return
+        if self._prefetch_handle is None:
+            loop = asyncio.get_running_loop()
+            self._prefetch_handle = loop.call_later(self.config.prefetch_delay_s, self._start_prefetch)
+
+    def _start_prefetch(self) -> None:
+        self._prefetch_handle = None
+        if not self._running:
+            return
+        self._prefetch_again = False
+        self._prefetch_task = asyncio.create_task(self.prefetch_job_blobs(), name="p2p-prefetch")
+        self._prefetch_task.add_done_callback(self._prefetch_done)
+
+    def _prefetch_done(self, task: "asyncio.Task[Any]") -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.warning("blob prefetch failed: %s: %s", type(exc).__name__, exc)
+        if self._prefetch_again and self._running:
+            self._prefetch_again = False
+            self._schedule_prefetch()
+
+    async def prefetch_job_blobs(self) -> int:
+        """One prefetch round: fetch from peers the datasets and checkpoint states of
+        open, funded posted jobs (the newest ``prefetch_max_jobs``) that our blob store
+        lacks, at most ``prefetch_max_blobs`` of them. A blob no peer serves is not asked
+        for again for ``prefetch_retry_s``. Chain state and the blob store are read on
+        the read executor, never on the event loop. Returns the number fetched."""
+        if self.blobstore is None or not self.peers:
+            return 0
+        self.stats.prefetch_rounds += 1
+        now = time.monotonic()
+        self._blob_failures = {h: t for h, t in self._blob_failures.items() if t > now}
+        try:
+            wanted = await self._read(self._wanted_job_blobs)
+        except RuntimeError:  # executor shut down: the service is stopping
+            return 0
+        fetched = asked = 0
+        stored: list[bytes] = []
+        for blob_hash, limit, what in wanted:
+            if asked >= self.config.prefetch_max_blobs:
+                self._prefetch_again = True  # more to do: the next round goes on
+                break
+            if blob_hash in self._blob_failures or not self.peers:
+                continue
+            asked += 1
+            store_limit = getattr(self.blobstore, "max_bytes", None)
+            try:
+                await self.fetch_blob(blob_hash, max_bytes=min(limit, store_limit) if store_limit else limit)
+            except Exception as exc:  # noqa: BLE001 - BlobUnavailable, BlobTooLarge, ...
+                if not self._running:
+                    return fetched
+                self._blob_failures[blob_hash] = time.monotonic() + self.config.prefetch_retry_s
+                log.info("prefetch: %s %s: %s (not asked again for %.0f s)",
+                         what, m.hx(blob_hash), exc, self.config.prefetch_retry_s)
+                continue
+            fetched += 1
+            stored.append(blob_hash)
+            self.stats.blobs_prefetched += 1
+            log.info("prefetched %s %s from peers", what, m.hx(blob_hash))
+        if stored:
+            _notify(self.on_blobs_prefetched, stored, "on_blobs_prefetched")
+        return fetched
+
+    def _wanted_job_blobs(self) -> list[tuple[bytes, int, str]]:
+        """(hash, size limit, description) of the blobs open jobs need and we lack, at
+        the head state, newest jobs first. Empty where the job registry is not built in."""
+        try:
+            from consensus.params import config_for_chain
+            from consensus.registry import STATUS_OPEN, posted_job_ids, read_job
+        except ImportError:
+            return []
+        config = getattr(getattr(self.chain, "engine_class", None), "config", None)
+        if config is None:
+            config = config_for_chain(int(self.chain.genesis.chain_id))
+        limits = config.limits
+        state = self.chain.state_at()
+        ids = posted_job_ids(state)
+        wanted: list[tuple[bytes, int, str]] = []
+        seen: set[bytes] = set()
+
+        def want(blob_hash: bytes, limit: int, what: str) -> None:
+            if blob_hash not in seen and blob_hash not in self._blob_failures:
+                seen.add(blob_hash)
+                if not self.blobstore.has(blob_hash):
+                    wanted.append((blob_hash, limit, what))
+
+        for job_id in reversed(ids[-self.config.prefetch_max_jobs:]):
+            job = read_job(state, job_id, config)
+            # The jobs a miner would mine (consensus/miner.py choose_job): open and funded.
+            if job is None or job.status != STATUS_OPEN or job.spec is None or job.escrow == 0 or job.price == 0:
+                continue
+            dataset = bytes.fromhex(job.spec.dataset[2:])
+            if not self.blobstore.has(dataset):
+                from consensus.jobs import digits_dataset_id  # (imports torch: only when needed)
+
+                if job.spec.dataset != digits_dataset_id():  # built in: every node has it
+                    want(dataset, limits.max_dataset_bytes, f"dataset of job {job_id}")
+            if job.checkpoint != b"\x00" * 32:  # zero: the initial state, derived from the spec
+                want(bytes(job.checkpoint), limits.max_state_bytes, f"checkpoint of job {job_id}")
+        return wanted
 
     async def _fetch_blob_from(self, peer: Peer, blob_hash: bytes, limit: int) -> Optional[bytes]:
         parts: list[bytes] = []
@@ -784,3 +920,13 @@ async def _refuse(ws: Any, reason: str) -> None:
         await ws.close(code=4000, message=reason[:120].encode())
     except Exception:  # noqa: BLE001 - best effort
         pass
+
+
+def _notify(callbacks: list[Callable[[Any], None]], arg: Any, what: str) -> None:
+    """Call each listener with ``arg``; a listener's bug is logged and must not stop the
+    service (sync, prefetch) that calls it."""
+    for callback in callbacks:
+        try:
+            callback(arg)
+        except Exception:  # noqa: BLE001
+            log.exception("%s callback failed", what)

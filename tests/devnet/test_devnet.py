@@ -54,7 +54,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def statuses(root: Path) -> list[dict[str, Any]]:
     state = cli.DevnetState.load(root)
-    return [cli.node_status(spec, root) for spec in state.nodes]
+    return [cli.node_status(spec, root, state.dev_only) for spec in state.nodes]
 
 
 def converged_at(root: Path, minimum: int) -> Any:
@@ -130,8 +130,14 @@ def test_node_command_lines(tmp_path: Path) -> None:
         cli.NodeSpec("node1", 8546, 30304, False, "0x" + "c1" * 20),
     ])
     miner = cli.node_command(state, state.nodes[0], tmp_path)
-    assert miner[1:4] == ["-m", "devnet.node", "run"]
+    assert miner[1:4] == ["-m", "chain.cli", "run"]  # plain `pouw-node run`
     assert "--peers" in miner and "127.0.0.1:30304" in miner and "--dev-period" in miner
+    assert miner[miner.index("--coinbase") + 1] == "0x" + "c0" * 20
+    # and pouw-node accepts that command line as is
+    from chain.cli import build_parser
+
+    args = build_parser().parse_args(miner[3:])
+    assert args.dev_period == 2.0 and args.coinbase == "0x" + "c0" * 20 and len(args.peers) == 1
     state.dev_only = False
     assert "--mine" in cli.node_command(state, state.nodes[0], tmp_path)
     assert "--mine" not in cli.node_command(state, state.nodes[1], tmp_path)
@@ -172,13 +178,28 @@ def test_devnet_partition_and_heal_converges_on_the_heaviest_branch(tmp_path: Pa
         cli.main(["down", "--datadir", str(root)])
 
 
+def model_of(result: dict[str, Any]) -> tuple[dict[str, str], dict[str, tuple[str, list[int], bytes]]]:
+    """A result's safetensors model as (metadata, {name: (dtype, shape, bytes)})."""
+    blob = bytes.fromhex(result["model"][2:])
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    body = blob[8 + size :]
+    metadata = header.pop("__metadata__", {})
+    tensors = {name: (t["dtype"], t["shape"], body[t["data_offsets"][0] : t["data_offsets"][1]]) for name, t in header.items()}
+    return metadata, tensors
+
+
 def test_pouw_devnet_job_posted_at_a_validator_is_mined_and_verified_everywhere(tmp_path: Path) -> None:
     """Real processes, pouw seal engine (a tiny genesis with a standing job, ~20 steps a
-    block): a job posted through node3 is mined by node0 and verified by nodes 1-3, whose
-    registry state agrees."""
+    block): a dataset uploaded to node3 only (pouw_putDataset) and a job on it posted
+    through node3 (pouw_submitJob); the dataset follows the job to the miner node0 (p2p
+    prefetch), which trains the job to completion; nodes 1-3 verify it. Then the job and
+    its result read the same on every node (pouw_getJob, pouw_getJobResult: checkpoint and
+    metrics), and `status` counts the job."""
     pytest.importorskip("consensus.miner", reason="needs the consensus miner")
     from consensus.params import REGISTRY_ADDRESS
     from consensus.registry import decode_job_status, encode_job_status, encode_post_job
+    from pouw.datasets import dataset_to_bytes, synthetic_blobs
     from tests.chain.helpers import sign_tx
     from tests.consensus.helpers import pouw_genesis_dict, tiny_spec
 
@@ -192,11 +213,20 @@ def test_pouw_devnet_job_posted_at_a_validator_is_mined_and_verified_everywhere(
         assert cli.main(["up", "--datadir", str(root), "--nodes", "4", "--miners", "1", "--genesis", str(genesis),
                          "--rpc-port", str(rpc_base), "--p2p-port", str(p2p_base)]) == 0
         state = cli.DevnetState.load(root)
+        ports = [s.rpc_port for s in state.nodes]
         wait_until(lambda: converged_at(root, 2), 90, "pouw blocks on all four nodes")
-        tx = sign_tx(ALICE, 0, REGISTRY_ADDRESS, value=10**18, data=encode_post_job(tiny_spec(steps=10_000), 10**9),
+
+        # The dApp uploads its dataset to node3 only, then posts the job there.
+        blob = dataset_to_bytes(synthetic_blobs(11, 64, 32))
+        dataset = cli.rpc(ports[3], "pouw_putDataset", ["0x" + blob.hex()])["id"]
+        assert all(cli.rpc(port, "pouw_getDataset", [dataset]) is None for port in ports[:3])
+        budget = 60  # ~3 blocks
+        tx = sign_tx(ALICE, 0, REGISTRY_ADDRESS, value=10**18,
+                     data=encode_post_job(tiny_spec(steps=budget, dataset=dataset), 10**9),
                      gas=1_000_000, chain_id=raw["chainId"])
-        tx_hash = cli.rpc(state.nodes[3].rpc_port, "eth_sendRawTransaction", ["0x" + tx.encode().hex()])
-        receipt = wait_until(lambda: cli.rpc(state.nodes[0].rpc_port, "eth_getTransactionReceipt", [tx_hash]), 60,
+        submitted = cli.rpc(ports[3], "pouw_submitJob", ["0x" + tx.encode().hex(), 0])
+        tx_hash = submitted["transactionHash"]
+        receipt = wait_until(lambda: cli.rpc(ports[0], "eth_getTransactionReceipt", [tx_hash]), 60,
                              "the job post to be mined")
         assert receipt["status"] == "0x1" and receipt["logs"], receipt
 
@@ -205,16 +235,40 @@ def test_pouw_devnet_job_posted_at_a_validator_is_mined_and_verified_everywhere(
         def job_status(port: int) -> tuple:
             return decode_job_status(bytes.fromhex(cli.rpc(port, "eth_call", [call, "latest"])[2:]))
 
-        wait_until(lambda: job_status(state.nodes[0].rpc_port)[4] > 0, 90, "node0 to train the posted job")
-        rows = wait_until(lambda: converged_at(root, int(receipt["blockNumber"], 16) + 1), 90, "convergence")
-        statuses_ = {job_status(s.rpc_port) for s in state.nodes}
+        wait_until(lambda: job_status(ports[0])[4] > 0, 90, "node0 to train the posted job (its dataset prefetched)")
+        done = wait_until(lambda: (lambda j: j if j["status"] == "completed" else None)(cli.rpc(ports[0], "pouw_getJob", ["0x1"])),
+                          120, "the job to complete")
+        assert int(done["stepsDone"], 16) >= budget
+        # Every node past the block that completed it: the job reads the same everywhere.
+        target = statuses(root)[0]["number"]
+        wait_until(lambda: converged_at(root, target), 90, "convergence")
+        statuses_ = {job_status(port) for port in ports}
         assert len(statuses_) == 1  # steps done, checkpoint, escrow: the same on every node
+        jobs = [cli.rpc(port, "pouw_getJob", ["0x1"]) for port in ports]
+        assert all(job == jobs[0] for job in jobs), jobs
+        assert jobs[0]["status"] == "completed" and jobs[0]["spec"]["dataset"] == dataset
+
+        # The result from any node: same checkpoint (the job's), same exact metrics.
+        results = [cli.rpc(port, "pouw_getJobResult", ["0x1"]) for port in ports]
+        for result in results:
+            assert result["final"] is True and result["checkpoint"] == jobs[0]["checkpoint"]
+            assert result["metrics"] == results[0]["metrics"] and result["metrics"]
+            assert result["model"] == results[0]["model"]  # the same file, byte for byte
+        metadata, tensors = model_of(results[0])
+        assert json.loads(metadata["pouw"]) == {"checkpoint": jobs[0]["checkpoint"], "family": "mlp"}
+        assert tensors
+        assert all(cli.rpc(port, "pouw_getDataset", [dataset]) is not None for port in ports)  # it followed the job
+
         # Full mesh (bans last 10 minutes, so a banned honest peer still fails this; a
         # connection being replaced as duplicate only delays it).
-        wait_until(lambda: all(r.get("peers") == 3 for r in statuses(root)), 30, "every node to have 3 peers")
+        rows = wait_until(lambda: (lambda rs: rs if all(r.get("peers") == 3 for r in rs) else None)(statuses(root)),
+                          30, "every node to have 3 peers")
+        assert all(r["jobs"] == "0/1" for r in rows), rows  # status: open/total posted jobs
+        assert all(r["work_rate"] is not None and r["work_rate"] > 0 for r in rows), rows
         for spec in state.nodes:
             log_text = (root / spec.name / cli.LOG_FILE).read_text()
             assert "invalid block" not in log_text
             assert "banned" not in log_text  # no honest node is punished
+        assert "prefetched dataset of job 1" in (root / "node0" / cli.LOG_FILE).read_text()
     finally:
         cli.main(["down", "--datadir", str(root)])

@@ -25,7 +25,7 @@ CLOCK = FixedClock(GENESIS.timestamp + 10**7)
 
 FAST = dict(
     reconnect_min_s=0.05, reconnect_max_s=0.5, gossip_delay_s=0.01, handshake_timeout_s=3.0,
-    request_timeout_s=10.0, heartbeat_s=5.0,
+    request_timeout_s=10.0, heartbeat_s=5.0, prefetch_delay_s=0.05,
 )
 
 
