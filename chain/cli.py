@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_.add_argument("file", type=Path, metavar="FILE")
     import_.add_argument("--progress", type=_positive, default=1000, metavar="N", help="log progress every N blocks")
+    from rpc.jobcli import add_job_commands
+
+    add_job_commands(commands)  # job submit|status|list|result: a JSON-RPC client of a node (rpc/jobcli.py)
     return parser
 
 
