@@ -130,16 +130,7 @@ class PouwEngine(SealEngine):
         job = self.open_job(context.parent_state, header)
         spec = job.spec
         assert spec is not None
-        claim = SealClaim(
-            template_hash=header.mining_hash,
-            coinbase=header.coinbase,
-            job_id=job.job_id,
-            h0=current_checkpoint(job),
-            step_count=header.step_count,
-            final_state=header.final_state,
-            work_accumulator=header.work_accumulator,
-            difficulty=header.difficulty,
-        )
+        claim = SealClaim.of(header, job.job_id, current_checkpoint(job))
         dataset = lambda: load_dataset(spec, self.blobs, self.config.limits.max_dataset_bytes)  # noqa: E731
         try:
             verify_trajectory(claim, work, spec, dataset, self.config.challenge_count, backend_for(self.device))

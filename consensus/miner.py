@@ -64,11 +64,11 @@ class RateMeter:
             if self._since is None:
                 self._since = now
             bucket = self._buckets.get(second)
-            if bucket is None:
+            if bucket is None:  # a new second: drop the ones that left the window (once per second)
+                self._trim(now)
                 bucket = self._buckets[second] = [0, 0]
             bucket[0] += steps
             bucket[1] += units
-            self._trim(now)
 
     def _trim(self, now: float) -> None:
         while self._buckets and next(iter(self._buckets)) < now - self.window:
@@ -156,8 +156,9 @@ class Miner:
         best_w = 1
         for job_id in posted_job_ids(state):
             job = read_job(state, job_id, self.config)
-            if job is None or not job.is_open or job.spec is None or job.escrow == 0 or job.price == 0:
+            if job is None or not job.is_funded:
                 continue
+            assert job.spec is not None
             w = get_family(job.spec.family).work_units(job.spec)
             if best is not None and job.price * best_w <= best.price * w:
                 continue

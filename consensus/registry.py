@@ -132,6 +132,11 @@ class JobRecord:
     def is_open(self) -> bool:
         return self.status in (STATUS_OPEN, STATUS_STANDING)
 
+    @property
+    def is_funded(self) -> bool:
+        """A posted job a miner is paid to train: open, a usable spec, a price, escrow left."""
+        return self.status == STATUS_OPEN and self.spec is not None and self.escrow > 0 and self.price > 0
+
 
 def read_job(state: StorageReader, job_id: int, config: ConsensusConfig) -> JobRecord | None:
     """The job ``job_id`` in ``state``, or None if it was never posted (nor is standing)."""

@@ -14,7 +14,7 @@ The rules (docs/protocol.md, "Seal" and "Validation"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from eth_utils import keccak
 
@@ -57,6 +57,20 @@ class SealClaim:
     @property
     def seed(self) -> bytes:
         return seal_seed(self.template_hash, self.coinbase, self.job_id, self.h0)
+
+    @classmethod
+    def of(cls, header: Any, job_id: int, h0: bytes) -> "SealClaim":
+        """The claim a sealed header makes on job ``job_id`` whose checkpoint is ``h0``."""
+        return cls(
+            template_hash=header.mining_hash,
+            coinbase=header.coinbase,
+            job_id=job_id,
+            h0=h0,
+            step_count=header.step_count,
+            final_state=header.final_state,
+            work_accumulator=header.work_accumulator,
+            difficulty=header.difficulty,
+        )
 
 
 def required_steps(a_t: bytes, t: int, k: int) -> list[int]:

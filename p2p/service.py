@@ -821,7 +821,7 @@ class P2PService:
         the head state, newest jobs first. Empty where the job registry is not built in."""
         try:
             from consensus.params import config_for_chain
-            from consensus.registry import STATUS_OPEN, posted_job_ids, read_job
+            from consensus.registry import posted_job_ids, read_job
         except ImportError:
             return []
         config = getattr(getattr(self.chain, "engine_class", None), "config", None)
@@ -841,9 +841,10 @@ class P2PService:
 
         for job_id in reversed(ids[-self.config.prefetch_max_jobs:]):
             job = read_job(state, job_id, config)
-            # The jobs a miner would mine (consensus/miner.py choose_job): open and funded.
-            if job is None or job.status != STATUS_OPEN or job.spec is None or job.escrow == 0 or job.price == 0:
+            # The jobs a miner would mine (consensus/miner.py choose_job).
+            if job is None or not job.is_funded:
                 continue
+            assert job.spec is not None
             dataset = bytes.fromhex(job.spec.dataset[2:])
             if not self.blobstore.has(dataset):
                 from consensus.jobs import digits_dataset_id  # (imports torch: only when needed)

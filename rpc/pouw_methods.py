@@ -14,16 +14,16 @@ from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
 
 from consensus.params import MAX_SPEC_BYTES, MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, STANDING_JOB_BASE
-from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, TOPIC_POSTED, JobRecord
+from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, JobRecord
 from pouw.errors import PouwError, SpecError
 from pouw.spec import FAMILIES, JobSpec
 from rpc.backend import TransactionRejected
 from rpc.context import CallContext
-from rpc.errors import InvalidParams, LimitExceeded, ServerError
+from rpc.errors import InvalidParams, LimitExceeded, RpcError, ServerError
 from rpc.eth_methods import require_block, resolve_block
 from rpc.hexcodec import data, parse_address, parse_data, parse_hash, parse_quantity, quantity
 from rpc.params import LATEST, BlockId, parse_block_id, parse_block_number
-from rpc.pouw_view import STATUS_CODES, STATUS_NAMES, DatasetInfo, PouwView, PouwViewError
+from rpc.pouw_view import STATUS_CODES, STATUS_NAMES, DatasetInfo, PouwView, PouwViewError, posted_job_id
 from rpc.registry import Param, Registry
 
 pouw = Registry()
@@ -204,17 +204,17 @@ def _refuse(exc: Exception) -> ServerError:
     return ServerError(str(exc))
 
 
-def _validated_spec(view: PouwView, raw: dict[str, Any]) -> JobSpec:
+def _validated_spec(view: PouwView, raw: dict[str, Any], error: type[RpcError] = InvalidParams) -> JobSpec:
+    """The spec checked against the catalogue and the genesis limits; ``error`` (with the
+    field in its data) when it fails."""
     try:
         spec = JobSpec.from_dict(raw, view.config.limits)
     except SpecError as exc:
-        raise InvalidParams(f"invalid job spec: {exc}", data={"field": exc.field}) from None
-    except PouwError as exc:
-        raise InvalidParams(f"invalid job spec: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise InvalidParams(f"invalid job spec: {exc}") from None
+        raise error(f"invalid job spec: {exc}", data={"field": exc.field}) from None
+    except (PouwError, TypeError, ValueError) as exc:
+        raise error(f"invalid job spec: {exc}") from None
     if len(spec.canonical_bytes()) > MAX_SPEC_BYTES:
-        raise InvalidParams(f"invalid job spec: canonical form over {MAX_SPEC_BYTES} bytes")
+        raise error(f"invalid job spec: canonical form over {MAX_SPEC_BYTES} bytes")
     return spec
 
 
@@ -344,11 +344,12 @@ def _check_post_job(view: PouwView, raw: bytes) -> None:
     if len(spec_raw) > MAX_SPEC_BYTES:
         raise ServerError(f"invalid job spec: over {MAX_SPEC_BYTES} bytes")
     try:
-        spec = JobSpec.from_dict(json.loads(spec_raw), view.config.limits)
-    except PouwError as exc:
-        raise ServerError(f"invalid job spec: {exc}") from None
-    except (ValueError, TypeError, RecursionError) as exc:
+        spec_dict = json.loads(spec_raw)
+    except (ValueError, RecursionError) as exc:
         raise ServerError(f"invalid job spec: not valid JSON ({exc})") from None
+    if not isinstance(spec_dict, dict):
+        raise ServerError("invalid job spec: expected a JSON object")
+    spec = _validated_spec(view, spec_dict, ServerError)
     if not view.has_dataset(bytes.fromhex(spec.dataset[2:])):
         raise ServerError(
             f"dataset {spec.dataset} is not on this node: upload it with pouw_putDataset first "
@@ -384,9 +385,9 @@ async def submit_job(ctx: CallContext, raw: bytes, timeout: float) -> dict[str, 
         out.update(status="failed", jobId=None, error="the postJob call reverted or ran out of gas")
         return out
     for entry in receipt.logs:
-        topics = [t if isinstance(t, int) else int.from_bytes(bytes(t), "big") for t in entry.topics]
-        if bytes(entry.address) == REGISTRY_ADDRESS and topics and topics[0] == int.from_bytes(TOPIC_POSTED, "big"):
-            out.update(status="posted", jobId=quantity(topics[1]))
+        job_id = posted_job_id(entry)
+        if job_id is not None:
+            out.update(status="posted", jobId=quantity(job_id))
             return out
     out.update(status="failed", jobId=None, error="mined, but no JobPosted log in its receipt")
     return out
@@ -487,6 +488,7 @@ def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[s
         return None
     header = proof.header
     t = header.step_count
+    checked = [quantity(i) for i in sorted(set(proof.challenged) | {t})]  # the challenges and the ticket
     job_id = int.from_bytes(header.job_id, "big")
     out: dict[str, Any] = {
         "blockNumber": quantity(header.block_number),
@@ -505,10 +507,7 @@ def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[s
         "ticketStep": quantity(t),
         "challengedSteps": [quantity(i) for i in proof.challenged],
         "payloadSize": quantity(proof.payload_size),
-        "verification": {
-            "verdict": "ok", "source": "import",
-            "checkedSteps": [quantity(i) for i in sorted(set(proof.challenged) | {t})],
-        },
+        "verification": {"verdict": "ok", "source": "import", "checkedSteps": checked},
     }
     if options.get("includeStepHashes"):
         out["stepHashes"] = [data(h) for h in proof.step_hashes]
@@ -516,8 +515,7 @@ def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[s
         verdict = view.recheck(header)
         out["verification"] = {
             "verdict": verdict["verdict"], "source": "recheck", "seconds": verdict["seconds"],
-            "error": verdict["error"],
-            "checkedSteps": [quantity(i) for i in sorted(set(proof.challenged) | {t})],
+            "error": verdict["error"], "checkedSteps": checked,
         }
     return out
 

@@ -44,7 +44,6 @@ from consensus.registry import (
     STATUS_STANDING,
     TOPIC_POSTED,
     JobRecord,
-    job_base_slot,
     next_job_id,
     read_job,
 )
@@ -138,7 +137,7 @@ class PouwView:
         self._results: "collections.OrderedDict[tuple[int, bytes], JobResult]" = collections.OrderedDict()
         self._fees: "collections.OrderedDict[bytes, int]" = collections.OrderedDict()
         self._datasets: dict[bytes, DatasetInfo] = {}
-        self._work_units: dict[tuple[int, bytes], int] = {}
+        self._work_units: dict[bytes, int] = {}  # spec hash -> work units per step
 
     # --- basics -------------------------------------------------------------------
 
@@ -251,13 +250,10 @@ class PouwView:
             block = chain.get_block_by_hash(header.hash)
             for tx, receipt in zip(block.transactions, chain.get_receipts(block)):
                 for entry in receipt.logs:
-                    if bytes(entry.address) != REGISTRY_ADDRESS or len(entry.topics) < 2:
-                        continue
-                    if _topic_int(entry.topics[0]) != _POSTED:
-                        continue
-                    job_id = _topic_int(entry.topics[1])
-                    escrow = int.from_bytes(bytes(entry.data)[64:96], "big")
-                    self._postings[job_id] = Posting(number, bytes(header.hash), bytes(tx.hash), escrow)
+                    job_id = posted_job_id(entry)
+                    if job_id is not None:
+                        escrow = int.from_bytes(bytes(entry.data)[64:96], "big")
+                        self._postings[job_id] = Posting(number, bytes(header.hash), bytes(tx.hash), escrow)
         self._indexed = last
 
     # --- datasets -----------------------------------------------------------------
@@ -377,7 +373,8 @@ class PouwView:
         return BlockRewards(mined, rewards, fees, immature)
 
     def block_fee(self, header: Any) -> int:
-        """The job fee a block earned: ``min(t * price, escrow left)`` of its job at the parent."""
+        """The job fee a block earned: ``min(t * price, escrow left)`` of its job at the
+        parent (consensus/rewards.py), 0 if a transaction of the block cancelled the job."""
         if not self.is_pouw or header.block_number == 0:
             return 0
         job_id = int.from_bytes(header.job_id, "big")
@@ -387,24 +384,22 @@ class PouwView:
         with self._lock:
             if key in self._fees:
                 return self._fees[key]
-        parent = self.chain.get_header_by_hash(header.parent_hash)
-        state = self.state(parent)
-        base = job_base_slot(job_id)
-        status = state.get_storage(REGISTRY_ADDRESS, base)
+        job = self.parent_job(header)
         fee = 0
-        if status == STATUS_OPEN:
-            price = state.get_storage(REGISTRY_ADDRESS, base + 2)
-            escrow = state.get_storage(REGISTRY_ADDRESS, base + 3)
-            fee = min(header.step_count * price, escrow)
-        # A transaction of this very block may have cancelled the job: then no fee.
-        after = self.state(header).get_storage(REGISTRY_ADDRESS, base)
-        if status == STATUS_OPEN and after == STATUS_CANCELLED:
-            fee = 0
+        if job is not None and job.status == STATUS_OPEN:
+            after = read_job(self.state(header), job_id, self.config)
+            if after is None or after.status != STATUS_CANCELLED:
+                fee = min(header.step_count * job.price, job.escrow)
         with self._lock:
             self._fees[key] = fee
             while len(self._fees) > 100_000:
                 self._fees.popitem(last=False)
         return fee
+
+    def parent_job(self, header: Any) -> Optional[JobRecord]:
+        """The job a sealed block trained, as its parent's state holds it."""
+        parent = self.chain.get_header_by_hash(header.parent_hash)
+        return read_job(self.state(parent), int.from_bytes(header.job_id, "big"), self.config)
 
     # --- work proofs --------------------------------------------------------------
 
@@ -420,8 +415,7 @@ class PouwView:
 
         work = WorkPayload.decode(payload)
         job_id = int.from_bytes(header.job_id, "big")
-        parent = self.chain.get_header_by_hash(header.parent_hash)
-        job = read_job(self.state(parent), job_id, self.config)
+        job = self.parent_job(header)
         w = self.work_units(job.spec) if job is not None and job.spec is not None else None
         seed = seal_seed(header.mining_hash, header.coinbase, job_id, header.start_checkpoint)
         t = header.step_count
@@ -435,18 +429,12 @@ class PouwView:
 
         started = time.perf_counter()
         payload = self.chain.get_payload(header.hash)
-        parent = self.chain.get_header_by_hash(header.parent_hash)
-        job_id = int.from_bytes(header.job_id, "big")
-        job = read_job(self.state(parent), job_id, self.config)
+        job = self.parent_job(header)
         if job is None or job.spec is None or payload is None:
             return {"verdict": "unavailable", "error": "job or payload not available on this node",
                     "seconds": time.perf_counter() - started}
         spec = job.spec
-        claim = SealClaim(
-            template_hash=header.mining_hash, coinbase=header.coinbase, job_id=job_id,
-            h0=_jobs().current_checkpoint(job), step_count=header.step_count, final_state=header.final_state,
-            work_accumulator=header.work_accumulator, difficulty=header.difficulty,
-        )
+        claim = SealClaim.of(header, job.job_id, _jobs().current_checkpoint(job))
         try:
             verify_trajectory(claim, payload, spec, lambda: self._dataset_for(spec),
                               self.config.challenge_count, backend_for(device))
@@ -462,20 +450,15 @@ class PouwView:
         """Work units of a block's trajectory: t * w of its job (0 without a seal)."""
         if not self.is_pouw or header.block_number == 0:
             return 0
-        job_id = int.from_bytes(header.job_id, "big")
-        standing = self.config.standing_spec(job_id)
-        if standing is not None:
-            return header.step_count * self.work_units(standing)
-        parent_state = self.state(self.chain.get_header_by_hash(header.parent_hash))
-        spec_hash = parent_state.get_storage(REGISTRY_ADDRESS, job_base_slot(job_id) + 7).to_bytes(32, "big")
-        key = (job_id, spec_hash)
+        job = self.parent_job(header)
+        if job is None or job.spec is None:
+            return 0
         with self._lock:
-            w = self._work_units.get(key)
+            w = self._work_units.get(job.spec_hash)
         if w is None:
-            job = read_job(parent_state, job_id, self.config)
-            w = self.work_units(job.spec) if job is not None and job.spec is not None else 0
+            w = self.work_units(job.spec)
             with self._lock:
-                self._work_units[key] = w
+                self._work_units[job.spec_hash] = w
         return header.step_count * w
 
     def headers_back(self, count: int) -> list[Any]:
@@ -513,6 +496,13 @@ def _topic_int(topic: Any) -> int:
     return topic if isinstance(topic, int) else int.from_bytes(bytes(topic), "big")
 
 
+def posted_job_id(entry: Any) -> Optional[int]:
+    """The job id of a receipt log if it is the registry's ``JobPosted``, else None."""
+    if bytes(entry.address) != REGISTRY_ADDRESS or len(entry.topics) < 2 or _topic_int(entry.topics[0]) != _POSTED:
+        return None
+    return _topic_int(entry.topics[1])
+
+
 def _build_result(
     job: JobRecord, spec: JobSpec, checkpoint: bytes, state_bytes: bytes, dataset: Callable[[], Dataset]
 ) -> JobResult:
@@ -544,5 +534,5 @@ def _build_result(
     return JobResult(job, checkpoint, state_bytes, model_bytes, metrics, error)
 
 
-__all__ = ["PouwView", "PouwViewError", "Posting", "DatasetInfo", "JobResult", "BlockRewards", "WorkProof",
+__all__ = ["PouwView", "PouwViewError", "posted_job_id", "Posting", "DatasetInfo", "JobResult", "BlockRewards", "WorkProof",
            "STATUS_NAMES", "STATUS_CODES"]
