@@ -102,20 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _dev_coinbase(text: Optional[str]) -> Optional[bytes]:
-    """``--coinbase`` for blocks built without proof (--dev-period, --automine): a
-    0x-prefixed 20-byte hex address, or None (automine's default coinbase)."""
-    if text is None:
-        return None
-    from chain.node import NodeError
+    """``--coinbase`` for blocks built without proof (--dev-period, --automine), or None
+    (automine's default coinbase)."""
+    from chain.node import parse_address_option
 
-    from eth_utils import is_checksum_address
-
-    body = text[2:] if text.startswith("0x") else ""
-    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
-        raise NodeError(f"--coinbase: expected a 0x-prefixed 20-byte hex address, got {text!r}")
-    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
-        raise NodeError(f"--coinbase: mixed-case address fails its EIP-55 checksum: {text!r}")
-    return bytes.fromhex(body)
+    return None if text is None else parse_address_option(text, "--coinbase")
 
 
 def _positive_seconds(text: str) -> float:

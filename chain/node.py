@@ -200,6 +200,19 @@ def read_datadir_genesis(datadir: Path) -> GenesisConfig:
     return read_genesis(str(genesis_file)).config
 
 
+def parse_address_option(text: str, option: str, error: type[Exception] = NodeError) -> bytes:
+    """A command-line address (``--coinbase``): 0x-prefixed 20-byte hex, its EIP-55
+    checksum checked when mixed case; ``error`` naming ``option`` otherwise."""
+    from eth_utils import is_checksum_address
+
+    body = text[2:] if text.startswith("0x") else ""
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise error(f"{option}: expected a 0x-prefixed 20-byte hex address, got {text!r}")
+    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
+        raise error(f"{option}: mixed-case address fails its EIP-55 checksum: {text!r}")
+    return bytes.fromhex(body)
+
+
 def check_automine_allowed(genesis: GenesisConfig, datadir: Path) -> None:
     """Automine builds blocks with no proof: only a no-proof (dev) chain accepts them."""
     _check_dev_only(genesis, datadir, "--automine", AutomineRefused)

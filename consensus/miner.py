@@ -341,16 +341,11 @@ class MiningRefused(ConsensusError):
 
 def parse_coinbase(text: Optional[str]) -> Address:
     """A 0x-prefixed 20-byte hex address (EIP-55 checksum checked when mixed case)."""
-    from eth_utils import is_checksum_address, to_canonical_address
+    from chain.node import parse_address_option
 
     if not text:
         raise MiningRefused("--mine needs --coinbase ADDR (the address credited with rewards and fees)")
-    body = text[2:] if text.startswith("0x") else ""
-    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
-        raise MiningRefused(f"--coinbase: expected a 0x-prefixed 20-byte hex address, got {text!r}")
-    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
-        raise MiningRefused(f"--coinbase: mixed-case address fails its EIP-55 checksum: {text!r}")
-    return Address(to_canonical_address(text))
+    return Address(parse_address_option(text, "--coinbase", MiningRefused))
 
 
 def check_mining_allowed(genesis: Any) -> None:
