@@ -11,9 +11,13 @@ block costs as little as possible before it is refused:
    difficulty (``consensus/difficulty.py``), then the seal engine's extension check;
 3. body against header: no withdrawals, transaction root, each transaction's size,
    type (0, 1, 2 only), signature and chain id;
-4. execution on the parent state: every transaction must apply (nonce, balance, gas),
+4. the seal engine's work check with the block's payload, on the parent state: its
+   cheap checks (hashing only), then the recomputation of the trajectory's segments.
+   It comes BEFORE execution, so a block with forged work never costs the node an
+   EVM execution (a forger can grind the cheap checks, never the recomputation);
+5. execution on the parent state: every transaction must apply (nonce, balance, gas),
    then gas used, bloom, receipt root, state root and requests hash must equal the
-   computed ones; last, the seal engine's work check with the block's payload.
+   computed ones.
 
 Everything one import writes (state trie nodes, header, body, receipts, score,
 canonical pointers, transaction lookups, the work payload) goes into ONE batch view
@@ -370,11 +374,11 @@ class Chain:
             validate_header_against_parent(block.header, parent, self.genesis)
             self._seal_check(self.engine.validate_seal_extension, block.header, (parent,))
             validate_body(block, self.genesis)                                   # stage 3
-            with batch_view(self.db) as view:                                    # stage 4
+            with batch_view(self.db) as view:
                 chaindb = PouwChainDB(view)
-                computed = self._execute(chaindb, parent, block)
+                self._verify_work(chaindb, parent, block, payload)               # stage 4
+                computed = self._execute(chaindb, parent, block)                 # stage 5
                 validate_execution(block.header, computed.header)
-                self._verify_work(chaindb, parent, block, payload)
                 new_canonical, old_canonical = chaindb.persist_block(block)
                 if payload is not None:
                     view[schema.work_payload(block.hash)] = payload
@@ -424,11 +428,7 @@ class Chain:
     ) -> None:
         if payload is None and self.engine.payload_required(block.header):
             raise InvalidWork("block comes without its work payload", expected="payload", got=None)
-        context = WorkContext(
-            parent_header=parent,
-            parent_state=self._state(chaindb.db, parent),
-            post_state=self._state(chaindb.db, block.header),
-        )
+        context = WorkContext(parent_header=parent, parent_state=self._state(chaindb.db, parent))
         self.engine.verify_work(block.header, payload, context)
 
     def _update_txpool(self, result: ImportResult) -> None:

@@ -6,10 +6,12 @@ A seal engine is a py-evm :class:`~eth.abc.ConsensusAPI` (swapped into our VM wi
 
 1. :meth:`SealEngine.validate_seal` -- header alone, cheap (stage 1);
 2. :meth:`SealEngine.validate_seal_extension` -- header against its parent (stage 2);
-3. :meth:`SealEngine.verify_work` -- the expensive check with the block's *work
-   payload* (the states needed to recompute challenged steps). Called LAST, after the
-   block was executed and all its roots matched, so the costly recomputation is only
-   spent on blocks that are otherwise valid. The payload is stored by import under
+3. :meth:`SealEngine.verify_work` -- the check with the block's *work payload* (the
+   states needed to recompute the trajectory's segments): cheap checks first, then the
+   recomputation. Called after the body checks and BEFORE the block's transactions are
+   executed: executing costs up to the gas limit, and a peer must not be able to make
+   the node pay that with a block whose work is forged (the engine's cheap checks can be
+   ground by a forger; the recomputation cannot). The payload is stored by import under
    ``schema.work_payload(block_hash)`` in the same write batch as the block.
 
 and hooks used while executing a block:
@@ -47,8 +49,6 @@ class WorkContext:
     parent_header: BlockHeaderAPI
     parent_state: StateAPI
     """State before the block (e.g. the job's on-chain checkpoint h_0 lives here)."""
-    post_state: StateAPI
-    """State after the block, rewards and consensus state changes included."""
 
 
 class SealEngine(Configurable, ConsensusAPI):

@@ -6,10 +6,13 @@ content-addressed: a blob written for a block that is then refused is only garba
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from eth.abc import DatabaseAPI
 
 from chain import schema
-from pouw.blobstore import DEFAULT_MAX_BLOB_BYTES, BlobTooLarge, CorruptBlob
+
+from pouw.blobstore import DEFAULT_MAX_BLOB_BYTES, BlobTooLarge, CorruptBlob, blob_matches, state_blob_hash
 from pouw.errors import BlobNotFound
 from pouw.prng import keccak256
 
@@ -22,10 +25,17 @@ class LevelDBBlobStore:
         self.max_bytes = max_bytes
 
     def put(self, data: bytes) -> bytes:
-        data = bytes(data)
+        """Store a dataset under its keccak256."""
+        return self._put(bytes(data), keccak256)
+
+    def put_state(self, data: bytes) -> bytes:
+        """Store serialised state bytes under their state hash."""
+        return self._put(bytes(data), state_blob_hash)
+
+    def _put(self, data: bytes, hash_fn: Callable[[bytes], bytes]) -> bytes:
         if len(data) > self.max_bytes:
             raise BlobTooLarge("blob too large", expected=f"<= {self.max_bytes} bytes", got=len(data))
-        h = keccak256(data)
+        h = hash_fn(data)
         key = schema.blob(h)
         if key not in self.db:
             self.db[key] = data
@@ -36,9 +46,8 @@ class LevelDBBlobStore:
             data = bytes(self.db[schema.blob(blob_hash)])
         except KeyError:
             raise BlobNotFound("no such blob", expected=bytes(blob_hash)) from None
-        found = keccak256(data)
-        if found != bytes(blob_hash):
-            raise CorruptBlob("stored blob does not match its hash", expected=bytes(blob_hash), got=found)
+        if not blob_matches(blob_hash, data):
+            raise CorruptBlob("stored blob does not match its hash", expected=bytes(blob_hash), got=keccak256(data))
         return data
 
     def has(self, blob_hash: bytes) -> bool:

@@ -3,17 +3,20 @@
 Validation, cheapest first (each rule raises its own error, consensus/errors.py):
 
 1. header alone (:meth:`validate_seal`): 1 <= t <= MAX_STEPS_PER_BLOCK; job id,
-   h_0, h_t and a_t non-zero.
+   h_0, final_state and A_n non-zero.
 2. header against the parent state (:meth:`validate_seal_extension`): the job exists
    and is open at the parent, its spec is usable; start_checkpoint equals the job's
-   checkpoint; H(a_t) is a winning ticket for the job's w and the header's D.
-   (The chain then checks the body and executes the block.)
-3. with the payload (:meth:`verify_work`, called last): payload decodes; t step
-   hashes, the last equal to h_t; the accumulator from the seal seed over them equals
-   a_t; the carried states are exactly those of {t} + challenges(a_t), each hashing to
-   the listed h_{i-1}; s_t hashes to h_t and decodes; then the dataset is loaded (a
-   missing one is a transient failure) and step t, then the k challenged steps, are
-   recomputed. Recomputation runs in the caller's thread: node and RPC must call
+   checkpoint.
+3. with the payload (:meth:`verify_work`, called by the chain after the body checks and
+   BEFORE executing any transaction): the payload decodes; m and t are admissible; one
+   commitment per point (at least two), final_state the new checkpoint's; the accumulator
+   from the seal seed ends at A_n; point n wins; the carried start states are exactly those of the anchored and
+   challenged segments and hash to their commitments. All of this costs hashing only,
+   so a forged block is refused in milliseconds. Then the dataset is loaded (a missing
+   one is a transient failure) and the segments are recomputed, the ticket segment
+   first. A forger who passes the cheap checks with a ground accumulator fails on the
+   ticket segment, before the node spends anything on the block's transactions.
+   Recomputation runs in the caller's thread: node and RPC must call
    ``Chain.import_block`` off the event loop.
 
 Finalisation (:meth:`apply_block_rewards`): job progress, fee and maturity, see
@@ -35,18 +38,16 @@ from consensus.errors import (
     InvalidSealField,
     InvalidStepCount,
     JobNotOpen,
-    NotAWinningTicket,
     UnknownJob,
     WrongStartCheckpoint,
 )
-from consensus.jobs import current_checkpoint, load_dataset
+from consensus.jobs import checkpoint_state_bytes, current_checkpoint, load_dataset
 from consensus.params import MAX_STEPS_PER_BLOCK, ConsensusConfig, config_from_genesis, register_config
 from consensus.payload import WorkPayload
 from consensus.registry import JobRecord, read_job
 from consensus.rewards import finalise_block
 from consensus.seal import SealClaim, verify_trajectory
-from pouw.commit import is_winning_ticket
-from pouw.families import get_family
+from pouw.state import serialize_state
 
 ZERO32 = b"\x00" * 32
 
@@ -100,9 +101,6 @@ class PouwEngine(SealEngine):
         h0 = current_checkpoint(job)
         if header.start_checkpoint != h0:
             raise WrongStartCheckpoint("start_checkpoint differs from the job's checkpoint", expected=h0, got=header.start_checkpoint)
-        w = get_family(job.spec.family).work_units(job.spec)
-        if not is_winning_ticket(header.work_accumulator, w, header.difficulty):
-            raise NotAWinningTicket("H(a_t) above 2**256 * w / D", expected=f"w={w}, D={header.difficulty}", got=header.work_accumulator)
 
     def open_job(self, state: Any, header: PouwBlockHeader) -> JobRecord:
         job_id = int.from_bytes(header.job_id, "big")
@@ -115,7 +113,7 @@ class PouwEngine(SealEngine):
             raise JobNotOpen("job's stored spec is not usable under this genesis", got=job_id)
         return job
 
-    # --- stage 3 (last): the work payload ------------------------------------------------
+    # --- stage 3 (before execution): the work payload ------------------------------------
 
     def max_payload_bytes(self) -> int:
         return self.config.max_payload_bytes()
@@ -130,14 +128,16 @@ class PouwEngine(SealEngine):
         job = self.open_job(context.parent_state, header)
         spec = job.spec
         assert spec is not None
-        claim = SealClaim.of(header, job.job_id, current_checkpoint(job))
+        claim = SealClaim.of(header, job, current_checkpoint(job))
+        s0 = checkpoint_state_bytes(job, self.blobs)
         dataset = lambda: load_dataset(spec, self.blobs, self.config.limits.max_dataset_bytes)  # noqa: E731
         try:
-            verify_trajectory(claim, work, spec, dataset, self.config.challenge_count, backend_for(self.device))
+            checkpoint = verify_trajectory(claim, work, spec, s0, dataset, self.config.challenge_count,
+                                           backend_for(self.device))
         except (RuntimeError, MemoryError) as exc:  # the validator's own trouble (device, memory)
             raise WorkVerificationUnavailable(f"recomputation failed on this node: {exc}") from exc
         if self.blobs is not None:
-            self.blobs.put(work.final_state)  # the job's new checkpoint state, for the next miner
+            self.blobs.put_state(serialize_state(spec, checkpoint))  # the job's new checkpoint, for the next miner
 
     # --- finalisation ---------------------------------------------------------------------
 

@@ -42,50 +42,74 @@ class NotAWinningTicket(InvalidSeal):
     """H(a_t) is above 2**256 * w_job / D: step t is not a winning ticket."""
 
 
-# --- the work payload (after execution, cheapest first) -------------------------------
+# --- the work payload (before execution, cheapest first) -----------------------------
 
 
 class MalformedPayload(InvalidWork):
     """The work payload does not decode, or its parts have the wrong sizes or count."""
 
 
-class WrongStepHashCount(InvalidWork):
-    """The payload lists a number of step hashes other than t."""
+class SegmentTooLong(InvalidWork):
+    """The segment length m is 0 or above max_segment_steps(D, w, k): recomputing the
+    block's segments would cost validators more than 2% of the block's expected work."""
+
+
+class NotAPoint(InvalidWork):
+    """t is not a point of the trajectory (neither a multiple of m nor the budget point)."""
+
+
+class TooFewPoints(InvalidWork):
+    """The trajectory has a single point: point 1 is never a winning ticket."""
+
+
+class WrongCommitmentCount(InvalidWork):
+    """The payload lists a number of point commitments other than the trajectory's n."""
 
 
 class WrongFinalState(InvalidWork):
-    """h_t listed in the payload, or the hash of the carried s_t, differs from final_state."""
+    """final_state differs from the commitment of the job's new checkpoint (point n, or
+    the budget point when the job's budget ends inside the block)."""
 
 
 class AccumulatorMismatch(InvalidWork):
-    """The accumulator chain over the listed step hashes does not end at work_accumulator.
+    """The accumulator chain over the listed commitments does not end at work_accumulator.
 
-    This is what a trajectory built for another parent, template, coinbase, job or start
-    checkpoint hits: the seal seed, and so a_0 and every a_i, differ."""
-
-
-class WrongChallengedSteps(InvalidWork):
-    """The payload carries states for a set of steps other than {t} and the challenges."""
+    This is what a trajectory built for another parent, template, coinbase, job, start
+    checkpoint or segment length hits: the seal seed, and so A_0 and every A_j, differ."""
 
 
-class WrongPreviousState(InvalidWork):
-    """A carried s_{i-1} does not hash to the listed h_{i-1} (or to h_0 for i = 1)."""
+class WrongChallengedSegments(InvalidWork):
+    """The payload carries start states for another set of segments than the anchored
+    and challenged ones (segment 1 excluded)."""
+
+
+class WrongStartState(InvalidWork):
+    """A carried start state s_{p_{j-1}} does not hash to the listed c_{j-1}."""
 
 
 class BadCarriedState(InvalidWork):
     """A carried state does not decode for the job's spec."""
 
 
-class TicketStepMismatch(InvalidWork):
-    """Recomputing the ticket step t from s_{t-1} does not give h_t."""
+class SegmentMismatch(InvalidWork):
+    """Recomputing segment j from its start state does not give the listed c_j."""
 
-
-class ChallengedStepMismatch(InvalidWork):
-    """Recomputing a challenged step i from s_{i-1} does not give the listed h_i."""
-
-    def __init__(self, message: str, *, step: int, expected: object = None, got: object = None) -> None:
-        self.step = step
+    def __init__(self, message: str, *, segment: int, expected: object = None, got: object = None) -> None:
+        self.segment = segment
         super().__init__(message, expected=expected, got=got)
+
+
+class TicketSegmentMismatch(SegmentMismatch):
+    """The ticket segment n recomputes to another state: the winning draw was not trained."""
+
+
+class AnchoredSegmentMismatch(SegmentMismatch):
+    """Segment 1 (from the stored checkpoint), segment n-1 or the budget segment
+    recomputes to another state."""
+
+
+class ChallengedSegmentMismatch(SegmentMismatch):
+    """A challenged segment recomputes to another state."""
 
 
 class DatasetUnavailable(WorkVerificationUnavailable):

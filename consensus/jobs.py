@@ -59,17 +59,25 @@ def current_checkpoint(job: "JobRecord") -> bytes:
     return job.checkpoint
 
 
+def checkpoint_state_bytes(job: "JobRecord", blobs: "BlobStore | None") -> bytes:
+    """Canonical bytes of the job's current checkpoint state ``s_0`` (the initial state,
+    or the blob stored under the checkpoint hash). :class:`CheckpointUnavailable` (transient:
+    the node may fetch it from a peer) when it is not stored."""
+    assert job.spec is not None
+    if job.checkpoint == ZERO32:
+        return initial_state_bytes(job.job_id, job.spec)
+    if blobs is None:
+        raise CheckpointUnavailable(f"no blob store to read checkpoint 0x{job.checkpoint.hex()} of job {job.job_id}")
+    try:
+        return blobs.get(job.checkpoint)
+    except BlobNotFound:
+        raise CheckpointUnavailable(f"checkpoint state 0x{job.checkpoint.hex()} of job {job.job_id} not stored") from None
+
+
 def checkpoint_state(job: "JobRecord", blobs: "BlobStore") -> "State":
     """s_0 for a miner: the job's current checkpoint state."""
     assert job.spec is not None
-    if job.checkpoint == ZERO32:
-        data = initial_state_bytes(job.job_id, job.spec)
-    else:
-        try:
-            data = blobs.get(job.checkpoint)
-        except BlobNotFound:
-            raise CheckpointUnavailable(f"checkpoint state 0x{job.checkpoint.hex()} of job {job.job_id} not stored") from None
-    return deserialize_state(job.spec, data)
+    return deserialize_state(job.spec, checkpoint_state_bytes(job, blobs))
 
 
 @functools.lru_cache(maxsize=1)

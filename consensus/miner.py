@@ -5,16 +5,21 @@ One round (:meth:`Miner.mine_one`):
 1. fix a template on the head (the pool's pending transactions that apply, timestamp
    from the clock): its template hash is known before any work;
 2. choose the job: among open posted jobs with escrow left and a usable spec, dataset
-   and checkpoint, the best fee per work unit ``price / w_job`` (lowest id on ties);
-   otherwise the first standing job of the genesis file;
-3. train from the job's checkpoint with ``seal_seed(template_hash, coinbase, job, h_0)``
-   until a step is a winning ticket; stop at once if the head changes (a block arrived)
-   or after MAX_STEPS_PER_BLOCK steps (then a fresh template);
-4. build the payload (step hashes, the states of the ticket and challenged steps, s_t),
-   write the seal into the template, execute; the caller imports.
+   and checkpoint, the best expected fee per work unit (``price * min(r * w, D) / w``
+   for a job with ``r`` budget steps left: a job about to complete pays for at most
+   ``r`` steps of a block's ``D / w``; lowest id on ties); otherwise the first standing
+   job of the genesis file;
+3. choose the segment length ``m``: ``--segment-steps`` (default
+   ``DEFAULT_SEGMENT_STEPS``), capped by ``max_segment_steps(D, w, k)``;
+4. train from the job's checkpoint with ``seal_seed(template_hash, coinbase, job, h_0, m)``
+   until a point is a winning ticket; stop at once if the head changes (a block arrived)
+   or before MAX_STEPS_PER_BLOCK steps (then a fresh template);
+5. build the payload (commitments, the start states of the anchored and challenged
+   segments), write the seal into the template, execute; the caller imports.
 
 :meth:`Miner.start` runs rounds in a daemon thread and imports each block; tell it
-about blocks from elsewhere with :meth:`notify_new_head` (it also polls the head).
+about blocks from elsewhere with :meth:`notify_new_head` (it also polls the head). The
+miner logs a progress line every ``PROGRESS_LOG_S`` seconds while it trains.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from consensus.jobs import checkpoint_state, current_checkpoint, load_dataset
 from consensus.params import MAX_STEPS_PER_BLOCK
 from consensus.registry import JobRecord, posted_job_ids, read_job
 from consensus.seal import build_payload
-from pouw.commit import seal_seed
+from pouw.commit import max_segment_steps, seal_seed
 from pouw.errors import PouwError
 from pouw.families import get_family
 from pouw.trainer import Trainer, ticket_condition
@@ -43,6 +48,10 @@ from pouw.trainer import Trainer, ticket_condition
 log = logging.getLogger("consensus.miner")
 
 HEAD_POLL_STEPS = 8
+DEFAULT_SEGMENT_STEPS = 16
+"""The miner's segment length unless told otherwise (capped by the consensus bound): it
+hashes its state once per segment, so a longer segment costs less hashing per step."""
+PROGRESS_LOG_S = 30.0
 RATE_WINDOW_S = 30.0
 """Steps and work units per second are averaged over this many seconds (pouw_minerStatus)."""
 
@@ -127,6 +136,8 @@ class Miner:
         extra_data: bytes = b"",
         lock: Optional[ContextManager[Any]] = None,
         on_block: Optional[Callable[[Any], None]] = None,
+        segment_steps: int = DEFAULT_SEGMENT_STEPS,
+        pipeline: Optional[bool] = None,
     ) -> None:
         if not issubclass(chain.engine_class, PouwEngine):
             raise TypeError("mining needs the pouw seal engine (genesis \"sealEngine\": \"pouw\")")
@@ -148,23 +159,33 @@ class Miner:
         self.meter = RateMeter()
         self.current: Optional[CurrentWork] = None
         self.current_step = 0
+        if segment_steps < 1:
+            raise ValueError(f"segment_steps must be >= 1, got {segment_steps}")
+        self.segment_steps = segment_steps
+        # Hash a point's state while the next segment trains: worth it where the step runs
+        # on a device and the hash on the host; on a CPU both share the cores.
+        self.pipeline = self.backend.device.type != "cpu" if pipeline is None else pipeline
+        self._last_progress_log = 0.0
 
     # --- job choice -------------------------------------------------------------------
 
-    def choose_job(self, state: Any) -> JobRecord:
+    def choose_job(self, state: Any, difficulty: Optional[int] = None) -> JobRecord:
+        """The job to train on ``state`` for a block of ``difficulty`` (see the module doc)."""
         best: Optional[JobRecord] = None
-        best_w = 1
+        best_key = (0, 1)  # (price * min(r * w, D), w): compared as fractions
         for job_id in posted_job_ids(state):
             job = read_job(state, job_id, self.config)
             if job is None or not job.is_funded:
                 continue
             assert job.spec is not None
             w = get_family(job.spec.family).work_units(job.spec)
-            if best is not None and job.price * best_w <= best.price * w:
+            left = job.budget_left or 0
+            key = (job.price * (left * w if difficulty is None else min(left * w, difficulty)), w)
+            if best is not None and key[0] * best_key[1] <= best_key[0] * key[1]:
                 continue
             if not self._usable(job):
                 continue
-            best, best_w = job, w
+            best, best_key = job, key
         if best is not None:
             return best
         for index in range(len(self.config.standing_jobs)):
@@ -191,7 +212,6 @@ class Miner:
 
     def mine_one(self, max_steps: int = MAX_STEPS_PER_BLOCK) -> Optional[MinedBlock]:
         """One round on the current head; None if interrupted (new head, stop) or no ticket."""
-        started = time.perf_counter()
         self._new_head.clear()
         head = self.chain.head()
         ahead = head.timestamp + 1 - (self.chain.clock() + MAX_FUTURE_SECONDS)
@@ -201,28 +221,47 @@ class Miner:
         with self._locked():
             head = self.chain.head()
             template = self.chain.build_template(self.coinbase, extra_data=self.extra_data, parent_hash=head.hash)
-        job = self.choose_job(self.chain.state_at(head))
-        assert job.spec is not None
-        h0 = current_checkpoint(job)
-        seed = seal_seed(template.template_hash, self.coinbase, job.job_id, h0)
-        dataset = load_dataset(job.spec, self.blobs, self.config.limits.max_dataset_bytes)
-        trainer = Trainer(job.spec, dataset, checkpoint_state(job, self.blobs), seed, self.backend)
-        self._trainer = trainer
         if self._stop.is_set():
             return None
-        w = get_family(job.spec.family).work_units(job.spec)
+        return self.seal_template(template, max_steps=max_steps, watch_head=head.hash)
 
-        self.current = CurrentWork(job.job_id, bytes(head.hash), time.time())
+    def seal_template(
+        self, template: Any, *, max_steps: int = MAX_STEPS_PER_BLOCK, watch_head: Optional[bytes] = None,
+        job: Optional[JobRecord] = None,
+    ) -> Optional[MinedBlock]:
+        """Train on ``template`` until a winning point and return the sealed block with its
+        payload; None if stopped (a new head when ``watch_head`` is given) or no ticket
+        within ``max_steps``."""
+        started = time.perf_counter()
+        parent = self.chain.get_header_by_hash(template.header.parent_hash)
+        difficulty = template.header.difficulty
+        if job is None:
+            job = self.choose_job(self.chain.state_at(parent), difficulty)
+        assert job.spec is not None
+        w = get_family(job.spec.family).work_units(job.spec)
+        m = min(self.segment_steps, max_segment_steps(difficulty, w, self.config.challenge_count))
+        h0 = current_checkpoint(job)
+        seed = seal_seed(template.template_hash, self.coinbase, job.job_id, h0, m)
+        dataset = load_dataset(job.spec, self.blobs, self.config.limits.max_dataset_bytes)
+        trainer = Trainer(job.spec, dataset, checkpoint_state(job, self.blobs), seed, self.backend,
+                          m=m, budget=job.budget_left, pipeline=self.pipeline)
+        self._trainer = trainer
+        self.current = CurrentWork(job.job_id, bytes(template.header.parent_hash), time.time())
         self.current_step = 0
 
-        def on_step(rec: Any) -> None:
+        def on_step(i: int) -> None:
             self.meter.add(1, w)
-            self.current_step = rec.i
-            if self._new_head.is_set() or (rec.i % HEAD_POLL_STEPS == 0 and self.chain.head().hash != head.hash):
+            self.current_step = i
+            if watch_head is not None and (
+                self._new_head.is_set() or (i % HEAD_POLL_STEPS == 0 and self.chain.head().hash != watch_head)
+            ):
                 trainer.stop()
+            self._log_progress(job.job_id, i, w, difficulty)
 
         try:
-            result = trainer.run(max_steps=max_steps, until=ticket_condition(w, template.header.difficulty), on_step=on_step)
+            if self._stop.is_set():
+                return None
+            result = trainer.run(max_steps=max_steps, until=ticket_condition(w, difficulty), on_step=on_step)
         finally:
             self._trainer = None
             self.current = None
@@ -230,17 +269,31 @@ class Miner:
             return None
         train_seconds = time.perf_counter() - started
         sealed_at = time.perf_counter()
-        payload = build_payload(trainer, self.config.challenge_count)
+        sealed = build_payload(trainer, self.config.challenge_count)
         seal = Seal(
             job_id=Hash32(job.job_id.to_bytes(32, "big")),
             start_checkpoint=Hash32(h0),
             step_count=trainer.step,
-            final_state=Hash32(trainer.records[-1].h),
+            final_state=Hash32(sealed.final_state),
             work_accumulator=Hash32(trainer.accumulator),
         )
         block = self.chain.seal_block(template, seal)
-        return MinedBlock(block, payload.encode(), job.job_id, trainer.step, train_seconds,
+        return MinedBlock(block, sealed.payload.encode(), job.job_id, trainer.step, train_seconds,
                           time.perf_counter() - sealed_at)
+
+    def _log_progress(self, job_id: int, step: int, w: int, difficulty: int) -> None:
+        """Every PROGRESS_LOG_S seconds: what the miner trains and when it expects a block."""
+        now = time.monotonic()
+        if now - self._last_progress_log < PROGRESS_LOG_S:
+            return
+        first = self._last_progress_log == 0.0
+        self._last_progress_log = now
+        if first:
+            return  # no rate measured yet
+        steps_per_s, _ = self.meter.rates()
+        eta = difficulty / (w * steps_per_s) if steps_per_s > 0 else float("inf")
+        log.info("mining job %s: step %d of this block, %.1f steps/s, expected time to a block %.0f s",
+                 job_name(job_id), step, steps_per_s, eta)
 
     def mine_and_import(self) -> Optional[MinedBlock]:
         mined = self.mine_one()
@@ -321,14 +374,15 @@ class Miner:
                 self._stop.wait(1.0)
 
 
-def start_node_miner(node: Any, coinbase: Address, device: str = "auto") -> Miner:
+def start_node_miner(node: Any, coinbase: Address, device: str = "auto",
+                     segment_steps: int = DEFAULT_SEGMENT_STEPS) -> Miner:
     """Start mining inside a running node (``chain.node.Node``): templates and imports
     hold the RPC backend's pool lock, and each mined block is announced to the RPC
     layer (``newHeads`` subscribers, filters) like any new head."""
     backend = node.backend
     miner = Miner(
         node.chain, coinbase, device=device, lock=backend.pool_lock,
-        on_block=lambda block: backend.notify_new_head(block.hash),
+        on_block=lambda block: backend.notify_new_head(block.hash), segment_steps=segment_steps,
     )
     log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)
     backend.miner = miner  # eth_mining, eth_hashrate and pouw_minerStatus read it

@@ -25,8 +25,9 @@ STANDING_JOB_BASE: Final = 1 << 128
 Posted jobs get ids 1, 2, 3, ... in order of posting."""
 
 MAX_STEPS_PER_BLOCK: Final = 1 << 16
-"""Upper bound on a block's t: bounds the payload's list of step hashes (32 bytes each).
-A miner whose trajectory reaches it without a ticket starts a new template."""
+"""Upper bound on a block's t: bounds the payload's list of commitments (32 bytes each,
+at most one per step). A miner whose trajectory reaches it without a ticket starts a new
+template."""
 
 MAX_SPEC_BYTES: Final = 4096
 """Upper bound on a posted spec's canonical JSON (it is stored in the registry's storage)."""
@@ -45,9 +46,11 @@ class ConsensusConfig:
     coinbase_maturity: int
 
     def max_payload_bytes(self) -> int:
-        """(k + 2) carried states at most max_state_bytes each, t step hashes, RLP overhead."""
+        """(k + 3) carried start states (the challenges and the anchored segments n-1, n and
+        the budget one; segment 1 starts at the stored checkpoint) of at most max_state_bytes
+        each, at most one commitment per step, RLP overhead."""
         return (
-            (self.challenge_count + 2) * (self.limits.max_state_bytes + 16)
+            (self.challenge_count + 3) * (self.limits.max_state_bytes + 16)
             + MAX_STEPS_PER_BLOCK * 33
             + PAYLOAD_OVERHEAD_BYTES
         )

@@ -133,6 +133,15 @@ class JobRecord:
         return self.status in (STATUS_OPEN, STATUS_STANDING)
 
     @property
+    def budget_left(self) -> int | None:
+        """Steps the job may still be trained and billed for (``stepBudget - stepsDone``),
+        or None for a standing job, which has no budget. The budget point of a block's
+        trajectory (docs/protocol.md §14, §17)."""
+        if self.is_standing:
+            return None
+        return max(0, self.budget - self.steps_done)
+
+    @property
     def is_funded(self) -> bool:
         """A posted job a miner is paid to train: open, a usable spec, a price, escrow left."""
         return self.status == STATUS_OPEN and self.spec is not None and self.escrow > 0 and self.price > 0

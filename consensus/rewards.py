@@ -2,11 +2,15 @@
 
 Per block N with coinbase C, job j and t steps (in this order, after the transactions):
 
-1. **Job progress.** If j is open after the block's transactions: steps_done += t and
-   checkpoint := h_t. For a posted job, the fee is ``min(t * price, escrow_left)``; it
+1. **Job progress.** If j is open after the block's transactions: the block trained
+   ``u = min(t, r)`` of the job's steps, where ``r = stepBudget - stepsDone`` is what is
+   left of its budget (``u = t`` for a standing job, which has none); steps_done += u and
+   checkpoint := final_state (the state at step u: the budget point when the budget ends
+   inside the block). For a posted job, the fee is ``min(u * price, escrow_left)``; it
    leaves the job's escrow (it stays in the registry's balance until it matures). When
    steps_done reaches the step budget, the job completes and the escrow left goes back
-   to the poster at once.
+   to the poster at once. So a job is billed for at most its budget, and its result is
+   the state at the budget step.
 2. **Maturity (deferred crediting).** The block's reward ``R(N)`` (genesis schedule) and
    fee F are recorded in a ring of ``M = coinbaseMaturity`` entries in the registry's
    storage; the entry of block N - M is credited to its coinbase at block N: R is minted
@@ -30,6 +34,7 @@ from eth_utils import keccak
 from consensus.params import REGISTRY_ADDRESS, ConsensusConfig
 from consensus.registry import (
     STATUS_COMPLETED,
+    JobRecord,
     keep_registry_alive,
     read_job,
     write_escrow,
@@ -42,6 +47,22 @@ def ring_slot(number: int, maturity: int) -> int:
     return int.from_bytes(keccak(b"pouw.rewards" + (number % maturity).to_bytes(32, "big")), "big")
 
 
+def billed_steps(job: JobRecord, t: int) -> int:
+    """Steps of a t-step block that count for ``job``: ``min(t, stepBudget - stepsDone)``
+    (all t for a standing job)."""
+    left = job.budget_left
+    return t if left is None else min(t, left)
+
+
+def block_fee(job: JobRecord, t: int) -> int:
+    """The fee a t-step block earns from ``job`` as read at its parent:
+    ``min(billed_steps * price, escrow_left)`` (0 for a standing job). The one fee rule;
+    the RPC layer reads it from here."""
+    if job.is_standing or not job.is_open:
+        return 0
+    return min(billed_steps(job, t) * job.price, job.escrow)
+
+
 def apply_job_progress(state: Any, config: ConsensusConfig, job_id: int, t: int, final_state: bytes) -> int:
     """Step 1 above; returns the fee earned (0 for a standing job or a closed one)."""
     if job_id == 0 or t < 1:
@@ -49,11 +70,12 @@ def apply_job_progress(state: Any, config: ConsensusConfig, job_id: int, t: int,
     job = read_job(state, job_id, config)
     if job is None or not job.is_open or job.spec is None:
         return 0  # e.g. cancelled by a transaction of this very block: no fee, no progress
-    steps = job.steps_done + t
+    trained = billed_steps(job, t)
+    steps = job.steps_done + trained
     write_progress(state, job_id, steps, final_state)
     if job.is_standing:
         return 0
-    fee = min(t * job.price, job.escrow)
+    fee = block_fee(job, t)
     escrow = job.escrow - fee
     if steps >= job.budget:
         write_status(state, job_id, STATUS_COMPLETED)

@@ -41,6 +41,7 @@ from eth_hash.auto import keccak
 
 from chain.errors import ChainError, InvalidBlock, InvalidTimestamp, UnknownParent
 from p2p import messages as m
+from pouw.blobstore import blob_matches, put_named
 from p2p import sync
 from p2p.config import CLIENT_NAME, PROTOCOL_VERSION, WS_PATH, P2PConfig, PeerAddress
 from p2p.errors import BlobUnavailable, HandshakeRefused, P2PError, PeerUnavailable, ProtocolViolation
@@ -711,7 +712,7 @@ class P2PService:
     # --- blobs --------------------------------------------------------------------------------
 
     async def fetch_blob(self, blob_hash: bytes, *, max_bytes: Optional[int] = None) -> bytes:
-        """The blob whose keccak256 is ``blob_hash``: from our store, else from peers
+        """The blob named ``blob_hash`` (a dataset's keccak256 or a state's state hash): from our store, else from peers
         (chunked, best score first), verified against the hash and stored."""
         if self.blobstore is not None:
             local = await self._read(self._stored_blob, blob_hash)
@@ -730,7 +731,7 @@ class P2PService:
             if data is None:
                 continue
             if self.blobstore is not None:
-                await self._read(self.blobstore.put, data)
+                await self._read(put_named, self.blobstore, blob_hash, data)
             return data
         raise BlobUnavailable(f"no peer served blob {m.hx(blob_hash)}")
 
@@ -871,7 +872,7 @@ class P2PService:
             parts.append(chunk)
             offset += len(chunk)
         data = b"".join(parts)
-        if keccak(data) != blob_hash:
+        if not blob_matches(blob_hash, data):
             raise ProtocolViolation("blob does not match its hash", penalty=PENALTY_INVALID_BLOCK,
                                     expected=m.hx(blob_hash), got=m.hx(keccak(data)))
         return data

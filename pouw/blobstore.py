@@ -1,9 +1,13 @@
 """Content-addressed blob storage for datasets and model states.
 
-A blob's key is ``keccak256(blob)``, so a store can never hand back bytes other than
-the ones asked for: every implementation checks the hash on write and the directory
-store checks it again on read (a disk can rot). The node backs the same protocol with
-LevelDB; tests run one suite against every implementation.
+A blob's key is its content hash, so a store can never hand back bytes other than the
+ones asked for: every implementation checks the hash on write and the directory store
+checks it again on read (a disk can rot). Two hashes name blobs: a dataset by
+``keccak256(blob)`` (its id in job specs, :meth:`BlobStore.put`), a model state by its
+state hash ``BLAKE3-256(blob)`` (the checkpoints the chain records, :meth:`BlobStore.put_state`).
+A blob matches a key when either hash of it equals the key (:func:`blob_matches`); both
+are collision resistant, so no blob can answer for another's key. The node backs the same
+protocol with LevelDB; tests run one suite against every implementation.
 """
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Callable, Final, Protocol, runtime_checkable
+
+import blake3
 
 from pouw.errors import BlobNotFound, PouwError
 from pouw.prng import keccak256
@@ -23,6 +29,9 @@ __all__ = [
     "DEFAULT_MAX_BLOB_BYTES",
     "MemoryBlobStore",
     "DirectoryBlobStore",
+    "state_blob_hash",
+    "blob_matches",
+    "put_named",
 ]
 
 DEFAULT_MAX_BLOB_BYTES: Final = 256 * 1024 * 1024
@@ -36,14 +45,38 @@ class CorruptBlob(PouwError):
     """Stored bytes no longer match their hash (disk corruption or tampering)."""
 
 
+def state_blob_hash(data: bytes) -> bytes:
+    """The state hash of serialised state bytes: ``BLAKE3-256(data)`` (= pouw.state.state_hash)."""
+    return blake3.blake3(bytes(data)).digest()
+
+
+def blob_matches(blob_hash: bytes, data: bytes) -> bool:
+    """Whether ``data`` is the blob named ``blob_hash``: its state hash or its keccak256."""
+    return state_blob_hash(data) == bytes(blob_hash) or keccak256(bytes(data)) == bytes(blob_hash)
+
+
+def put_named(store: "BlobStore", blob_hash: bytes, data: bytes) -> bytes:
+    """Store ``data`` fetched under the name ``blob_hash`` with the matching kind (a state
+    or a dataset); ValueError if it matches neither."""
+    if state_blob_hash(data) == bytes(blob_hash):
+        return store.put_state(data)
+    if keccak256(bytes(data)) == bytes(blob_hash):
+        return store.put(data)
+    raise ValueError("blob does not match the hash it was fetched under")
+
+
 @runtime_checkable
 class BlobStore(Protocol):
-    """Bytes keyed by their keccak256 hash."""
+    """Bytes keyed by their content hash (keccak256 for datasets, the state hash for states)."""
 
     max_bytes: int
 
     def put(self, data: bytes) -> bytes:
-        """Store ``data``; return its 32-byte hash. Idempotent. :class:`BlobTooLarge` over the limit."""
+        """Store a dataset; return its 32-byte keccak256. Idempotent. :class:`BlobTooLarge` over the limit."""
+        ...
+
+    def put_state(self, data: bytes) -> bytes:
+        """Store serialised model state bytes; return their state hash. Idempotent."""
         ...
 
     def get(self, blob_hash: bytes) -> bytes:
@@ -75,9 +108,14 @@ class MemoryBlobStore:
         self._lock = threading.Lock()
 
     def put(self, data: bytes) -> bytes:
-        data = bytes(data)
+        return self._put(bytes(data), keccak256)
+
+    def put_state(self, data: bytes) -> bytes:
+        return self._put(bytes(data), state_blob_hash)
+
+    def _put(self, data: bytes, hash_fn: "Callable[[bytes], bytes]") -> bytes:
         _check_size(data, self.max_bytes)
-        h = keccak256(data)
+        h = hash_fn(data)
         with self._lock:
             self._blobs.setdefault(h, data)
         return h
@@ -114,9 +152,14 @@ class DirectoryBlobStore:
         return self.root / h.hex()
 
     def put(self, data: bytes) -> bytes:
-        data = bytes(data)
+        return self._put(bytes(data), keccak256)
+
+    def put_state(self, data: bytes) -> bytes:
+        return self._put(bytes(data), state_blob_hash)
+
+    def _put(self, data: bytes, hash_fn: "Callable[[bytes], bytes]") -> bytes:
         _check_size(data, self.max_bytes)
-        h = keccak256(data)
+        h = hash_fn(data)
         path = self._path(h)
         if path.exists():
             return h
@@ -145,9 +188,8 @@ class DirectoryBlobStore:
             data = path.read_bytes()
         except FileNotFoundError:
             raise BlobNotFound("no such blob", expected=h) from None
-        found = keccak256(data)
-        if found != h:
-            raise CorruptBlob("stored blob does not match its hash", expected=h, got=found)
+        if not blob_matches(h, data):
+            raise CorruptBlob("stored blob does not match its hash", expected=h, got=keccak256(data))
         return data
 
     def has(self, blob_hash: bytes) -> bool:

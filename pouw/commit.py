@@ -1,7 +1,8 @@
-"""Commitments of a trajectory: the seal seed, the accumulator, tickets and challenges.
+"""Commitments of a trajectory: seal seed, segments, accumulator, tickets and challenges.
 
-H is keccak256. All inputs are fixed-width byte strings, concatenated without
-separators or length prefixes (fixed widths make the encoding unambiguous):
+docs/protocol.md §10 (encodings) and §14 (the seal). H is keccak256; state commitments
+``c`` are BLAKE3 state hashes (:mod:`pouw.state`). All inputs are fixed-width byte
+strings concatenated without separators:
 
 ==================  =========  ===========================================================
 value               width      encoding
@@ -9,16 +10,29 @@ value               width      encoding
 ``template_hash``   32 bytes   hash of the header fields fixed before the work
 ``coinbase``        20 bytes   the miner's address
 ``job_id``          32 bytes   bytes32 as is; an ``int`` job id as 32-byte big-endian
-``h_i``             32 bytes   ``state_hash`` of the state after step ``i``
-``a_i``             32 bytes   accumulator after step ``i``
+``h_0``             32 bytes   the job's checkpoint (state hash of ``s_0``)
+``m``               4 bytes    segment length, big-endian
+``c_j``             32 bytes   state hash of the state at point ``j``
+``A_j``             32 bytes   accumulator
 ==================  =========  ===========================================================
 
-* ``seal_seed = H(template_hash || coinbase || job_id || h_0)``
-* ``a_0 = H(seal_seed || h_0)``; ``a_i = H(a_{i-1} || h_i)`` for ``i >= 1``
-* ticket value ``T_i = int_be(H(a_i))``, an integer in ``[0, 2**256)``
-* step ``i`` wins when ``T_i <= 2**256 * w / D`` (real division), checked exactly as
-  ``T_i * D <= w * 2**256`` in integers: no rounding, so the boundary value itself wins.
-* challenges: see :func:`challenge_indices`.
+**Segments.** A trajectory runs steps 1, 2, ... from ``s_0``. Its *points* are the
+multiples of ``m`` and, when the job's remaining budget ``r`` ends inside the block,
+``r``; point ``p_j`` closes segment ``j`` (steps ``p_{j-1}+1 .. p_j``, ``p_0 = 0``,
+length ``l_j = p_j - p_{j-1} <= m``). The miner commits to the state at every point.
+
+* ``seal_seed = H(template_hash || coinbase || job_id || h_0 || m)``
+* ``A_0 = seal_seed``; ``A_j = H(A_{j-1} || c_j)`` with ``c_j = state_hash(s_{p_j})``
+* the batches of the steps of segment ``j`` are drawn from ``A_{max(j-2, 0)}`` (two
+  points back: any change to a listed commitment or a carried state changes the batches
+  of every later segment but one, and the state hash of a point overlaps the next
+  segment's training);
+* point ``j >= 2`` is a lottery draw of weight ``l_j * w``: it wins when
+  ``int_be(H(A_j)) * D <= l_j * w * 2**256`` (the first point never wins: a block has
+  at least two segments);
+* the validator recomputes the *anchored* segments ``1``, ``n-2``, ``n-1``, ``n`` (and
+  the segment that ends at the budget point) and ``k`` challenged segments drawn from
+  ``H(A_n || "challenge")`` among the others.
 """
 from __future__ import annotations
 
@@ -30,18 +44,36 @@ from pouw.prng import U64_RANGE, derive_key, keccak256, prng_u64
 __all__ = [
     "H",
     "CHALLENGE_LABEL",
+    "MIN_POINTS",
+    "VALIDATION_SHARE",
     "seal_seed",
-    "initial_accumulator",
     "next_accumulator",
     "accumulator_chain",
+    "batch_accumulator_index",
+    "next_point",
+    "trajectory_points",
+    "is_valid_end",
     "ticket_value",
     "ticket_target",
     "is_winning_ticket",
-    "challenge_indices",
+    "anchored_segments",
+    "challenge_segments",
+    "required_segments",
+    "max_segment_steps",
+    "is_ticket_point",
 ]
 
 CHALLENGE_LABEL: Final = b"challenge"
 TWO_256: Final = 1 << 256
+MAX_SEGMENT_STEPS: Final = 1 << 16
+VALIDATION_SHARE: Final = 50
+"""A block's recomputation may cost at most 1/VALIDATION_SHARE (2%) of its expected work:
+``max_segment_steps`` bounds the segment length ``m`` accordingly."""
+MAX_ANCHORS: Final = 5
+"""Segments recomputed besides the challenges: 1, n-2, n-1, n and the budget segment."""
+MIN_POINTS: Final = 2
+"""A block's trajectory has at least this many points: point 1 is never a winning ticket
+(so no draw can reuse the batch-independent work of a stored start state)."""
 
 
 def H(*parts: bytes) -> bytes:
@@ -64,66 +96,113 @@ def _job_id_bytes(job_id: bytes | int) -> bytes:
     return _bytes_n("job_id", job_id, 32)
 
 
-def seal_seed(template_hash: bytes, coinbase: bytes, job_id: bytes | int, h0: bytes) -> bytes:
-    """The seed of one sealing attempt: ``H(template_hash || coinbase || job_id || h_0)``.
+def _check_m(m: int) -> int:
+    if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= MAX_SEGMENT_STEPS:
+        raise ValueError(f"segment length m must be an integer in 1..{MAX_SEGMENT_STEPS}, got {m!r}")
+    return m
 
-    Binds the trajectory to the block template (parent, transactions...), to the
-    miner's address and to the job checkpoint, so work cannot be stockpiled across
-    blocks, stolen by another coinbase or reused for a sibling block.
+
+def seal_seed(template_hash: bytes, coinbase: bytes, job_id: bytes | int, h0: bytes, m: int) -> bytes:
+    """The seed of one sealing attempt: ``H(template_hash || coinbase || job_id || h_0 || m)``.
+
+    Binds the trajectory to the block template (parent, transactions...), the miner's
+    address, the job checkpoint and the segment length, so work cannot be stockpiled
+    across blocks, stolen by another coinbase, reused for a sibling block or re-cut into
+    other segments.
     """
     return H(
         _bytes_n("template_hash", template_hash, 32),
         _bytes_n("coinbase", coinbase, 20),
         _job_id_bytes(job_id),
         _bytes_n("h0", h0, 32),
+        _check_m(m).to_bytes(4, "big"),
     )
 
 
-def initial_accumulator(seed: bytes, h0: bytes) -> bytes:
-    """``a_0 = H(seal_seed || h_0)``."""
-    return H(_bytes_n("seed", seed, 32), _bytes_n("h0", h0, 32))
+def next_accumulator(a_prev: bytes, c_j: bytes) -> bytes:
+    """``A_j = H(A_{j-1} || c_j)``: commits to every point's state hash so far, in order."""
+    return H(_bytes_n("a_prev", a_prev, 32), _bytes_n("c_j", c_j, 32))
 
 
-def next_accumulator(a_prev: bytes, h_i: bytes) -> bytes:
-    """``a_i = H(a_{i-1} || h_i)``: commits to every state hash so far, in order."""
-    return H(_bytes_n("a_prev", a_prev, 32), _bytes_n("h_i", h_i, 32))
-
-
-def accumulator_chain(seed: bytes, h0: bytes, step_hashes: Iterable[bytes]) -> list[bytes]:
-    """``[a_0, a_1, ..., a_t]`` for the listed ``h_1 .. h_t`` (what a validator recomputes)."""
-    acc = [initial_accumulator(seed, h0)]
-    for h in step_hashes:
-        acc.append(next_accumulator(acc[-1], h))
+def accumulator_chain(seed: bytes, commitments: Iterable[bytes]) -> list[bytes]:
+    """``[A_0 = seal_seed, A_1, ..., A_n]`` for the listed ``c_1 .. c_n`` (what a validator recomputes)."""
+    acc = [_bytes_n("seed", seed, 32)]
+    for c in commitments:
+        acc.append(next_accumulator(acc[-1], c))
     return acc
 
 
-def ticket_value(a_i: bytes) -> int:
-    """``int_be(H(a_i))``: the lottery draw of step ``i``."""
-    return int.from_bytes(H(_bytes_n("a_i", a_i, 32)), "big")
+def batch_accumulator_index(j: int) -> int:
+    """The index of the accumulator whose value keys the batches of segment ``j`` (>= 1):
+    ``max(j - 2, 0)``."""
+    if j < 1:
+        raise ValueError(f"segment index must be >= 1, got {j}")
+    return max(j - 2, 0)
 
 
-def ticket_target(work_units: int, difficulty: int) -> int:
-    """``floor(2**256 * w / D)``: the largest winning ticket value (for display and logs)."""
-    _check_work(work_units, difficulty)
-    return (TWO_256 * work_units) // difficulty
+def _check_budget(budget: int | None) -> None:
+    if budget is not None and (not isinstance(budget, int) or budget < 1):
+        raise ValueError(f"budget point must be None or an integer >= 1, got {budget!r}")
 
 
-def _check_work(work_units: int, difficulty: int) -> None:
-    if work_units < 0:
-        raise ValueError(f"work_units must be >= 0, got {work_units}")
+def next_point(p: int, m: int, budget: int | None) -> int:
+    """The first point after step ``p``: the next multiple of ``m``, or the budget point
+    ``r`` if it comes first (``budget`` None: the job has no budget inside this block)."""
+    _check_m(m)
+    _check_budget(budget)
+    nxt = (p // m + 1) * m
+    if budget is not None and p < budget < nxt:
+        return budget
+    return nxt
+
+
+def trajectory_points(t: int, m: int, budget: int | None) -> list[int]:
+    """``[p_1, ..., p_n]``, the points up to and including ``t`` (ValueError if ``t`` is
+    not a point: a block ends at a point)."""
+    if not is_valid_end(t, m, budget):
+        raise ValueError(f"t = {t} is not a point for m = {m}, budget point {budget}")
+    out: list[int] = []
+    p = 0
+    while p < t:
+        p = next_point(p, m, budget)
+        out.append(p)
+    return out
+
+
+def is_valid_end(t: int, m: int, budget: int | None) -> bool:
+    """Whether a trajectory may end (its block seal) at step ``t``: ``t`` is a point."""
+    _check_m(m)
+    _check_budget(budget)
+    return isinstance(t, int) and t >= 1 and (t % m == 0 or t == budget)
+
+
+def ticket_value(a_j: bytes) -> int:
+    """``int_be(H(A_j))``: the lottery draw of point ``j``."""
+    return int.from_bytes(H(_bytes_n("a_j", a_j, 32)), "big")
+
+
+def ticket_target(weight: int, difficulty: int) -> int:
+    """``floor(2**256 * weight / D)``: the largest winning ticket value (for display and logs)."""
+    _check_work(weight, difficulty)
+    return (TWO_256 * weight) // difficulty
+
+
+def _check_work(weight: int, difficulty: int) -> None:
+    if weight < 0:
+        raise ValueError(f"weight must be >= 0, got {weight}")
     if difficulty <= 0:
         raise ValueError(f"difficulty must be > 0, got {difficulty}")
 
 
-def is_winning_ticket(a_i: bytes, work_units: int, difficulty: int) -> bool:
-    """Whether step ``i`` seals the block: ``H(a_i) <= 2**256 * w / D``.
+def is_winning_ticket(a_j: bytes, weight: int, difficulty: int) -> bool:
+    """Whether point ``j`` seals the block: ``H(A_j) * D <= weight * 2**256``.
 
-    Evaluated as ``H(a_i) * D <= w * 2**256`` so no division rounds; equality wins.
-    The chance of winning per step is about ``w / D``, so a block costs ``D`` work
-    units on average whatever the job's step size.
+    ``weight = l_j * w`` (segment length times the job's work units per step), so each
+    point wins with probability about ``weight / D`` and a block costs ``D`` work units
+    on average whatever the job and the segment length. No division: equality wins.
     """
-    _check_work(work_units, difficulty)
-    return ticket_value(a_i) * difficulty <= work_units * TWO_256
+    _check_work(weight, difficulty)
+    return ticket_value(a_j) * difficulty <= weight * TWO_256
 
 
 def _uniform_stream(key: bytes, n: int) -> Iterator[int]:
@@ -137,31 +216,64 @@ def _uniform_stream(key: bytes, n: int) -> Iterator[int]:
             yield w % n
 
 
-def challenge_indices(a_t: bytes, t: int, k: int) -> list[int]:
-    """The ``k`` earlier steps a validator recomputes besides the ticket step ``t``.
+def anchored_segments(n: int, budget_segment: int | None = None) -> list[int]:
+    """Segments every validator recomputes: the first (it starts at the job's stored
+    checkpoint), the last three (the ticket segment and the two before it, so that every
+    re-roll of the ticket needs at least a full fresh segment of training) and the one that
+    ends at the budget point (the job's new checkpoint), ascending."""
+    if n < 1:
+        raise ValueError(f"segment count must be >= 1, got {n}")
+    out = {1} | {j for j in (n - 2, n - 1, n) if j >= 1}
+    if budget_segment is not None:
+        if not 1 <= budget_segment <= n:
+            raise ValueError(f"budget segment {budget_segment} not in 1..{n}")
+        out.add(budget_segment)
+    return sorted(out)
 
-    Drawn from the stream keyed by ``H(a_t || "challenge")`` (see :mod:`pouw.prng`):
-    successive unbiased draws ``d`` in ``[0, t-1)`` give step ``d + 1``; a step already
-    drawn is skipped, until ``k`` distinct steps are chosen (**without replacement**).
-    If ``t - 1 <= k`` every step ``1 .. t-1`` is challenged. Step ``t`` is never in the
-    list: it is always recomputed anyway. Returned in ascending order.
 
-    Keyed by ``a_t`` and not by the block hash, so a miner cannot re-roll the
-    challenges by changing the timestamp or extra data: a new draw costs a real step.
+def challenge_segments(a_n: bytes, n: int, k: int, budget_segment: int | None = None) -> list[int]:
+    """The ``k`` segments a validator recomputes besides the anchored ones.
+
+    Candidates are the segments that are not anchored, in ascending order
+    ``C = [c_0, c_1, ...]``; successive unbiased draws ``d`` in ``[0, |C|)`` from the
+    stream keyed by ``H(A_n || "challenge")`` (see :mod:`pouw.prng`) pick ``C[d]``; a
+    segment already drawn is skipped, until ``k`` distinct ones are chosen (**without
+    replacement**). All candidates if there are at most ``k``. Returned ascending.
+
+    Keyed by ``A_n``, never by the block hash: a new draw costs a new winning point.
     """
-    _bytes_n("a_t", a_t, 32)
-    if t < 1:
-        raise ValueError(f"ticket step t must be >= 1, got {t}")
+    _bytes_n("a_n", a_n, 32)
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    candidates = t - 1
-    if k == 0:
+    anchors = set(anchored_segments(n, budget_segment))
+    candidates = [j for j in range(1, n + 1) if j not in anchors]
+    if k == 0 or not candidates:
         return []
-    if candidates <= k:
-        return list(range(1, t))
+    if len(candidates) <= k:
+        return candidates
     chosen: set[int] = set()
-    for d in _uniform_stream(derive_key(a_t, CHALLENGE_LABEL), candidates):
-        chosen.add(d + 1)
+    for d in _uniform_stream(derive_key(a_n, CHALLENGE_LABEL), len(candidates)):
+        chosen.add(candidates[d])
         if len(chosen) == k:
             break
     return sorted(chosen)
+
+
+def required_segments(a_n: bytes, n: int, k: int, budget_segment: int | None = None) -> list[int]:
+    """Every segment a validator recomputes: anchored and challenged, ascending."""
+    return sorted(set(anchored_segments(n, budget_segment)) | set(challenge_segments(a_n, n, k, budget_segment)))
+
+
+def is_ticket_point(j: int) -> bool:
+    """Whether point ``j`` takes part in the lottery (every point but the first)."""
+    return j >= MIN_POINTS
+
+
+def max_segment_steps(difficulty: int, work_units: int, k: int) -> int:
+    """The longest segment a block may use: ``max(1, D // (50 * (k + 5) * w))``, so that
+    recomputing its at most ``k + 5`` segments costs at most 2% of the block's expected
+    work ``D`` (never less than one step per segment)."""
+    _check_work(work_units, difficulty)
+    if work_units == 0:
+        return 1
+    return max(1, min(MAX_SEGMENT_STEPS, difficulty // (VALIDATION_SHARE * (k + MAX_ANCHORS) * work_units)))

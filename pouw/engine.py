@@ -1,8 +1,10 @@
 """One training step of a job, as miners run it and validators recompute it.
 
 ``compute_step`` is the whole recomputed path in three lines: draw the batch indices of
-step ``i`` from the seal seed (:mod:`pouw.prng`), gather those rows of the training set,
-apply the task family's exact step. Nothing else may influence the result.
+step ``i`` from its batch seed (an accumulator value of the trajectory, :mod:`pouw.commit`;
+the PRNG is :mod:`pouw.prng`), gather those rows of the training set, apply the task
+family's exact step. Nothing else may influence the result. ``run_segment`` chains it
+over the steps of one segment.
 """
 from __future__ import annotations
 
@@ -21,7 +23,14 @@ if TYPE_CHECKING:  # the arithmetic core; imported lazily at run time
     from pouw.spec import JobSpec
     from pouw.state import State
 
-__all__ = ["compute_step", "check_compatible", "device_tensors", "batch_for_step", "state_to_device"]
+__all__ = [
+    "compute_step",
+    "run_segment",
+    "check_compatible",
+    "device_tensors",
+    "batch_for_step",
+    "state_to_device",
+]
 
 
 # dataset -> {device string: (x_train, y_train) on that device}. Weak keys: a dataset that
@@ -86,3 +95,16 @@ def compute_step(spec: JobSpec, dataset: Dataset, state: State, seed: bytes, i: 
     family = get_family(spec.family)
     x, y = batch_for_step(dataset, seed, i, int(spec.batch_size), backend.device)
     return family.step(spec, state, x, y, backend)  # the family moves the state to the device
+
+
+def run_segment(
+    spec: JobSpec, dataset: Dataset, state: State, seed: bytes, first: int, last: int, backend: Backend
+) -> State:
+    """Steps ``first .. last`` (inclusive) from ``state`` = ``s_{first-1}``, every batch drawn
+    from ``seed``: one segment of a trajectory (docs/protocol.md §14), as the miner runs it
+    and a validator recomputes it."""
+    if not 1 <= first <= last:
+        raise ValueError(f"segment steps must satisfy 1 <= first <= last, got {first}..{last}")
+    for i in range(first, last + 1):
+        state = compute_step(spec, dataset, state, seed, i, backend)
+    return state

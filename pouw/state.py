@@ -1,4 +1,4 @@
-"""Canonical serialisation of model states and their keccak256 commitment (docs/protocol.md §5).
+"""Canonical serialisation of model states and their BLAKE3 commitment (docs/protocol.md §5).
 
 Byte layout (all integers little-endian)::
 
@@ -12,7 +12,12 @@ Byte layout (all integers little-endian)::
       dims     ndim x u32
       data     prod(dims) x itemsize bytes, row-major (C order), little-endian
 
-``state_hash = keccak256(serialised bytes)``. Deserialisation checks the whole layout
+``state_hash = BLAKE3-256(serialised bytes)`` (docs/protocol.md §5: BLAKE3 rather than
+keccak256 because a miner hashes its state every few steps: BLAKE3 runs at about 6.7 GB/s
+on one core of the reference CPU against keccak's 0.45 GB/s, and it is still a
+cryptographic hash of the exact bytes). ``state_digest`` hashes a state dict without
+building the serialised bytes (the tensors' memory *is* the data part of the encoding on
+a little-endian host). Deserialisation checks the whole layout
 against the spec (names, order, dtypes, shapes, total length) and refuses int32 values
 outside ``[-(2**30 - 1), 2**30 - 1]``, the range the update rule keeps parameters in
 (and that its overflow-freedom relies on); every failure is a ``StateError``.
@@ -22,9 +27,11 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Final
 
+import sys
+
+import blake3
 import numpy as np
 import torch
-from eth_utils import keccak
 from torch import Tensor
 
 from pouw.errors import PouwError, StateError
@@ -40,6 +47,7 @@ __all__ = [
     "serialize_state",
     "deserialize_state",
     "state_hash",
+    "state_digest",
     "encoded_size",
     "encode_tensors",
 ]
@@ -66,18 +74,42 @@ def encoded_size(layout: "TensorLayout") -> int:
     return size
 
 
-def encode_tensors(items: list[tuple[str, Tensor]]) -> bytes:
-    """The canonical bytes of named tensors in the given order (no spec checks)."""
-    parts = [MAGIC, struct.pack("<HH", VERSION, len(items))]
+def _encoding_parts(items: list[tuple[str, Tensor]]) -> list["bytes | np.ndarray"]:
+    """The canonical encoding as a list of byte strings (headers) and host arrays (data).
+
+    Joining them gives :func:`encode_tensors`; hashing them one after the other gives the
+    same digest without the copy. A tensor on another device is copied to the host.
+    """
+    parts: list[bytes | np.ndarray] = [MAGIC + struct.pack("<HH", VERSION, len(items))]
     for name, t in items:
         if t.dtype not in _DTYPE_CODES:
             raise StateError(f"tensor {name!r} has a non-integer dtype", expected="int32 or int64", got=str(t.dtype))
         raw = name.encode("ascii")
-        parts.append(struct.pack("<B", len(raw)) + raw)
-        parts.append(struct.pack("<BB", _DTYPE_CODES[t.dtype], t.dim()))
-        parts.append(struct.pack(f"<{t.dim()}I", *t.shape))
-        parts.append(t.detach().cpu().contiguous().numpy().astype(_NP_DTYPES[t.dtype], copy=False).tobytes())
-    return b"".join(parts)
+        parts.append(
+            struct.pack("<B", len(raw)) + raw
+            + struct.pack("<BB", _DTYPE_CODES[t.dtype], t.dim())
+            + struct.pack(f"<{t.dim()}I", *t.shape)
+        )
+        arr = t.detach().cpu().contiguous().numpy()
+        if _BIG_ENDIAN_HOST:  # pragma: no cover - the encoding is little-endian everywhere
+            arr = arr.astype(_NP_DTYPES[t.dtype])
+        parts.append(arr)
+    return parts
+
+
+_BIG_ENDIAN_HOST: Final = sys.byteorder != "little"
+
+
+def encode_tensors(items: list[tuple[str, Tensor]]) -> bytes:
+    """The canonical bytes of named tensors in the given order (no spec checks)."""
+    return b"".join(p if isinstance(p, bytes) else p.tobytes() for p in _encoding_parts(items))
+
+
+def _digest(items: list[tuple[str, Tensor]]) -> bytes:
+    hasher = blake3.blake3()
+    for part in _encoding_parts(items):
+        hasher.update(part if isinstance(part, bytes) else memoryview(part).cast("B"))
+    return hasher.digest()
 
 
 def _family_layout(spec: "JobSpec") -> "TensorLayout":
@@ -88,20 +120,7 @@ def _family_layout(spec: "JobSpec") -> "TensorLayout":
 
 def serialize_state(spec: "JobSpec", state: State) -> bytes:
     """Canonical bytes of ``state``, checked against the spec's layout (StateError if not)."""
-    layout = _family_layout(spec)
-    if set(state) != {name for name, _, _ in layout}:
-        raise StateError("state tensors do not match the spec", expected=[n for n, _, _ in layout], got=sorted(state))
-    items = []
-    for name, dtype, shape in layout:
-        t = state[name]
-        if t.dtype != dtype or tuple(t.shape) != shape:
-            raise StateError(
-                f"tensor {name!r} has the wrong dtype or shape",
-                expected=(str(dtype), shape),
-                got=(str(t.dtype), tuple(t.shape)),
-            )
-        items.append((name, t))
-    return encode_tensors(items)
+    return encode_tensors(_ordered_items(spec, state))
 
 
 def deserialize_state(spec: "JobSpec", data: bytes) -> State:
@@ -160,15 +179,37 @@ def _deserialize(spec: "JobSpec", data: bytes) -> State:
     return out
 
 
-def state_hash(data_or_state: "bytes | State", spec: "JobSpec | None" = None) -> bytes:
-    """keccak256 of the canonical bytes.
+def _ordered_items(spec: "JobSpec | None", state: State) -> list[tuple[str, Tensor]]:
+    if spec is None:
+        return list(state.items())
+    layout = _family_layout(spec)
+    if set(state) != {name for name, _, _ in layout}:
+        raise StateError("state tensors do not match the spec", expected=[n for n, _, _ in layout], got=sorted(state))
+    items = []
+    for name, dtype, shape in layout:
+        t = state[name]
+        if t.dtype != dtype or tuple(t.shape) != shape:
+            raise StateError(
+                f"tensor {name!r} has the wrong dtype or shape",
+                expected=(str(dtype), shape),
+                got=(str(t.dtype), tuple(t.shape)),
+            )
+        items.append((name, t))
+    return items
 
-    Pass bytes, or a state dict: with ``spec`` it is serialised in the spec's canonical
-    order (and checked); without, in the dict's own order (which init_state and step
-    produce canonically).
+
+def state_hash(data_or_state: "bytes | State", spec: "JobSpec | None" = None) -> bytes:
+    """``BLAKE3-256`` of the canonical bytes (32 bytes): the state's commitment ``h``.
+
+    Pass bytes, or a state dict: with ``spec`` it is hashed in the spec's canonical order
+    (and checked); without, in the dict's own order (which init_state and step produce
+    canonically). A dict is hashed straight from the tensors' memory, with no copy on CPU.
     """
     if isinstance(data_or_state, (bytes, bytearray, memoryview)):
-        return keccak(bytes(data_or_state))
-    if spec is not None:
-        return keccak(serialize_state(spec, data_or_state))
-    return keccak(encode_tensors(list(data_or_state.items())))
+        return blake3.blake3(bytes(data_or_state)).digest()
+    return _digest(_ordered_items(spec, data_or_state))
+
+
+def state_digest(state: State, spec: "JobSpec | None" = None) -> bytes:
+    """Same as ``state_hash(state, spec)`` for a state dict (named for the trainer's hot path)."""
+    return _digest(_ordered_items(spec, state))

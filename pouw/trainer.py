@@ -1,30 +1,27 @@
-"""The miner's loop: run steps 1, 2, ... of a trajectory, commit to each, stop on a ticket.
+"""The miner's loop: train segment after segment, commit at every point, stop on a ticket.
 
-For a seal attempt (seed, ``s_0``) the trainer computes, for ``i = 1, 2, ...``::
+For a seal attempt (seal seed, ``s_0``, segment length ``m``, budget point ``r``) the
+trainer computes (docs/protocol.md §14, :mod:`pouw.commit`)::
 
-    s_i = compute_step(spec, dataset, s_{i-1}, seed, i, backend)
-    h_i = state_hash(serialize_state(spec, s_i))
-    a_i = H(a_{i-1} || h_i)            # a_0 = H(seed || h_0)
+    A_0 = seed
+    for j = 1, 2, ...:                                   # segment j: steps p_{j-1}+1 .. p_j
+        s_{p_j} = run_segment(s_{p_{j-1}}, batches from A_{max(j-2, 0)})
+        c_j = state_hash(s_{p_j});  A_j = H(A_{j-1} || c_j)
 
-and records ``StepRecord(i, h_i, a_i)``. It stops when asked (:meth:`Trainer.stop`,
-checked before every step), when a stop condition holds (e.g. :func:`ticket_condition`),
-or when the step budget is spent. With ``pipeline=True`` the serialisation and hash of
-``s_i`` run in a worker thread while step ``i+1`` computes (same records, same states).
+and records ``PointRecord(j, p_j, l_j, c_j, A_j)``. It stops when asked (:meth:`Trainer.stop`,
+checked before every step), when a stop condition holds on a point (e.g.
+:func:`ticket_condition`), or when the next segment would pass ``max_steps``. Because the
+batches of segment ``j+1`` come from ``A_{j-1}``, the state hash of point ``j`` does not
+hold up the next segment: with ``pipeline=True`` it runs in a worker thread (from a host
+snapshot of the state, taken asynchronously on a GPU) while segment ``j+1`` trains.
 
-**Which states to keep.** A block's payload needs ``s_{i-1}`` for the ticket step and
-for each challenged step, and the challenges are known only once the ticket ``a_t`` is
-(:func:`pouw.commit.challenge_indices`). Keeping every serialised state costs
-``t x state_bytes``: fine for a small MLP (digits 64-128-10: 83 kB a state, 1000 steps
-~ 83 MB) but not for a large one (784-1024-1024-10: 14.9 MB a state, 15 GB for 1000).
-So the trainer keeps ``s_t`` and ``s_{t-1}`` (the ticket step needs it) and a
-*checkpoint* every ``interval`` steps (``s_0`` always), and rebuilds any other state by
-replaying from the checkpoint before it, which is exact (the step is deterministic)
-and costs at most ``interval - 1`` steps per requested state. ``interval`` starts at
-``KeepPolicy.every`` and doubles (dropping the checkpoints off the new grid) whenever
-the kept bytes pass ``KeepPolicy.max_bytes`` (default 1 GiB). Preparing a payload with
-``k`` challenges then costs up to ``k x (interval - 1)`` extra steps: for the large MLP
-after 1000 steps, ``interval = 16`` and up to 8 x 15 = 120 replayed steps (about 60 on
-average); a miner with more memory raises ``max_bytes``.
+**Which states to keep.** A block's payload carries the start state of every recomputed
+segment (the anchored ones and the challenges, known only once the ticket is), and the
+node keeps the job's new checkpoint. Points' states are kept as tensors (no copy: a step
+returns new tensors) every ``interval`` points (``s_0`` and the last two points always);
+``interval`` starts at ``KeepPolicy.every`` and doubles, dropping off-grid points, when the
+kept bytes pass ``KeepPolicy.max_bytes`` (default 1 GiB). Any other point's state is
+replayed from the kept point before it, exactly, and checked against its commitment.
 """
 from __future__ import annotations
 
@@ -35,11 +32,17 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pouw.commit import challenge_indices, initial_accumulator, is_winning_ticket, next_accumulator
+from pouw.commit import (
+    batch_accumulator_index,
+    is_ticket_point,
+    is_winning_ticket,
+    next_accumulator,
+    next_point,
+)
 from pouw.datasets import Dataset
-from pouw.engine import check_compatible, compute_step, state_to_device
+from pouw.engine import check_compatible, compute_step, run_segment, state_to_device
 from pouw.errors import StateError
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
     from pouw.state import State
 
 __all__ = [
-    "StepRecord",
+    "PointRecord",
     "KeepPolicy",
     "RunResult",
     "StopCondition",
@@ -60,27 +63,29 @@ DEFAULT_KEEP_BYTES: Final = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class StepRecord:
-    """What the chain sees of step ``i``: the state hash ``h`` and the accumulator ``a``."""
+class PointRecord:
+    """What the chain sees of point ``j``: where it is, its state hash and accumulator."""
 
-    i: int
-    h: bytes  # h_i = state_hash(s_i)
-    a: bytes  # a_i = H(a_{i-1} || h_i)
+    j: int  # point index, 1-based
+    p: int  # step index of the point (s_p is the committed state)
+    length: int  # l_j = p_j - p_{j-1}: steps in segment j, the draw's weight in steps
+    c: bytes  # c_j = state_hash(s_{p_j})
+    a: bytes  # A_j = H(A_{j-1} || c_j)
 
 
-StopCondition = Callable[[StepRecord], bool]
+StopCondition = Callable[[PointRecord], bool]
 
 
 def ticket_condition(work_units: int, difficulty: int) -> StopCondition:
-    """Stop condition of a miner: step ``i`` is a winning ticket."""
-    return lambda rec: is_winning_ticket(rec.a, work_units, difficulty)
+    """Stop condition of a miner: point ``j >= 2`` is a winning ticket of weight ``l_j * w``."""
+    return lambda rec: is_ticket_point(rec.j) and is_winning_ticket(rec.a, rec.length * work_units, difficulty)
 
 
 @dataclass(frozen=True)
 class KeepPolicy:
-    """Which serialised states the trainer keeps (see the module docstring)."""
+    """Which points' states the trainer keeps (see the module docstring)."""
 
-    every: int = 1  # initial checkpoint interval; 1 keeps every state
+    every: int = 1  # initial interval in points; 1 keeps every point's state
     max_bytes: int = DEFAULT_KEEP_BYTES  # cap on kept state bytes; the interval doubles past it
 
     def __post_init__(self) -> None:
@@ -90,18 +95,45 @@ class KeepPolicy:
 
 @dataclass(frozen=True)
 class RunResult:
-    """Why :meth:`Trainer.run` returned, and the last step it recorded."""
+    """Why :meth:`Trainer.run` returned, and the last point it recorded."""
 
     reason: str  # "condition" | "stopped" | "budget"
-    last: StepRecord | None
-    steps_run: int
+    last: PointRecord | None
+    steps_run: int  # steps committed by this call (whole segments)
     seconds: float
 
 
-class Trainer:
-    """One trajectory from ``s_0`` under one seal seed, on one backend.
+class _Stopped(Exception):
+    """Raised inside a segment when :meth:`Trainer.stop` was called (segment discarded)."""
 
-    A stopped trainer stays stopped: a miner whose template changed builds a new one.
+
+def _host_snapshot(state: "State") -> tuple["State", Any]:
+    """The state's tensors on the host for hashing, and an event to wait on before reading.
+
+    On CPU the tensors themselves (a step never modifies its input). On a GPU, copies into
+    pinned host memory issued asynchronously, and a CUDA event recorded after them, so the
+    device keeps computing while the worker thread waits and hashes.
+    """
+    import torch
+
+    if all(t.device.type == "cpu" for t in state.values()):
+        return state, None
+    host = {}
+    for name, t in state.items():
+        buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buf.copy_(t, non_blocking=True)
+        host[name] = buf
+    event = torch.cuda.Event()
+    event.record()
+    return host, event
+
+
+class Trainer:
+    """One trajectory from ``s_0`` under one seal seed and segment length, on one backend.
+
+    ``budget`` is the job's remaining step budget ``r`` (a point of the trajectory when it
+    falls inside it), or None for a job without one (a standing job). A stopped trainer
+    stays stopped: a miner whose template changes builds a new one.
     """
 
     def __init__(
@@ -111,30 +143,36 @@ class Trainer:
         start_state: State,
         seed: bytes,
         backend: Backend,
+        *,
+        m: int = 1,
+        budget: int | None = None,
         keep: KeepPolicy = KeepPolicy(),
         pipeline: bool = False,
     ) -> None:
-        from pouw.state import serialize_state, state_hash
+        from pouw.state import state_digest
 
         check_compatible(spec, dataset)
         if len(seed) != 32:
             raise ValueError(f"seed must be 32 bytes, got {len(seed)}")
+        next_point(0, m, budget)  # validates m and budget
         self.spec = spec
         self.dataset = dataset
         self.seed = bytes(seed)
         self.backend = backend
+        self.m = m
+        self.budget = budget
         self.keep = keep
-        self.pipeline = pipeline  # hash state i while step i+1 computes (see _run_pipelined)
-        s0_bytes = serialize_state(spec, start_state)
-        self.h0: bytes = state_hash(s0_bytes)
-        self.a0: bytes = initial_accumulator(self.seed, self.h0)
-        self.records: list[StepRecord] = []
+        self.pipeline = pipeline
+        s0 = state_to_device(start_state, backend.device)
+        self.h0: bytes = state_digest(start_state, spec)
+        self.a0: bytes = self.seed
+        self.points: list[PointRecord] = []
+        self._accs: list[bytes] = [self.a0]
+        self._state: State = s0
+        self._state_nbytes = _nbytes(s0)
+        self._kept: dict[int, State] = {0: s0}
+        self._recent: dict[int, State] = {0: s0}  # the last two points' states, always kept
         self.interval: int = keep.every
-        self._kept: dict[int, bytes] = {0: s0_bytes}
-        self._kept_bytes = len(s0_bytes)
-        self._state: State = state_to_device(start_state, backend.device)
-        self._state_bytes: bytes = s0_bytes
-        self._prev_state_bytes: bytes | None = None
         self._stop = threading.Event()
         self._run_lock = threading.Lock()
 
@@ -142,22 +180,35 @@ class Trainer:
 
     @property
     def step(self) -> int:
-        """``t``: the number of steps run so far."""
-        return len(self.records)
+        """``t``: the step index of the last committed point (0 before the first)."""
+        return self.points[-1].p if self.points else 0
 
     @property
     def accumulator(self) -> bytes:
-        """``a_t`` (``a_0`` before the first step)."""
-        return self.records[-1].a if self.records else self.a0
+        """``A_n`` (``A_0`` before the first point)."""
+        return self._accs[-1]
 
     @property
     def state(self) -> State:
         """``s_t`` on the backend's device."""
         return self._state
 
-    def step_hashes(self) -> list[bytes]:
-        """``[h_1, ..., h_t]``, as listed in a block."""
-        return [r.h for r in self.records]
+    def commitments(self) -> list[bytes]:
+        """``[c_1, ..., c_n]``, as listed in a block's payload."""
+        return [r.c for r in self.points]
+
+    def batch_seed(self, j: int) -> bytes:
+        """The accumulator value that keys the batches of segment ``j``."""
+        return self._accs[batch_accumulator_index(j)]
+
+    def point_index(self, p: int) -> int:
+        """The index ``j`` of the point at step ``p`` (0 for ``s_0``)."""
+        if p == 0:
+            return 0
+        for rec in self.points:
+            if rec.p == p:
+                return rec.j
+        raise IndexError(f"step {p} is not a committed point of this trajectory")
 
     # ------------------------------------------------------------------ the loop
 
@@ -173,91 +224,109 @@ class Trainer:
         self,
         max_steps: int | None = None,
         until: StopCondition | None = None,
-        on_step: Callable[[StepRecord], None] | None = None,
+        on_step: Callable[[int], None] | None = None,
     ) -> RunResult:
-        """Run steps ``t+1, t+2, ...`` until ``until(record)``, :meth:`stop` or ``max_steps`` more.
+        """Run segments until ``until(point)``, :meth:`stop`, or until the next segment
+        would end past ``max_steps`` more steps (default: what is left of ``spec.steps``).
 
-        ``max_steps`` defaults to what is left of ``spec.steps``. Blocking: from async
-        code use :meth:`run_async`.
+        ``on_step(i)`` is called after each step (in pipelined mode, steps of a segment
+        that is then discarded are reported too). Blocking: from async code use
+        :meth:`run_async`.
         """
         if not self._run_lock.acquire(blocking=False):
             raise RuntimeError("Trainer.run is already running")
         try:
             if max_steps is None:
                 max_steps = max(0, int(self.spec.steps) - self.step)
+            limit = self.step + max_steps
             started = time.perf_counter()
+            first = self.step
             if self.pipeline:
-                reason, last, steps_run = self._run_pipelined(max_steps, until, on_step)
+                reason, last = self._run_pipelined(limit, until, on_step)
             else:
-                reason, last, steps_run = self._run_serial(max_steps, until, on_step)
-            return RunResult(reason, last, steps_run, time.perf_counter() - started)
+                reason, last = self._run_serial(limit, until, on_step)
+            return RunResult(reason, last, self.step - first, time.perf_counter() - started)
         finally:
             self._run_lock.release()
 
-    def _commit(self, i: int, state: State, data: bytes, h: bytes) -> StepRecord:
-        rec = StepRecord(i, h, next_accumulator(self.accumulator, h))
-        self._prev_state_bytes = self._state_bytes  # s_{t-1}: every payload needs it (ticket step)
-        self._state, self._state_bytes = state, data
-        self.records.append(rec)
-        self._keep(i, data)
+    def _segment(self, state: State, j: int, start: int, end: int, on_step: Callable[[int], None] | None) -> State:
+        seed = self.batch_seed(j)
+        for i in range(start + 1, end + 1):
+            if self._stop.is_set():
+                raise _Stopped
+            state = compute_step(self.spec, self.dataset, state, seed, i, self.backend)
+            if on_step is not None:
+                on_step(i)
+        return state
+
+    def _commit(self, state: State, end: int, c: bytes) -> PointRecord:
+        j = len(self.points) + 1
+        rec = PointRecord(j, end, end - self.step, c, next_accumulator(self._accs[-1], c))
+        self.points.append(rec)
+        self._accs.append(rec.a)
+        self._state = state
+        self._recent = {k: v for k, v in self._recent.items() if k >= j - 1}
+        self._recent[j] = state
+        self._keep(j, state)
         return rec
 
-    def _serialize_and_hash(self, state: State) -> tuple[bytes, bytes]:
-        from pouw.state import serialize_state, state_hash
-
-        data = serialize_state(self.spec, state)
-        return data, state_hash(data)
-
     def _run_serial(
-        self, max_steps: int, until: StopCondition | None, on_step: Callable[[StepRecord], None] | None
-    ) -> tuple[str, StepRecord | None, int]:
-        last: StepRecord | None = None
-        steps_run = 0
-        while steps_run < max_steps:
-            if self._stop.is_set():
-                return "stopped", last, steps_run
-            i = self.step + 1
-            new_state = compute_step(self.spec, self.dataset, self._state, self.seed, i, self.backend)
-            last = self._commit(i, new_state, *self._serialize_and_hash(new_state))
-            steps_run += 1
-            if on_step is not None:
-                on_step(last)
+        self, limit: int, until: StopCondition | None, on_step: Callable[[int], None] | None
+    ) -> tuple[str, PointRecord | None]:
+        from pouw.state import state_digest
+
+        last: PointRecord | None = None
+        while True:
+            end = next_point(self.step, self.m, self.budget)
+            if end > limit:
+                return "budget", last
+            try:
+                state = self._segment(self._state, len(self.points) + 1, self.step, end, on_step)
+            except _Stopped:
+                return "stopped", last
+            last = self._commit(state, end, state_digest(state, self.spec))
             if until is not None and until(last):
-                return "condition", last, steps_run
-        return "budget", last, steps_run
+                return "condition", last
 
     def _run_pipelined(
-        self, max_steps: int, until: StopCondition | None, on_step: Callable[[StepRecord], None] | None
-    ) -> tuple[str, StepRecord | None, int]:
-        """Like :meth:`_run_serial`, but state ``i`` is serialised and hashed in a worker
-        thread while step ``i+1`` computes (keccak and torch release the GIL). Step ``i+1``
-        is speculative: if step ``i`` wins or :meth:`stop` is called, it is discarded.
-        Records, states and results are identical to the serial loop."""
-        last: StepRecord | None = None
-        steps_run = computed = 0
-        pending: tuple[int, State, Future[tuple[bytes, bytes]]] | None = None
+        self, limit: int, until: StopCondition | None, on_step: Callable[[int], None] | None
+    ) -> tuple[str, PointRecord | None]:
+        """Like :meth:`_run_serial`, but point ``j``'s state is hashed in a worker thread
+        while segment ``j+1`` trains (its batches come from ``A_{j-1}``, already known).
+        Segment ``j+1`` is speculative: discarded if point ``j`` wins or the trainer is
+        stopped. Records and states are identical to the serial loop."""
+        from pouw.state import state_digest
+
+        last: PointRecord | None = None
+        pending: tuple[int, State, Future[bytes]] | None = None
+
+        def digest(host: State, event: Any) -> bytes:
+            if event is not None:
+                event.synchronize()
+            return state_digest(host, self.spec)
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pouw-hash") as pool:
             while True:
-                go_on = computed < max_steps and not self._stop.is_set()
-                if go_on:
-                    base = pending[1] if pending is not None else self._state
-                    i = self.step + (2 if pending is not None else 1)
-                    new_state = compute_step(self.spec, self.dataset, base, self.seed, i, self.backend)
-                    computed += 1
+                start = pending[0] if pending is not None else self.step
+                base = pending[1] if pending is not None else self._state
+                j = len(self.points) + 1 + (1 if pending is not None else 0)
+                end = next_point(start, self.m, self.budget)
+                new_state: State | None = None
+                stopped = False
+                if end <= limit:
+                    try:
+                        new_state = self._segment(base, j, start, end, on_step)
+                    except _Stopped:
+                        stopped = True
                 if pending is not None:
-                    j, state_j, fut = pending
+                    p_end, p_state, fut = pending
                     pending = None
-                    last = self._commit(j, state_j, *fut.result())
-                    steps_run += 1
-                    if on_step is not None:
-                        on_step(last)
+                    last = self._commit(p_state, p_end, fut.result())
                     if until is not None and until(last):
-                        return "condition", last, steps_run
-                    if self._stop.is_set():
-                        return "stopped", last, steps_run
-                if not go_on:
-                    return ("stopped" if self._stop.is_set() else "budget"), last, steps_run
-                pending = (i, new_state, pool.submit(self._serialize_and_hash, new_state))
+                        return "condition", last
+                if new_state is None:
+                    return ("stopped" if stopped else "budget"), last
+                pending = (end, new_state, pool.submit(digest, *_host_snapshot(new_state)))
 
     async def run_async(
         self,
@@ -280,66 +349,67 @@ class Trainer:
 
     # ------------------------------------------------------------------ kept states
 
-    def _keep(self, i: int, data: bytes) -> None:
-        if i % self.interval != 0:
+    def _keep(self, j: int, state: State) -> None:
+        if j % self.interval != 0:
             return
-        self._kept[i] = data
-        self._kept_bytes += len(data)
-        while self._kept_bytes > self.keep.max_bytes and len(self._kept) > 1:
+        self._kept[j] = state
+        while self._state_nbytes * len(self._kept) > self.keep.max_bytes and len(self._kept) > 1:
             self.interval *= 2
-            for j in [j for j in self._kept if j != 0 and j % self.interval != 0]:
-                self._kept_bytes -= len(self._kept.pop(j))
-            if self.interval > max(1, self.step) * 2:
+            for i in [i for i in self._kept if i != 0 and i % self.interval != 0]:
+                del self._kept[i]
+            if self.interval > max(1, len(self.points)) * 2:
                 break  # only s_0 (and grid points) left; nothing more to thin
 
-    def kept_steps(self) -> list[int]:
-        """Indices of the states held in memory (``0`` always)."""
-        return sorted(self._kept)
+    def kept_points(self) -> list[int]:
+        """Indices of the points whose states are held in memory (``0`` always)."""
+        return sorted(set(self._kept) | set(self._recent))
 
-    def state_bytes(self, i: int) -> bytes:
-        """Serialised ``s_i`` for ``0 <= i <= t``, replayed from the checkpoint before it if needed.
+    def point_state(self, j: int) -> State:
+        """The state at point ``j`` (``0 <= j <= n``), replayed from the kept point before it
+        if needed. A replayed state is checked against ``c_j``; a mismatch means the step
+        is not deterministic on this machine and raises :class:`StateError`."""
+        from pouw.state import state_digest
 
-        A replayed state is checked against the recorded ``h_i``; a mismatch means the
-        step is not deterministic on this machine and raises :class:`StateError`.
-        """
-        from pouw.state import deserialize_state, serialize_state, state_hash
-
-        if not 0 <= i <= self.step:
-            raise IndexError(f"state {i} not in trajectory 0..{self.step}")
-        if i == self.step:
-            return self._state_bytes
-        if i == self.step - 1 and self._prev_state_bytes is not None:
-            return self._prev_state_bytes
-        if i in self._kept:
-            return self._kept[i]
-        base = max(j for j in self._kept if j <= i)
-        state = state_to_device(deserialize_state(self.spec, self._kept[base]), self.backend.device)
-        for j in range(base + 1, i + 1):
-            state = compute_step(self.spec, self.dataset, state, self.seed, j, self.backend)
-        data = serialize_state(self.spec, state)
-        if state_hash(data) != self.records[i - 1].h:
+        n = len(self.points)
+        if not 0 <= j <= n:
+            raise IndexError(f"point {j} not in trajectory 0..{n}")
+        if j in self._recent:
+            return self._recent[j]
+        if j in self._kept:
+            return self._kept[j]
+        base = max(i for i in self._kept if i <= j)
+        state = self._kept[base]
+        for seg in range(base + 1, j + 1):
+            start = self.points[seg - 2].p if seg >= 2 else 0
+            state = run_segment(self.spec, self.dataset, state, self.batch_seed(seg), start + 1,
+                                self.points[seg - 1].p, self.backend)
+        found = state_digest(state, self.spec)
+        if found != self.points[j - 1].c:
             raise StateError(
-                f"replay of step {i} disagrees with the recorded hash (non-deterministic step?)",
-                expected=self.records[i - 1].h,
-                got=state_hash(data),
+                f"replay of point {j} disagrees with its commitment (non-deterministic step?)",
+                expected=self.points[j - 1].c,
+                got=found,
             )
-        return data
+        return state
 
-    def payload_states(self, steps: Iterable[int]) -> dict[int, bytes]:
-        """``{i: serialised s_{i-1}}`` for each step ``i`` to be recomputed by validators
-        (the ticket step and the challenged steps)."""
+    def point_bytes(self, j: int) -> bytes:
+        """Canonical bytes of the state at point ``j``."""
+        from pouw.state import serialize_state
+
+        return serialize_state(self.spec, self.point_state(j))
+
+    def segment_starts(self, segments: Iterable[int]) -> dict[int, bytes]:
+        """``{j: canonical bytes of s_{p_{j-1}}}`` for each segment ``j`` to be recomputed by
+        validators, except segment 1 (its start is the job's stored checkpoint)."""
         out: dict[int, bytes] = {}
-        for i in sorted(set(steps)):
-            if not 1 <= i <= self.step:
-                raise IndexError(f"step {i} not in trajectory 1..{self.step}")
-            out[i] = self.state_bytes(i - 1)
+        n = len(self.points)
+        for j in sorted(set(segments)):
+            if not 1 <= j <= n:
+                raise IndexError(f"segment {j} not in trajectory 1..{n}")
+            if j >= 2:
+                out[j] = self.point_bytes(j - 1)
         return out
 
-    def seal_payload(self, k: int) -> dict[int, bytes]:
-        """``{i: s_{i-1} bytes}`` for the ticket step ``t`` (the last step run) and its
-        ``k`` challenges ``challenge_indices(a_t, t, k)``: what a block's work payload
-        carries besides ``s_t = state_bytes(t)``. Call after :meth:`run` has returned."""
-        t = self.step
-        if t < 1:
-            raise IndexError("no step has been run")
-        return self.payload_states(challenge_indices(self.accumulator, t, k) + [t])
+
+def _nbytes(state: "State") -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())

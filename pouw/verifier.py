@@ -1,8 +1,10 @@
-"""Sampled recomputation: a validator re-runs chosen steps and compares state hashes.
+"""Recomputation of claimed segments: a validator re-runs them and compares state hashes.
 
-A claim is ``(i, s_{i-1} bytes, claimed h_i)`` taken from a block's work payload. For
-each claim the verifier decodes ``s_{i-1}``, recomputes step ``i`` with the batch drawn
-from the seal seed, hashes the result and compares it with the claimed ``h_i``.
+A claim (:class:`SegmentClaim`) says: from the state ``start_state`` at step
+``first - 1``, the steps ``first .. last`` with batches drawn from ``batch_seed`` reach a
+state whose hash is ``claimed``. The verifier decodes the start state (bytes from a peer,
+or a state the node already holds), recomputes the segment, hashes the result and
+compares.
 
 Bad peer data never raises: an undecodable state or a malformed claim is a
 :class:`BadState` verdict, a wrong hash a :class:`Mismatch`. What does raise is the
@@ -11,106 +13,96 @@ not evidence against the block, and the caller must not mark the block invalid f
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Union
+from typing import TYPE_CHECKING, Union
 
 from pouw.datasets import Dataset
-from pouw.engine import check_compatible, compute_step
+from pouw.engine import check_compatible, run_segment
 from pouw.errors import StateError
 
 if TYPE_CHECKING:
     from pouw.arith import Backend
     from pouw.spec import JobSpec
+    from pouw.state import State
 
-__all__ = ["Claim", "Ok", "Mismatch", "BadState", "Verdict", "verify_steps", "all_ok"]
+__all__ = ["SegmentClaim", "Ok", "Mismatch", "BadState", "Verdict", "verify_segment", "all_ok"]
 
 
-class Claim(NamedTuple):
-    """One step to recompute, as a block's payload states it."""
+@dataclass(frozen=True)
+class SegmentClaim:
+    """One segment to recompute, as a block's payload states it."""
 
-    i: int  # step index, >= 1
-    prev_state: bytes  # serialised s_{i-1}
-    claimed_h: bytes  # h_i listed in the block
+    tag: int  # what the caller calls this segment (its index j), echoed in the verdict
+    first: int  # first step index, >= 1
+    last: int  # last step index, >= first
+    batch_seed: bytes  # 32 bytes: the accumulator value the segment's batches come from
+    start_state: "bytes | State"  # serialised s_{first-1} (from a peer) or the state itself
+    claimed: bytes  # claimed state hash of s_last
 
 
 @dataclass(frozen=True)
 class Ok:
-    """Step ``i`` recomputes to the claimed hash."""
+    """The segment recomputes to the claimed hash; ``state`` is the recomputed end state."""
 
-    i: int
+    tag: int
+    state: "State"
 
 
 @dataclass(frozen=True)
 class Mismatch:
-    """Step ``i`` recomputes to ``found``, but the block claims ``expected``."""
+    """The segment recomputes to ``found``, but the block claims ``expected``."""
 
-    i: int
-    expected: bytes  # claimed h_i
-    found: bytes  # recomputed h_i
+    tag: int
+    expected: bytes  # claimed hash
+    found: bytes  # recomputed hash
 
 
 @dataclass(frozen=True)
 class BadState:
-    """The claim for step ``i`` cannot be checked: its state does not decode, or it is malformed."""
+    """The claim cannot be checked: its start state does not decode, or it is malformed."""
 
-    i: int
+    tag: int
     reason: str
 
 
 Verdict = Union[Ok, Mismatch, BadState]
 
 
-def all_ok(verdicts: Iterable[Verdict]) -> bool:
+def all_ok(verdicts: list[Verdict]) -> bool:
     """Whether every verdict is :class:`Ok` (an empty list is vacuously ok)."""
     return all(isinstance(v, Ok) for v in verdicts)
 
 
-def _malformed(claim: object) -> str | None:
-    if not isinstance(claim, tuple) or len(claim) != 3:
-        return "claim must be (i, prev_state_bytes, claimed_h)"
-    i, prev, h = claim
-    if not isinstance(i, int) or isinstance(i, bool) or not 1 <= i < 2**64:
-        return f"step index must be an integer in 1..2**64-1, got {i!r}"
-    if not isinstance(prev, (bytes, bytearray, memoryview)):
-        return f"previous state must be bytes, got {type(prev).__name__}"
-    if not isinstance(h, (bytes, bytearray)) or len(h) != 32:
+def _malformed(claim: SegmentClaim) -> str | None:
+    if not isinstance(claim.first, int) or isinstance(claim.first, bool) or not 1 <= claim.first < 2**64:
+        return f"first step must be an integer in 1..2**64-1, got {claim.first!r}"
+    if not isinstance(claim.last, int) or isinstance(claim.last, bool) or not claim.first <= claim.last < 2**64:
+        return f"last step must be an integer in first..2**64-1, got {claim.last!r}"
+    if not isinstance(claim.batch_seed, (bytes, bytearray)) or len(claim.batch_seed) != 32:
+        return "batch seed must be 32 bytes"
+    if not isinstance(claim.claimed, (bytes, bytearray)) or len(claim.claimed) != 32:
         return "claimed state hash must be 32 bytes"
+    if not isinstance(claim.start_state, (bytes, bytearray, memoryview, dict)):
+        return f"start state must be bytes or a state, got {type(claim.start_state).__name__}"
     return None
 
 
-def verify_steps(
-    spec: JobSpec,
-    dataset: Dataset,
-    seed: bytes,
-    claims: Iterable[tuple[int, bytes, bytes]],
-    backend: Backend,
-) -> list[Verdict]:
-    """One verdict per claim, in order: recompute step ``i`` from ``s_{i-1}`` and compare."""
-    from pouw.state import deserialize_state, serialize_state, state_hash
+def verify_segment(spec: JobSpec, dataset: Dataset, claim: SegmentClaim, backend: Backend) -> Verdict:
+    """Recompute one claimed segment and compare its end state's hash with the claim."""
+    from pouw.state import deserialize_state, state_digest
 
     check_compatible(spec, dataset)
-    verdicts: list[Verdict] = []
-    for claim in claims:
-        problem = _malformed(claim)
-        if problem is not None:
-            i = claim[0] if isinstance(claim, tuple) and claim and isinstance(claim[0], int) else -1
-            verdicts.append(BadState(i, problem))
-            continue
-        i, prev, claimed = claim
+    problem = _malformed(claim)
+    if problem is not None:
+        return BadState(claim.tag, problem)
+    start = claim.start_state
+    if not isinstance(start, dict):
         try:
-            prev_state = deserialize_state(spec, bytes(prev))
+            start = deserialize_state(spec, bytes(start))
         except StateError as exc:
-            verdicts.append(BadState(i, f"previous state does not decode: {exc}"))
-            continue
-        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-            # belt and braces: a decoder bug on hostile bytes is still the peer's bad data
-            verdicts.append(BadState(i, f"previous state does not decode: {type(exc).__name__}: {exc}"))
-            continue
-        new_state = compute_step(spec, dataset, prev_state, seed, i, backend)
-        found = state_hash(serialize_state(spec, new_state))
-        if found == bytes(claimed):
-            verdicts.append(Ok(i))
-        else:
-            verdicts.append(Mismatch(i, expected=bytes(claimed), found=found))
-    return verdicts
+            return BadState(claim.tag, f"start state does not decode: {exc}")
+    end = run_segment(spec, dataset, start, bytes(claim.batch_seed), claim.first, claim.last, backend)
+    found = state_digest(end, spec)
+    if found == bytes(claim.claimed):
+        return Ok(claim.tag, end)
+    return Mismatch(claim.tag, expected=bytes(claim.claimed), found=found)

@@ -340,8 +340,6 @@ def cmd_job_list(args: argparse.Namespace) -> int:
 
 @_run
 def cmd_job_result(args: argparse.Namespace) -> int:
-    from eth_utils import keccak
-
     w3 = connect(args.rpc)
     result = w3.pouw.get_job_result(args.job_id, include_state=args.state_out is not None)
     if result is None:
@@ -353,7 +351,9 @@ def cmd_job_result(args: argparse.Namespace) -> int:
         model_from_result(result)
     if args.state_out is not None:
         state = bytes(result.state)
-        if keccak(state) != bytes(result.checkpoint):
+        from pouw.blobstore import state_blob_hash
+
+        if state_blob_hash(state) != bytes(result.checkpoint):
             raise JobCliError("the node's state does not hash to the job's checkpoint: not written")
     _write(args.out, model)
     if args.state_out is not None:
@@ -366,7 +366,7 @@ def cmd_job_result(args: argparse.Namespace) -> int:
     print(f"checkpoint: {_hex(result.checkpoint)}")
     print(f"model: {args.out} ({len(model)} bytes, {result.format}, float32 torch state_dict)")
     if args.state_out is not None:
-        print(f"state: {args.state_out} ({len(state)} bytes, canonical integer state; keccak256 = checkpoint)")
+        print(f"state: {args.state_out} ({len(state)} bytes, canonical integer state; its BLAKE3 state hash = checkpoint)")
     metrics = result.get("metrics")
     if metrics:
         print(f"metrics ({metrics.split}, exact): accuracy {100 * metrics.accuracy:.2f}% "

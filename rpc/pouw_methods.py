@@ -89,7 +89,7 @@ def parse_result_options(value: Any) -> dict[str, Any]:
 
 
 def parse_proof_options(value: Any) -> dict[str, Any]:
-    return _options(value, {"recheck": _bool, "includeStepHashes": _bool})
+    return _options(value, {"recheck": _bool, "includeCommitments": _bool})
 
 
 def parse_timeout(value: Any) -> float:
@@ -484,7 +484,8 @@ def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[s
         return None
     header = proof.header
     t = header.step_count
-    checked = [quantity(i) for i in sorted(set(proof.challenged) | {t})]  # the challenges and the ticket
+    recomputed = sorted(set(proof.anchored) | set(proof.challenged))
+    checked = [segment_json(proof, j) for j in recomputed]
     job_id = int.from_bytes(header.job_id, "big")
     out: dict[str, Any] = {
         "blockNumber": quantity(header.block_number),
@@ -495,25 +496,36 @@ def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[s
         "startCheckpoint": data(header.start_checkpoint),
         "finalState": data(header.final_state),
         "stepCount": quantity(t),
+        "billedSteps": quantity(proof.billed_steps),
+        "budgetPoint": None if proof.budget_point is None else quantity(proof.budget_point),
+        "segmentSteps": quantity(proof.segment_steps),
+        "points": quantity(len(proof.points)),
         "workAccumulator": data(header.work_accumulator),
         "difficulty": quantity(header.difficulty),
         "workUnitsPerStep": None if proof.work_units is None else quantity(proof.work_units),
         "totalWorkUnits": None if proof.work_units is None else quantity(proof.work_units * t),
         "sealSeed": data(proof.seed),
         "ticketStep": quantity(t),
-        "challengedSteps": [quantity(i) for i in proof.challenged],
+        "anchoredSegments": [segment_json(proof, j) for j in proof.anchored],
+        "challengedSegments": [segment_json(proof, j) for j in proof.challenged],
         "payloadSize": quantity(proof.payload_size),
-        "verification": {"verdict": "ok", "source": "import", "checkedSteps": checked},
+        "verification": {"verdict": "ok", "source": "import", "checkedSegments": checked},
     }
-    if options.get("includeStepHashes"):
-        out["stepHashes"] = [data(h) for h in proof.step_hashes]
+    if options.get("includeCommitments"):
+        out["commitments"] = [{"step": quantity(p), "stateHash": data(c)} for p, c in zip(proof.points, proof.commitments)]
     if options.get("recheck"):
         verdict = view.recheck(header)
         out["verification"] = {
             "verdict": verdict["verdict"], "source": "recheck", "seconds": verdict["seconds"],
-            "error": verdict["error"], "checkedSteps": checked,
+            "error": verdict["error"], "checkedSegments": checked,
         }
     return out
+
+
+def segment_json(proof: Any, j: int) -> dict[str, Any]:
+    """Segment ``j`` of a work proof: its index and the steps it covers."""
+    first = (proof.points[j - 2] if j >= 2 else 0) + 1
+    return {"segment": quantity(j), "firstStep": quantity(first), "lastStep": quantity(proof.points[j - 1])}
 
 
 # -- miner and network ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from eth_bloom import BloomFilter
 from consensus.blobs import LevelDBBlobStore
+from consensus.rewards import billed_steps, block_fee
 from consensus.params import (
     REGISTRY_ADDRESS,
     STANDING_JOB_BASE,
@@ -116,9 +117,15 @@ class WorkProof:
     job: Optional[JobRecord]
     work_units: Optional[int]
     seed: bytes
+    segment_steps: int
+    points: list[int]
+    """p_1 .. p_n: the step of each committed point."""
+    budget_point: Optional[int]
+    anchored: list[int]
     challenged: list[int]
-    step_hashes: tuple[bytes, ...]
+    commitments: tuple[bytes, ...]
     payload_size: int
+    billed_steps: int
 
 
 class PouwView:
@@ -373,8 +380,8 @@ class PouwView:
         return BlockRewards(mined, rewards, fees, immature)
 
     def block_fee(self, header: Any) -> int:
-        """The job fee a block earned: ``min(t * price, escrow left)`` of its job at the
-        parent (consensus/rewards.py), 0 if a transaction of the block cancelled the job."""
+        """The job fee a block earned (``consensus.rewards.block_fee`` on its job at the
+        parent), 0 if a transaction of the block cancelled the job."""
         if not self.is_pouw or header.block_number == 0:
             return 0
         job_id = int.from_bytes(header.job_id, "big")
@@ -389,7 +396,7 @@ class PouwView:
         if job is not None and job.status == STATUS_OPEN:
             after = read_job(self.state(header), job_id, self.config)
             if after is None or after.status != STATUS_CANCELLED:
-                fee = min(header.step_count * job.price, job.escrow)
+                fee = block_fee(job, header.step_count)
         with self._lock:
             self._fees[key] = fee
             while len(self._fees) > 100_000:
@@ -411,19 +418,26 @@ class PouwView:
         if payload is None:
             return None
         from consensus.payload import WorkPayload
-        from pouw.commit import challenge_indices, seal_seed
+        from consensus.seal import budget_segment
+        from pouw.commit import anchored_segments, challenge_segments, seal_seed, trajectory_points
 
         work = WorkPayload.decode(payload)
         job_id = int.from_bytes(header.job_id, "big")
         job = self.parent_job(header)
         w = self.work_units(job.spec) if job is not None and job.spec is not None else None
-        seed = seal_seed(header.mining_hash, header.coinbase, job_id, header.start_checkpoint)
+        seed = seal_seed(header.mining_hash, header.coinbase, job_id, header.start_checkpoint, work.m)
+        budget = job.budget_left if job is not None else None
         t = header.step_count
-        challenged = sorted(set(challenge_indices(header.work_accumulator, t, self.config.challenge_count)))
-        return WorkProof(header, job, w, seed, challenged, work.step_hashes, len(payload))
+        points = trajectory_points(t, work.m, budget)
+        j_r = budget_segment(points, t, budget)
+        n, k = len(points), self.config.challenge_count
+        billed = billed_steps(job, t) if job is not None else t
+        return WorkProof(header, job, w, seed, work.m, points, budget if j_r is not None else None,
+                         anchored_segments(n, j_r), challenge_segments(header.work_accumulator, n, k, j_r),
+                         work.commitments, len(payload), billed)
 
     def recheck(self, header: Any, device: str = "cpu") -> dict[str, Any]:
-        """Recompute the block's ticket and challenged steps now; the verdict in words."""
+        """Recompute the block's anchored and challenged segments now; the verdict in words."""
         from consensus.engine import backend_for
         from consensus.seal import SealClaim, verify_trajectory
 
@@ -434,9 +448,10 @@ class PouwView:
             return {"verdict": "unavailable", "error": "job or payload not available on this node",
                     "seconds": time.perf_counter() - started}
         spec = job.spec
-        claim = SealClaim.of(header, job.job_id, _jobs().current_checkpoint(job))
+        claim = SealClaim.of(header, job, _jobs().current_checkpoint(job))
         try:
-            verify_trajectory(claim, payload, spec, lambda: self._dataset_for(spec),
+            s0 = _jobs().checkpoint_state_bytes(job, self.blobs)
+            verify_trajectory(claim, payload, spec, s0, lambda: self._dataset_for(spec),
                               self.config.challenge_count, backend_for(device))
         except Exception as exc:  # noqa: BLE001 - every failure is a verdict here
             kind = type(exc).__name__

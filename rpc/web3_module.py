@@ -20,7 +20,7 @@ Every object is an ``AttributeDict`` (as web3.py returns blocks) with the node's
 plain Python values the way web3.py does for ``eth_``:
 
 * hex quantities -> ``int`` (``id``, ``pricePerStep``, ``escrowLeft``, ``feesPaid``,
-  ``stepsDone``, ``blockRewards``, ``challengedSteps``, the ``limits`` ...);
+  ``stepsDone``, ``blockRewards``, ``billedSteps``, the ``limits`` ...);
 * 32-byte hashes and byte strings -> ``HexBytes`` (a ``bytes``: ``checkpoint``,
   ``specHash``, ``transactionHash``, ``model``, ``state``, a dataset's ``id`` and ``data``...);
 * addresses -> checksummed ``str`` (``poster``, ``address``, ``miner``, ``coinbase``);
@@ -109,7 +109,8 @@ _QUANTITY_KEYS = frozenset({
     "steps", "totalWorkUnits", "stateBytes", "escrowRequired", "difficulty", "expectedStepsPerBlock",
     "expectedBlocks",
     # submission, result, proof
-    "jobId", "blockNumber", "stepCount", "ticketStep", "challengedSteps", "checkedSteps", "payloadSize",
+    "jobId", "blockNumber", "stepCount", "ticketStep", "payloadSize", "billedSteps", "budgetPoint",
+    "segmentSteps", "points", "segment", "firstStep", "lastStep", "step",
     # rewards
     "fromBlock", "toBlock", "blocksMined", "blockRewards", "jobFees", "total", "mature", "immature",
     "coinbaseMaturity",
@@ -122,7 +123,7 @@ _QUANTITY_KEYS = frozenset({
 })
 _BYTES_KEYS = frozenset({
     "checkpoint", "specHash", "postedTransaction", "transactionHash", "model", "state", "data", "blockHash",
-    "startCheckpoint", "finalState", "workAccumulator", "sealSeed", "stepHashes", "parentHash", "hash",
+    "startCheckpoint", "finalState", "workAccumulator", "sealSeed", "stateHash", "parentHash", "hash",
     "headHash",
 })
 _ADDRESS_KEYS = frozenset({"poster", "address", "miner", "coinbase"})
@@ -358,14 +359,14 @@ def _rewards_munger(
 
 def _work_proof_munger(
     module: Module, block_identifier: BlockIdentifier = "latest", recheck: bool = False,
-    include_step_hashes: bool = False,
+    include_commitments: bool = False,
 ) -> list[Any]:
     params: list[Any] = [_block_id(block_identifier)]
     options = {}
     if recheck:
         options["recheck"] = True
-    if include_step_hashes:
-        options["includeStepHashes"] = True
+    if include_commitments:
+        options["includeCommitments"] = True
     if options:
         params.append(options)
     return params
@@ -492,7 +493,7 @@ class _PouwMethods(Module):
     get_rewards: Method[Callable[..., AttributeDict]] = _method("pouw_getRewards", _rewards_munger)
     """``get_rewards(address, from_block=None, to_block=None)``: what a coinbase earned."""
     get_work_proof: Method[Callable[..., Optional[AttributeDict]]] = _method("pouw_getWorkProof", _work_proof_munger)
-    """``get_work_proof(block_identifier, recheck=False, include_step_hashes=False)``."""
+    """``get_work_proof(block_identifier, recheck=False, include_commitments=False)``."""
     miner_status: Method[Callable[[], AttributeDict]] = _method("pouw_minerStatus", _no_params_munger)
     """``miner_status()``: the node's miner, its device and GPUs."""
     network_stats: Method[Callable[..., AttributeDict]] = _method("pouw_networkStats", _network_stats_munger)

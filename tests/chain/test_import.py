@@ -254,7 +254,7 @@ class PayloadEngine(NoProofEngine):
 
     def verify_work(self, header, payload, context):
         assert context.parent_header.hash == header.parent_hash
-        assert context.post_state.state_root == header.state_root
+        assert context.parent_state.state_root == context.parent_header.state_root
 
 
 def test_invalid_missing_payload(genesis) -> None:
@@ -264,6 +264,28 @@ def test_invalid_missing_payload(genesis) -> None:
         chain.import_block(block)
     chain.import_block(block, b"work")
     assert chain.get_payload(block.hash) == b"work"
+
+
+def test_invalid_work_is_refused_before_any_transaction_executes(genesis, monkeypatch) -> None:
+    """The work check runs before execution: a block whose work fails costs the node no
+    EVM execution at all (a forger can cheaply pass the cheap checks, never the work)."""
+    from chain import chain as chain_module
+
+    class Refuses(NoProofEngine):
+        def payload_required(self, header):
+            return True
+
+        def verify_work(self, header, payload, context):
+            raise InvalidWork("forged", expected="real work", got=payload)
+
+    chain = Chain.open(AtomicDB(), genesis, seal_engine=Refuses, clock=FixedClock(genesis.timestamp + 10**6))
+    block, _ = chain.build_block(MINER, timestamp=genesis.timestamp + 5, transactions=[transfer(ALICE, 0, b"\x66" * 20)])
+    executed = []
+    original = chain_module.Chain._execute
+    monkeypatch.setattr(chain_module.Chain, "_execute", lambda self, *a: executed.append(1) or original(self, *a))
+    with pytest.raises(InvalidWork, match="forged"):
+        chain.import_block(block, b"bogus")
+    assert executed == []
 
 
 def test_engine_receives_template_fields(genesis) -> None:

@@ -71,31 +71,9 @@ def mine_block(chain: Chain, coinbase: Address, transactions: Any = (), dt: int 
 
 def mine_template(miner: Miner, template: Any) -> Any:
     """Honest mining on a given template (the Miner's round with the template fixed)."""
-    import time
-
-    from chain.chain import Seal
-    from consensus.jobs import checkpoint_state, current_checkpoint, load_dataset
-    from consensus.miner import MinedBlock
-    from consensus.seal import build_payload
-    from pouw.commit import seal_seed
-    from pouw.families import get_family
-    from pouw.trainer import Trainer, ticket_condition
-
-    chain = miner.chain
-    parent = chain.get_header_by_hash(template.header.parent_hash)
-    job = miner.choose_job(chain.state_at(parent))
-    h0 = current_checkpoint(job)
-    seed = seal_seed(template.template_hash, template.header.coinbase, job.job_id, h0)
-    ds = load_dataset(job.spec, miner.blobs, miner.config.limits.max_dataset_bytes)
-    trainer = Trainer(job.spec, ds, checkpoint_state(job, miner.blobs), seed, miner.backend)
-    w = get_family(job.spec.family).work_units(job.spec)
-    started = time.perf_counter()
-    result = trainer.run(max_steps=100_000, until=ticket_condition(w, template.header.difficulty))
-    assert result.reason == "condition"
-    payload = build_payload(trainer, miner.config.challenge_count)
-    seal = Seal(job.job_id.to_bytes(32, "big"), h0, trainer.step, trainer.records[-1].h, trainer.accumulator)
-    block = chain.seal_block(template, seal)
-    return MinedBlock(block, payload.encode(), job.job_id, trainer.step, time.perf_counter() - started, 0.0)
+    mined = miner.seal_template(template, max_steps=100_000)
+    assert mined is not None
+    return mined
 
 
 def post_job_tx(key: Any, nonce: int, spec: dict[str, Any], price: int, escrow: int, gas: int = 1_000_000) -> Any:

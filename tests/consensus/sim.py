@@ -1,23 +1,25 @@
-"""Simulated (honest and cheating) trajectories checked by the validator's own code.
+"""A forger: trajectories built with real training where it chooses to train, and cheap
+fakes where it chooses to cheat, sealed with the real commitments and checked by the
+validator's own code.
 
-A cheater fakes step i by listing a state that is not step(s_{i-1}): here the honest
-s_i with one weight changed (as cheap as any fake, and it keeps later steps well
-defined). A faked step is caught exactly when a validator recomputes it.
+A segment is *faked* when its listed end state is not the recomputation of its start
+state: the forger lists a state it did not compute (here the start state with one
+weight changed: as cheap as any fake, and it keeps later segments well defined). A faked
+segment is caught exactly when a validator recomputes it. The forger may publish
+selectively: it computes the segments validators will recompute before publishing and
+keeps training (later points are new draws) while they would catch a fake.
 """
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
-from typing import Optional
-
-from eth_utils import keccak
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 from consensus.payload import WorkPayload
-from consensus.seal import SealClaim, required_steps
-from pouw.commit import accumulator_chain, is_winning_ticket, next_accumulator, initial_accumulator
-from pouw.engine import compute_step
+from consensus.seal import SealClaim, budget_segment
+from pouw.commit import is_ticket_point, is_winning_ticket, next_accumulator, next_point, required_segments
+from pouw.engine import run_segment
 from pouw.spec import JobSpec
-from pouw.state import deserialize_state, serialize_state
+from pouw.state import deserialize_state, serialize_state, state_hash
 
 
 @dataclass
@@ -25,9 +27,12 @@ class Trajectory:
     claim: SealClaim
     payload: WorkPayload
     faked: set[int]
+    real_steps: int
+    """Training steps the forger computed, published or not."""
+    required: list[int] = field(default_factory=list)
 
 
-def fake_state(spec: JobSpec, state: dict, salt: int) -> dict:
+def fake_state(state: dict, salt: int) -> dict:
     out = {name: t.clone() for name, t in state.items()}
     first = next(iter(out))
     out[first].view(-1)[salt % out[first].numel()] += 1
@@ -36,59 +41,75 @@ def fake_state(spec: JobSpec, state: dict, salt: int) -> dict:
 
 def simulate(
     spec: JobSpec, dataset, backend, s0_bytes: bytes, *, k: int, difficulty: int, work_units: int,
-    f: float = 0.0, rng: Optional[random.Random] = None, fake_ticket: bool = False,
+    m: int = 1, budget: Optional[int] = None, f: float = 0.0, rng=None,
+    fake: Optional[Callable[[int], bool]] = None, fake_ticket: bool = False, selective: bool = False,
+    start_state: Optional[dict] = None,
     template_hash: bytes = b"\x11" * 32, coinbase: bytes = b"\xc0" * 20, job_id: int = 1,
-    min_t: Optional[int] = None,
+    min_points: int = 2, max_points: int = 10_000,
 ) -> Trajectory:
-    """A trajectory whose non-ticket steps are each faked with probability ``f``.
+    """A trajectory whose segments are faked where ``fake(j)`` says (or with probability
+    ``f``), sealed at the first winning point (point >= ``min_points``) that the forger
+    is willing to publish.
 
-    The ticket step is honest unless ``fake_ticket`` (then the cheater draws fake
-    states for step t until one wins, without computing the step). Tickets are only
-    taken at t >= ``min_t`` (default k + 1, so that k challenges exist).
+    * ``fake_ticket``: the forger never trains the ticket segment; at each point it draws
+      fake end states until one wins (cheap keccaks, no training).
+    * ``selective``: publish only if no segment the validator will recompute is faked.
+    * ``start_state``: train from this state instead of the stored checkpoint while
+      naming the right h_0.
     """
+    import random
+
     rng = rng or random.Random(0)
-    min_t = k + 1 if min_t is None else min_t
-    h0 = keccak(s0_bytes)
-    claim0 = SealClaim(template_hash, coinbase, job_id, h0, 0, b"", b"", difficulty)
-    seed = claim0.seed
-    states = [s0_bytes]
-    hashes: list[bytes] = []
-    a = initial_accumulator(seed, h0)
-    state = deserialize_state(spec, s0_bytes)
+    is_fake = fake if fake is not None else (lambda j: f > 0 and rng.random() < f)
+    h0 = state_hash(s0_bytes)
+    claim0 = SealClaim(template_hash, coinbase, job_id, h0, 0, b"", b"", difficulty, budget)
+    seed = claim0.seed(m)
+    state = deserialize_state(spec, s0_bytes) if start_state is None else start_state
+    states = [serialize_state(spec, state)]
+    accs = [seed]
+    commitments: list[bytes] = []
+    points: list[int] = []
     faked: set[int] = set()
-    i = 0
-    while True:
-        i += 1
-        honest = compute_step(spec, dataset, state, seed, i, backend)
-        data = serialize_state(spec, honest)
-        a_next = next_accumulator(a, keccak(data))
-        if i >= min_t and not fake_ticket and is_winning_ticket(a_next, work_units, difficulty):
-            break
-        if i >= min_t and fake_ticket:
+    real = 0
+    p = 0
+    while len(points) < max_points:
+        j = len(points) + 1
+        q = next_point(p, m, budget)
+        batch_seed = accs[max(j - 2, 0)]
+        weight = (q - p) * work_units
+        if fake_ticket and j >= min_points:
             salt = 0
-            while True:
-                fake = serialize_state(spec, fake_state(spec, honest, salt))
-                a_fake = next_accumulator(a, keccak(fake))
-                if is_winning_ticket(a_fake, work_units, difficulty):
-                    data, a_next, honest = fake, a_fake, deserialize_state(spec, fake)
-                    faked.add(i)
+            while True:  # grind a fake end state until the point wins: hashing only
+                cand = fake_state(state, rng.randrange(1 << 30) + salt)
+                data = serialize_state(spec, cand)
+                a = next_accumulator(accs[-1], state_hash(data))
+                if is_winning_ticket(a, weight, difficulty):
                     break
                 salt += 1
-            break
-        if rng.random() < f:
-            honest = fake_state(spec, honest, rng.randrange(1 << 30))
-            data = serialize_state(spec, honest)
-            a_next = next_accumulator(a, keccak(data))
-            faked.add(i)
+            new_state, fake_now = cand, True
+        elif is_fake(j):
+            new_state, fake_now = fake_state(state, rng.randrange(1 << 30)), True
+        else:
+            new_state = run_segment(spec, dataset, state, batch_seed, p + 1, q, backend)
+            real += q - p
+            fake_now = False
+        data = serialize_state(spec, new_state)
+        c = state_hash(data)
+        a = next_accumulator(accs[-1], c)
+        commitments.append(c)
+        accs.append(a)
+        points.append(q)
         states.append(data)
-        hashes.append(keccak(data))
-        a = a_next
-        state = honest
-    states.append(data)
-    hashes.append(keccak(data))
-    t = i
-    assert accumulator_chain(seed, h0, hashes)[-1] == a_next
-    steps = required_steps(a_next, t, k)
-    payload = WorkPayload(tuple(hashes), tuple((j, states[j - 1]) for j in steps), states[t])
-    claim = SealClaim(template_hash, coinbase, job_id, h0, t, hashes[-1], a_next, difficulty)
-    return Trajectory(claim, payload, faked)
+        if fake_now:
+            faked.add(j)
+        state, p = new_state, q
+        if j >= min_points and is_ticket_point(j) and is_winning_ticket(a, weight, difficulty):
+            j_r = budget_segment(points, q, budget)
+            required = required_segments(a, j, k, j_r)
+            if selective and faked & set(required):
+                continue  # the validator would catch it: keep training for a later draw
+            checkpoint = j_r if j_r is not None else j
+            payload = WorkPayload(m, tuple(commitments), tuple((i, states[i - 1]) for i in required if i >= 2))
+            claim = SealClaim(template_hash, coinbase, job_id, h0, q, commitments[checkpoint - 1], a, difficulty, budget)
+            return Trajectory(claim, payload, faked, real, required)
+    raise RuntimeError(f"no publishable ticket within {max_points} points")

@@ -10,24 +10,29 @@ from chain.chain import Seal
 from chain.errors import InvalidWork, OversizedBlock, WorkVerificationUnavailable
 from consensus.errors import (
     AccumulatorMismatch,
+    AnchoredSegmentMismatch,
     BadCarriedState,
+    ChallengedSegmentMismatch,
     DatasetUnavailable,
     InvalidSealField,
     InvalidStepCount,
     JobNotOpen,
     MalformedPayload,
+    NotAPoint,
     NotAWinningTicket,
-    TicketStepMismatch,
+    SegmentTooLong,
+    TicketSegmentMismatch,
+    TooFewPoints,
     UnknownJob,
-    WrongChallengedSteps,
+    WrongChallengedSegments,
+    WrongCommitmentCount,
     WrongFinalState,
-    WrongPreviousState,
     WrongStartCheckpoint,
-    WrongStepHashCount,
+    WrongStartState,
 )
 from consensus.params import MAX_STEPS_PER_BLOCK
 from consensus.payload import WorkPayload
-from pouw.commit import is_winning_ticket
+from pouw.commit import accumulator_chain
 from tests.chain.helpers import ALICE, ETHER, GWEI, MINER, db_snapshot
 from tests.consensus.helpers import (
     STANDING_ID,
@@ -113,13 +118,6 @@ def test_invalid_wrong_start_checkpoint(setup) -> None:
     refused(chain, reseal(chain, mined, start_checkpoint=keccak(b"elsewhere")), mined.payload, WrongStartCheckpoint)
 
 
-def test_invalid_not_a_winning_ticket(setup) -> None:
-    chain, mined = setup
-    d = mined.block.header.difficulty
-    losing = next(a for a in (keccak(bytes([i])) for i in range(256)) if not is_winning_ticket(a, tiny_work_units(), d))
-    refused(chain, reseal(chain, mined, work_accumulator=losing), mined.payload, NotAWinningTicket)
-
-
 def test_invalid_job_not_open() -> None:
     """A completed job cannot be mined any more."""
     chain = open_pouw_chain(pouw_genesis(expected_steps=4, k=2))
@@ -148,90 +146,160 @@ def test_invalid_oversized_payload(setup) -> None:
 def test_invalid_malformed_payload(setup) -> None:
     chain, mined = setup
     refused(chain, mined.block, b"\xff\x00garbage", MalformedPayload)
-    refused(chain, mined.block, rlp.encode([2, [], [], b""]), MalformedPayload)
+    refused(chain, mined.block, rlp.encode([1, [], [], b""]), MalformedPayload)  # the old version 1
+    refused(chain, mined.block, rlp.encode([3, 1, [], []]), MalformedPayload)
 
 
-def test_invalid_wrong_step_hash_count(setup) -> None:
+def test_invalid_segment_too_long(setup) -> None:
+    """m is bounded so that recomputation stays under 2% of the block's work."""
     chain, mined = setup
     p = payload_of(mined)
-    bad = WorkPayload(p.step_hashes[:-1], p.carried, p.final_state)
-    refused(chain, mined.block, bad.encode(), WrongStepHashCount)
+    refused(chain, mined.block, WorkPayload(p.m + 1, p.commitments, p.carried).encode(), SegmentTooLong)
+    refused(chain, mined.block, WorkPayload(0, p.commitments, p.carried).encode(), SegmentTooLong)
 
 
-def test_invalid_last_step_hash_differs_from_final_state(setup) -> None:
+def test_invalid_t_not_a_point(setup) -> None:
+    chain, mined = setup
+    long_m = open_pouw_chain(pouw_genesis(expected_steps=2000, k=3))  # allows m > 1
+    mine = mine_block(long_m, MINER, do_import=False)
+    p = payload_of(mine)
+    assert p.m > 1
+    refused(long_m, reseal(long_m, mine, step_count=mine.block.header.step_count + 1), mine.payload, NotAPoint)
+
+
+def test_invalid_single_point_trajectory(setup) -> None:
+    """Point 1 is never a winning ticket: a one-segment block is refused."""
     chain, mined = setup
     p = payload_of(mined)
-    bad = WorkPayload(p.step_hashes[:-1] + (keccak(b"x"),), p.carried, p.final_state)
+    assert p.m == 1
+    one = WorkPayload(1, p.commitments[:1], ())
+    forged = reseal(chain, mined, step_count=1, final_state=p.commitments[0],
+                    work_accumulator=accumulator_chain(b"\x00" * 32, p.commitments[:1])[-1])
+    refused(chain, forged, one.encode(), TooFewPoints)
+
+
+def test_invalid_wrong_commitment_count(setup) -> None:
+    chain, mined = setup
+    p = payload_of(mined)
+    refused(chain, mined.block, WorkPayload(p.m, p.commitments[:-1], p.carried).encode(), WrongCommitmentCount)
+
+
+def test_invalid_last_commitment_differs_from_final_state(setup) -> None:
+    chain, mined = setup
+    p = payload_of(mined)
+    bad = WorkPayload(p.m, p.commitments[:-1] + (keccak(b"x"),), p.carried)
     refused(chain, mined.block, bad.encode(), WrongFinalState)
 
 
 def test_invalid_accumulator_mismatch(setup) -> None:
     chain, mined = setup
     p = payload_of(mined)
-    hashes = list(p.step_hashes)
-    hashes[0] = keccak(b"another first step")
-    refused(chain, mined.block, WorkPayload(tuple(hashes), p.carried, p.final_state).encode(), AccumulatorMismatch)
+    commitments = list(p.commitments)
+    commitments[0] = keccak(b"another first point")
+    refused(chain, mined.block, WorkPayload(p.m, tuple(commitments), p.carried).encode(), AccumulatorMismatch)
+    refused(chain, reseal(chain, mined, work_accumulator=keccak(b"a")), mined.payload, AccumulatorMismatch)
 
 
-def test_invalid_wrong_challenged_steps(setup) -> None:
+def test_invalid_not_a_winning_ticket(setup) -> None:
+    """An honest trajectory cut at an earlier point: the accumulator is consistent, but the
+    point it ends at did not win."""
     chain, mined = setup
     p = payload_of(mined)
-    refused(chain, mined.block, WorkPayload(p.step_hashes, p.carried[1:], p.final_state).encode(), WrongChallengedSteps)
+    n = len(p.commitments)
+    assert n >= 3, "the module's block needs at least three points"
+    cut = p.commitments[:-1]
+    seed = chain_seed(chain, mined, p.m)
+    forged = reseal(chain, mined, step_count=n - 1, final_state=cut[-1],
+                    work_accumulator=accumulator_chain(seed, cut)[-1])
+    refused(chain, forged, WorkPayload(p.m, cut, p.carried).encode(), NotAWinningTicket)
 
 
-def test_invalid_carried_final_state_differs(setup) -> None:
+def chain_seed(chain, mined, m):
+    from pouw.commit import seal_seed
+
+    h = mined.block.header
+    return seal_seed(h.mining_hash, h.coinbase, h.job_id, h.start_checkpoint, m)
+
+
+def test_invalid_wrong_challenged_segments(setup) -> None:
     chain, mined = setup
     p = payload_of(mined)
-    refused(chain, mined.block, WorkPayload(p.step_hashes, p.carried, p.carried[0][1]).encode(), WrongFinalState)
+    refused(chain, mined.block, WorkPayload(p.m, p.commitments, p.carried[1:]).encode(), WrongChallengedSegments)
 
 
-def test_invalid_carried_previous_state(setup) -> None:
+def test_invalid_carried_start_state(setup) -> None:
     chain, mined = setup
     p = payload_of(mined)
     carried = list(p.carried)
-    i, _ = carried[-1]
-    carried[-1] = (i, p.final_state)  # a real state, but not s_{i-1}
-    refused(chain, mined.block, WorkPayload(p.step_hashes, tuple(carried), p.final_state).encode(), WrongPreviousState)
+    j, _ = carried[-1]
+    carried[-1] = (j, carried[0][1])  # a real state, but not the start of segment j
+    refused(chain, mined.block, WorkPayload(p.m, p.commitments, tuple(carried)).encode(), WrongStartState)
 
 
 def test_invalid_undecodable_carried_state() -> None:
-    """A trajectory whose final state is bytes that do not decode for the spec."""
+    """A trajectory whose carried start state is bytes that do not decode for the spec."""
     from consensus.engine import backend_for
-    from consensus.jobs import load_dataset
-    from consensus.seal import SealClaim, required_steps, verify_trajectory
-    from pouw.commit import accumulator_chain
+    from consensus.jobs import initial_state_bytes, load_dataset
+    from consensus.seal import SealClaim, verify_trajectory
+    from pouw.commit import required_segments
     from pouw.spec import JobSpec
+    from pouw.state import state_hash
 
     spec = JobSpec.from_dict(tiny_spec())
     w = tiny_work_units()
+    s0 = initial_state_bytes(1, spec)
     garbage = b"PWST not a state"
-    h = keccak(garbage)  # s_0 = s_1 = garbage, so every hash check passes
-    seed_claim = SealClaim(b"\x01" * 32, b"\xc0" * 20, 1, h, 1, h, b"", w)
-    a_t = accumulator_chain(seed_claim.seed, h, [h])[-1]
-    claim = SealClaim(b"\x01" * 32, b"\xc0" * 20, 1, h, 1, h, a_t, w)  # D = w: every step wins
-    assert required_steps(claim.work_accumulator, 1, 3) == [1]
-    payload = WorkPayload((keccak(garbage),), ((1, garbage),), garbage)
+    c = state_hash(garbage)
+    h0 = state_hash(s0)
+    claim0 = SealClaim(b"\x01" * 32, b"\xc0" * 20, 1, h0, 2, c, b"", w, None)
+    a_n = accumulator_chain(claim0.seed(1), [c, c])[-1]
+    claim = SealClaim(b"\x01" * 32, b"\xc0" * 20, 1, h0, 2, c, a_n, w, None)  # D = w: every point wins
+    assert required_segments(a_n, 2, 3) == [1, 2]
+    payload = WorkPayload(1, (c, c), ((2, garbage),))
     ds = load_dataset(spec, None, 1 << 30)
     with pytest.raises(BadCarriedState):
-        verify_trajectory(claim, payload, spec, ds, 3, backend_for("cpu"))
+        verify_trajectory(claim, payload, spec, s0, ds, 3, backend_for("cpu"))
 
 
-def test_invalid_faked_ticket_step_in_a_block() -> None:
-    """A cheater who lists a fake state for the ticket step (drawn until it wins) is refused."""
-    from consensus.jobs import initial_state_bytes, load_dataset
+def forged_block(chain, dt: int = 5, **kwargs):
+    """A block sealed with a forged trajectory on the chain's standing job."""
     from consensus.engine import backend_for
+    from consensus.jobs import initial_state_bytes, load_dataset
     from pouw.spec import JobSpec
     from tests.consensus.sim import simulate
 
+    spec = JobSpec.from_dict(tiny_spec())
+    template = chain.build_template(MINER, timestamp=chain.head().timestamp + dt, transactions=[])
+    tr = simulate(spec, load_dataset(spec, None, 1 << 30), backend_for("cpu"), initial_state_bytes(STANDING_ID, spec),
+                  difficulty=template.header.difficulty, work_units=tiny_work_units(),
+                  template_hash=template.template_hash, coinbase=MINER, job_id=STANDING_ID, **kwargs)
+    c = tr.claim
+    block = chain.seal_block(template, Seal(STANDING_ID.to_bytes(32, "big"), c.h0, c.step_count, c.final_state,
+                                            c.work_accumulator))
+    return block, tr
+
+
+def test_invalid_faked_ticket_segment_in_a_block() -> None:
+    """A cheater who lists a fake end state for the ticket segment (drawn until it wins) is refused."""
+    chain = open_pouw_chain(pouw_genesis(expected_steps=4, k=2))
+    block, tr = forged_block(chain, k=2, fake_ticket=True)
+    refused(chain, block, tr.payload.encode(), TicketSegmentMismatch)
+
+
+def test_invalid_garbage_start_state_in_a_block() -> None:
+    """Training from a state of the forger's choosing while naming the right h_0: segment 1
+    is recomputed from the stored checkpoint every time."""
+    import torch
+
+    from consensus.jobs import initial_state_bytes
+    from pouw.spec import JobSpec
+    from pouw.state import deserialize_state
+
     chain = open_pouw_chain(pouw_genesis(expected_steps=4, k=2))
     spec = JobSpec.from_dict(tiny_spec())
-    template = chain.build_template(MINER, timestamp=chain.head().timestamp + 5, transactions=[])
-    tr = simulate(spec, load_dataset(spec, None, 1 << 30), backend_for("cpu"), initial_state_bytes(STANDING_ID, spec),
-                  k=2, difficulty=template.header.difficulty, work_units=tiny_work_units(), fake_ticket=True,
-                  template_hash=template.template_hash, coinbase=MINER, job_id=STANDING_ID)
-    c = tr.claim
-    block = chain.seal_block(template, Seal(STANDING_ID.to_bytes(32, "big"), c.h0, c.step_count, c.final_state, c.work_accumulator))
-    refused(chain, block, tr.payload.encode(), TicketStepMismatch)
+    zeros = {name: torch.zeros_like(t) for name, t in deserialize_state(spec, initial_state_bytes(STANDING_ID, spec)).items()}
+    block, tr = forged_block(chain, k=2, start_state=zeros)
+    refused(chain, block, tr.payload.encode(), AnchoredSegmentMismatch)
 
 
 def test_dataset_missing_is_transient_not_invalid() -> None:
@@ -263,20 +331,14 @@ def test_dataset_missing_is_transient_not_invalid() -> None:
     assert validator.head().hash == second.block.hash
 
 
-def test_invalid_faked_challenged_step_in_a_block() -> None:
-    """Every non-ticket step faked (f = 1): a challenged step recomputes to another state."""
-    from consensus.engine import backend_for
-    from consensus.errors import ChallengedStepMismatch
-    from consensus.jobs import initial_state_bytes, load_dataset
-    from pouw.spec import JobSpec
-    from tests.consensus.sim import simulate
-
-    chain = open_pouw_chain(pouw_genesis(expected_steps=4, k=2))
-    spec = JobSpec.from_dict(tiny_spec())
-    template = chain.build_template(MINER, timestamp=chain.head().timestamp + 5, transactions=[])
-    tr = simulate(spec, load_dataset(spec, None, 1 << 30), backend_for("cpu"), initial_state_bytes(STANDING_ID, spec),
-                  k=2, difficulty=template.header.difficulty, work_units=tiny_work_units(), f=1.0,
-                  template_hash=template.template_hash, coinbase=MINER, job_id=STANDING_ID)
-    c = tr.claim
-    block = chain.seal_block(template, Seal(STANDING_ID.to_bytes(32, "big"), c.h0, c.step_count, c.final_state, c.work_accumulator))
-    refused(chain, block, tr.payload.encode(), ChallengedStepMismatch)
+def test_invalid_faked_challenged_segment_in_a_block() -> None:
+    """A fake in a middle segment passes the anchored checks and is caught where a
+    challenge lands on it."""
+    chain = open_pouw_chain(pouw_genesis(expected_steps=10, k=2))
+    for dt in range(5, 200):  # other timestamps, other templates: until a challenge lands on segment 2
+        block, tr = forged_block(chain, dt=dt, k=2, fake=lambda j: j == 2, min_points=8)
+        if 2 in tr.required:
+            break
+    else:
+        pytest.fail("no forged block had its fake challenged")
+    refused(chain, block, tr.payload.encode(), ChallengedSegmentMismatch)

@@ -67,10 +67,11 @@ def replay(genesis, chain, mined, posts):
         fee = 0
         job = jobs.get(m.job_id)
         if job is not None and job["open"]:
-            fee = min(h.step_count * job["price"], job["escrow"])
+            trained = min(h.step_count, job["budget"] - job["steps"])  # billed up to the budget only
+            fee = min(trained * job["price"], job["escrow"])
             job["escrow"] -= fee
             job["paid"] += fee
-            job["steps"] += h.step_count
+            job["steps"] += trained
             if job["steps"] >= job["budget"]:
                 job["refund"] += job["escrow"]
                 job["escrow"] = 0

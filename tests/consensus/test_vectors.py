@@ -1,5 +1,6 @@
-"""A fixed seal vector: pins the seed, accumulator, ticket, challenges and payload encoding
-across refactors (an honest trajectory of the tiny job from its initial checkpoint)."""
+"""A fixed seal vector: pins the seed, segments, accumulator, ticket, challenges and payload
+encoding across refactors (an honest trajectory of the tiny job from its initial
+checkpoint, segment length 2, a budget point inside the block)."""
 from __future__ import annotations
 
 from eth_utils import keccak
@@ -8,6 +9,7 @@ from consensus.engine import backend_for
 from consensus.jobs import initial_checkpoint, initial_state_bytes, load_dataset
 from consensus.seal import verify_trajectory
 from pouw.spec import JobSpec
+from pouw.state import serialize_state, state_hash
 from tests.consensus.helpers import tiny_spec, tiny_work_units
 from tests.consensus.sim import simulate
 
@@ -16,28 +18,52 @@ VECTOR = {
     "coinbase": "c0" * 20,
     "job_id": 1,
     "k": 3,
-    "difficulty": "4 * w",
-    "h0": "46bba877276f139e9be38a57fd6d87e1868a8fede4fd67ddcf3dfa40cd1279c8",
-    "seed": "3806a5a1e6740b1b89437fbb96e2a717b44c3083b8080407eb18ec7b9a452e45",
-    "t": 7,
-    "h_t": "6d12f6f7ddcebceba668cb586b9906a935ff5ae3e4db95e9c23f983b9bf3c9b8",
-    "a_t": "f9d9beef0dd531cc1ffdc93ec341242c4f262c3a1975a308c779408767292ad8",
-    "carried": [1, 3, 6, 7],
-    "payload_keccak": "e7a4933f974d5bb76adde02e37c24606d3dcd08ce019e486245baecfd4bfb597",
+    "m": 2,
+    "budget": 5,
+    "difficulty": "800 * w",
+    "h0": "615e156eeb173149512a5409e274ce2d4b784137ac7258bc0cb4a24d87a28929",
+    "seed": "3771945da6b5bcf22a8f19ace3364b69415c831c984b9be74dc1ae5248214b68",
+    "t": 808,
+    "n": 405,
+    "first_points": [2, 4, 5, 6],
+    "final_state": "411623ab359239af4c2b895981e460ee676f7df229979dd7ee8f32f59747085b",  # c_3: the budget point 5
+    "A_n": "36e87856a368f4a310f0a9fb3e92bbb5e87659bbff57196c9b349dda6939076d",
+    "carried": [3, 34, 309, 370, 403, 404, 405],  # budget segment 3, challenges, anchors n-2..n
+    "payload_keccak": "41a569d52e30c988800b6c1227db451a16a014c9264216701376a38f178e6742",
 }
 
 
-def test_seal_vector() -> None:
+def seal_vector() -> dict:
     spec = JobSpec.from_dict(tiny_spec())
     w = tiny_work_units()
     ds = load_dataset(spec, None, 1 << 30)
-    assert initial_checkpoint(1, spec).hex() == VECTOR["h0"]
-    tr = simulate(spec, ds, backend_for("cpu"), initial_state_bytes(1, spec), k=3, difficulty=4 * w, work_units=w,
+    s0 = initial_state_bytes(1, spec)
+    tr = simulate(spec, ds, backend_for("cpu"), s0, k=3, m=2, budget=5, difficulty=800 * w, work_units=w,
                   template_hash=bytes.fromhex(VECTOR["template_hash"]), coinbase=bytes.fromhex(VECTOR["coinbase"]),
-                  job_id=1, min_t=6)
+                  job_id=1)
     c = tr.claim
-    assert c.seed.hex() == VECTOR["seed"]
-    assert (c.step_count, c.final_state.hex(), c.work_accumulator.hex()) == (VECTOR["t"], VECTOR["h_t"], VECTOR["a_t"])
-    assert [i for i, _ in tr.payload.carried] == VECTOR["carried"]
-    assert keccak(tr.payload.encode()).hex() == VECTOR["payload_keccak"]
-    verify_trajectory(c, tr.payload, spec, ds, 3, backend_for("cpu"))
+    checkpoint = verify_trajectory(c, tr.payload, spec, s0, ds, 3, backend_for("cpu"))
+    assert state_hash(serialize_state(spec, checkpoint)) == c.final_state
+    from pouw.commit import trajectory_points
+
+    return {
+        "h0": initial_checkpoint(1, spec).hex(),
+        "seed": c.seed(2).hex(),
+        "t": c.step_count,
+        "n": len(trajectory_points(c.step_count, 2, 5)),
+        "first_points": trajectory_points(c.step_count, 2, 5)[:4],
+        "final_state": c.final_state.hex(),
+        "A_n": c.work_accumulator.hex(),
+        "carried": [j for j, _ in tr.payload.carried],
+        "payload_keccak": keccak(tr.payload.encode()).hex(),
+    }
+
+
+def test_seal_vector() -> None:
+    got = seal_vector()
+    assert got == {key: VECTOR[key] for key in got}
+
+
+if __name__ == "__main__":
+    for key, value in seal_vector().items():
+        print(f"{key:15s} {value}")

@@ -6,12 +6,19 @@ import struct
 
 import pytest
 import torch
-from eth_utils import keccak
+import blake3
 
 from pouw.errors import StateError
 from pouw.families import get_family
 from pouw.spec import JobSpec
-from pouw.state import MAGIC, deserialize_state, encode_tensors, serialize_state, state_hash
+from pouw.state import (
+    MAGIC,
+    deserialize_state,
+    encode_tensors,
+    serialize_state,
+    state_digest,
+    state_hash,
+)
 
 DATASET = "0x" + "cd" * 32
 
@@ -45,7 +52,8 @@ def test_round_trip(spec: JobSpec) -> None:
     for name in state:
         assert back[name].dtype == state[name].dtype
         assert torch.equal(back[name], state[name])
-    assert state_hash(data) == keccak(data) == state_hash(state) == state_hash(state, spec) == state_hash(back, spec)
+    assert state_hash(data) == blake3.blake3(data).digest() == state_hash(state) == state_hash(state, spec) == state_hash(back, spec)
+    assert state_digest(state, spec) == state_hash(data)
 
 
 def test_byte_layout() -> None:

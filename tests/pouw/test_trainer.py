@@ -1,4 +1,5 @@
-"""pouw.trainer: accumulator, stop at once, ticket stop, kept states, event loop stays free."""
+"""pouw.trainer: segments and commitments, chained batches, stop at once, ticket stop,
+kept states and replay, pipelining, the event loop stays free."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,8 @@ import time
 import pytest
 
 from pouw.arith import select_backend
-from pouw.commit import accumulator_chain, challenge_indices, is_winning_ticket
-from pouw.engine import compute_step
+from pouw.commit import accumulator_chain, is_winning_ticket
+from pouw.engine import compute_step, run_segment
 from pouw.families import get_family
 from pouw.state import serialize_state, state_hash
 from pouw.trainer import KeepPolicy, Trainer, ticket_condition
@@ -24,32 +25,78 @@ def job():  # type: ignore[no-untyped-def]
     return spec, ds, get_family("mlp").init_state(spec, b"\x07" * 32)
 
 
-def make(job, keep: KeepPolicy = KeepPolicy(), pipeline: bool = False) -> Trainer:  # type: ignore[no-untyped-def]
+def make(job, keep: KeepPolicy = KeepPolicy(), pipeline: bool = False, m: int = 1,  # type: ignore[no-untyped-def]
+         budget: int | None = None) -> Trainer:
     spec, ds, s0 = job
-    return Trainer(spec, ds, s0, SEED, select_backend("cpu"), keep=keep, pipeline=pipeline)
+    return Trainer(spec, ds, s0, SEED, select_backend("cpu"), keep=keep, pipeline=pipeline, m=m, budget=budget)
 
 
 PIPELINE = pytest.mark.parametrize("pipeline", [False, True], ids=["serial", "pipelined"])
 
 
-@PIPELINE
-def test_records_match_recomputation_and_accumulator(job, pipeline: bool) -> None:  # type: ignore[no-untyped-def]
+def reference(job, t: int, m: int, budget: int | None = None):  # type: ignore[no-untyped-def]
+    """The trajectory recomputed from the definition (docs/protocol.md §14), step by step."""
+    from pouw.commit import next_point
+
     spec, ds, s0 = job
-    tr = make(job, pipeline=pipeline)
-    res = tr.run(max_steps=6)
-    assert res.reason == "budget" and res.steps_run == 6 and tr.step == 6
     backend = select_backend("cpu")
-    state, hashes = s0, []
-    for i in range(1, 7):
-        state = compute_step(spec, ds, state, SEED, i, backend)
-        hashes.append(state_hash(serialize_state(spec, state)))
-    assert tr.step_hashes() == hashes
+    accs = [SEED]
+    state, p, commitments, points = s0, 0, [], []
+    while p < t:
+        q = next_point(p, m, budget)
+        j = len(points) + 1
+        for i in range(p + 1, q + 1):
+            state = compute_step(spec, ds, state, accs[max(j - 2, 0)], i, backend)
+        c = state_hash(serialize_state(spec, state))
+        commitments.append(c)
+        accs.append(accumulator_chain(SEED, commitments)[-1])
+        points.append(q)
+        p = q
+    return points, commitments, accs, state
+
+
+@PIPELINE
+@pytest.mark.parametrize("m", [1, 3])
+def test_points_match_the_definition(job, pipeline: bool, m: int) -> None:  # type: ignore[no-untyped-def]
+    spec, ds, s0 = job
+    tr = make(job, pipeline=pipeline, m=m)
+    res = tr.run(max_steps=9)
+    assert res.reason == "budget" and res.steps_run == 9 and tr.step == 9
+    points, commitments, accs, state = reference(job, 9, m)
+    assert [r.p for r in tr.points] == points
+    assert tr.commitments() == commitments
+    assert [tr.a0] + [r.a for r in tr.points] == accs
     assert tr.h0 == state_hash(serialize_state(spec, s0))
-    assert [tr.a0] + [r.a for r in tr.records] == accumulator_chain(SEED, tr.h0, hashes)
-    assert [r.i for r in tr.records] == list(range(1, 7))
+    assert serialize_state(spec, tr.state) == serialize_state(spec, state)
+    assert all(r.length == m for r in tr.points)
     # a second run continues the same trajectory
-    tr.run(max_steps=2)
-    assert tr.step == 8 and tr.records[5].h == hashes[5]
+    tr.run(max_steps=2 * m)
+    assert tr.step == 9 + 2 * m and tr.points[1].c == commitments[1]
+
+
+def test_a_changed_commitment_changes_every_later_batch(job) -> None:  # type: ignore[no-untyped-def]
+    """Segment j's batches come from A_{j-2}: the chained draw that makes every re-roll
+    of a listed commitment cost a new segment of training."""
+    spec, ds, s0 = job
+    tr = make(job, m=2)
+    tr.run(max_steps=8)
+    backend = select_backend("cpu")
+    start = tr.point_state(2)
+    assert tr.batch_seed(3) == tr.points[0].a  # segment 3 (steps 5..6) draws from A_1
+    honest = run_segment(spec, ds, start, tr.batch_seed(3), 5, 6, backend)
+    assert state_hash(honest, spec) == tr.points[2].c
+    other_seed = accumulator_chain(SEED, [b"\x01" * 32])[-1]  # A_1 had c_1 been listed otherwise
+    rerolled = run_segment(spec, ds, start, other_seed, 5, 6, backend)
+    assert state_hash(rerolled, spec) != tr.points[2].c
+
+
+def test_budget_point_is_committed(job) -> None:  # type: ignore[no-untyped-def]
+    tr = make(job, m=4, budget=6)
+    tr.run(max_steps=12)
+    assert [(r.p, r.length) for r in tr.points] == [(4, 4), (6, 2), (8, 2), (12, 4)]
+    points, commitments, _, _ = reference(job, 12, 4, budget=6)
+    assert tr.commitments() == commitments
+    assert tr.point_index(6) == 2
 
 
 @PIPELINE
@@ -62,9 +109,10 @@ def test_default_budget_is_spec_steps(job, pipeline: bool) -> None:  # type: ign
 
 @PIPELINE
 def test_stop_takes_effect_at_once(job, pipeline: bool) -> None:  # type: ignore[no-untyped-def]
-    tr = make(job, pipeline=pipeline)
-    res = tr.run(max_steps=100, on_step=lambda r: tr.stop() if r.i == 3 else None)
-    assert res.reason == "stopped" and tr.step == 3
+    tr = make(job, pipeline=pipeline, m=2)
+    res = tr.run(max_steps=100, on_step=lambda i: tr.stop() if i == 5 else None)
+    assert res.reason == "stopped"
+    assert tr.step == 4  # the segment of steps 5..6 was cut short and discarded
     assert tr.run(max_steps=5).steps_run == 0  # a stopped trainer stays stopped
 
 
@@ -85,55 +133,45 @@ def test_stop_from_another_thread(job, pipeline: bool) -> None:  # type: ignore[
 
 @PIPELINE
 def test_ticket_condition_stops_at_first_win(job, pipeline: bool) -> None:  # type: ignore[no-untyped-def]
-    tr = make(job, pipeline=pipeline)
-    w, d = 1, 6
-    res = tr.run(max_steps=200, until=ticket_condition(w, d))
-    assert res.reason == "condition"
-    t = res.last.i  # type: ignore[union-attr]
-    assert is_winning_ticket(tr.records[-1].a, w, d)
-    assert not any(is_winning_ticket(r.a, w, d) for r in tr.records[:-1])
+    tr = make(job, pipeline=pipeline, m=2)
+    w, d = 1, 12
+    res = tr.run(max_steps=400, until=ticket_condition(w, d))
+    assert res.reason == "condition" and res.last is not None
+    assert is_winning_ticket(tr.points[-1].a, 2 * w, d) and tr.points[-1].j >= 2
+    assert not any(is_winning_ticket(r.a, 2 * w, d) for r in tr.points[1:-1])  # point 1 never wins
+    t = res.last.p
     assert t == tr.step
-    serial = make(job)
+    serial = make(job, m=2)
     serial.run(max_steps=t)
-    assert serial.step_hashes() == tr.step_hashes()
-    assert tr.state_bytes(t) == serial.state_bytes(t)  # the speculative step t+1 left no trace
+    assert serial.commitments() == tr.commitments()
+    assert tr.point_bytes(len(tr.points)) == serial.point_bytes(len(serial.points))  # no trace of speculation
 
 
-def test_checkpoints_and_replay(job) -> None:  # type: ignore[no-untyped-def]
+def test_kept_points_and_replay(job) -> None:  # type: ignore[no-untyped-def]
     full = make(job)
     full.run(max_steps=12)
     sparse = make(job, KeepPolicy(every=5))
     sparse.run(max_steps=12)
-    assert sparse.kept_steps() == [0, 5, 10]
-    assert sparse.step_hashes() == full.step_hashes()
-    for i in range(13):
-        assert sparse.state_bytes(i) == full.state_bytes(i)
-    payload = sparse.payload_states([12, 3, 7])
-    assert sorted(payload) == [3, 7, 12]
-    assert payload[7] == full.state_bytes(6)
+    assert sparse.kept_points() == [0, 5, 10, 11, 12]
+    assert sparse.commitments() == full.commitments()
+    for j in range(13):
+        assert sparse.point_bytes(j) == full.point_bytes(j)
+    starts = sparse.segment_starts([12, 3, 7, 1])
+    assert sorted(starts) == [3, 7, 12]  # segment 1 starts at the stored checkpoint: not carried
+    assert starts[7] == full.point_bytes(6)
     with pytest.raises(IndexError):
-        sparse.payload_states([13])
+        sparse.segment_starts([13])
 
 
 def test_memory_cap_doubles_interval(job) -> None:  # type: ignore[no-untyped-def]
     spec, _, s0 = job
-    size = len(serialize_state(spec, s0))
+    size = sum(t.numel() * t.element_size() for t in s0.values())
     tr = make(job, KeepPolicy(every=1, max_bytes=4 * size))
     tr.run(max_steps=16)
-    assert len(tr.kept_steps()) <= 4 and tr.interval > 1
-    assert all(i % tr.interval == 0 for i in tr.kept_steps())
+    assert tr.interval > 1
     ref = make(job)
     ref.run(max_steps=16)
-    assert tr.state_bytes(11) == ref.state_bytes(11)
-
-
-def test_payload_for_a_ticket(job) -> None:  # type: ignore[no-untyped-def]
-    tr = make(job, KeepPolicy(every=4))
-    res = tr.run(max_steps=40)
-    t = res.last.i  # type: ignore[union-attr]
-    steps = challenge_indices(tr.accumulator, t, 3) + [t]
-    payload = tr.payload_states(steps)
-    assert len(payload) == 4
+    assert tr.point_bytes(11) == ref.point_bytes(11)
 
 
 def test_event_loop_stays_responsive(job) -> None:  # type: ignore[no-untyped-def]
@@ -181,26 +219,22 @@ def test_cancelling_run_async_stops_the_trainer(job) -> None:  # type: ignore[no
     assert tr.step <= n + 1
 
 
-def test_invalid_seed(job) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_arguments(job) -> None:  # type: ignore[no-untyped-def]
     spec, ds, s0 = job
     with pytest.raises(ValueError):
         Trainer(spec, ds, s0, b"short", select_backend("cpu"))
+    with pytest.raises(ValueError):
+        Trainer(spec, ds, s0, SEED, select_backend("cpu"), m=0)
+    with pytest.raises(ValueError):
+        Trainer(spec, ds, s0, SEED, select_backend("cpu"), budget=0)
 
 
-def test_seal_payload(job) -> None:  # type: ignore[no-untyped-def]
-    tr = make(job)
-    tr.run(max_steps=20)
-    payload = tr.seal_payload(4)
-    want = challenge_indices(tr.accumulator, 20, 4) + [20]
-    assert sorted(payload) == sorted(want) and len(payload) == 5
-    assert all(payload[i] == tr.state_bytes(i - 1) for i in payload)
-
-
-def test_pipelined_equals_serial_with_checkpoints(job) -> None:  # type: ignore[no-untyped-def]
-    a = make(job, KeepPolicy(every=3), pipeline=True)
-    b = make(job, KeepPolicy(every=3), pipeline=False)
-    ra, rb = a.run(max_steps=10), b.run(max_steps=10)
-    assert (ra.reason, ra.steps_run) == (rb.reason, rb.steps_run) == ("budget", 10)
-    assert a.records == b.records and a.kept_steps() == b.kept_steps() == [0, 3, 6, 9]
-    assert a.state_bytes(10) == b.state_bytes(10) and a.state_bytes(7) == b.state_bytes(7)
+@pytest.mark.parametrize("m", [1, 2])
+def test_pipelined_equals_serial_with_kept_points(job, m: int) -> None:  # type: ignore[no-untyped-def]
+    a = make(job, KeepPolicy(every=3), pipeline=True, m=m)
+    b = make(job, KeepPolicy(every=3), pipeline=False, m=m)
+    ra, rb = a.run(max_steps=10 * m), b.run(max_steps=10 * m)
+    assert (ra.reason, ra.steps_run) == (rb.reason, rb.steps_run) == ("budget", 10 * m)
+    assert a.points == b.points and a.kept_points() == b.kept_points() == [0, 3, 6, 9, 10]
+    assert a.point_bytes(10) == b.point_bytes(10) and a.point_bytes(7) == b.point_bytes(7)
     assert a.run(max_steps=0).steps_run == 0

@@ -1,7 +1,8 @@
-"""Fixed test vectors: a small MLP job, a synthetic dataset, a seal seed -> h_1, h_10, h_100.
+"""Fixed test vectors: a small MLP job, a synthetic dataset, a seal seed -> c_1, c_10, c_100.
 
 These pin the whole recomputed path (PRNG, dataset bytes, init, exact step, state
-encoding, accumulator). Any change to them is a consensus change. The same values are
+encoding and hash, accumulator and the batches chained to it; segment
+length m = 1, so every step is a point). Any change to them is a consensus change. The same values are
 in docs/protocol.md ("Test vectors"). Regenerate with
 ``python -m tests.pouw.test_vectors`` only on a deliberate protocol change.
 """
@@ -23,6 +24,7 @@ INIT_SEED = b"\x07" * 32  # get_family("mlp").init_state(spec, INIT_SEED)
 TEMPLATE_HASH = b"\x11" * 32
 COINBASE = b"\x22" * 20
 JOB_ID = 1
+M = 1
 
 SPEC_JSON = (
     '{"act_frac_bits":16,"batch_size":8,'
@@ -34,12 +36,12 @@ SPEC_JSON = (
 EXPECTED = {
     "dataset": "0xa551a93cccf78f37bfff3e5dc48746bbfcb5364fd5f7a1273a4ba5856de0f283",
     "spec_hash": "5e9a4d0ea6ce76836e548ed47739100914591106982896e445dfab04c56f7141",
-    "h0": "276c86b449f933c526b424c6bce77ec8dc1ce525f9b194b84065a9f3a58c913f",
-    "seal_seed": "1e28e7e68a82e08d23284274d31289e190d3e74ec1332fcc545a3a94dd3c844b",
-    "h1": "a9583fd3c1130f55c3ee95b61d19c607543e85b8a6d12d52716a14552fb3b5f7",
-    "h10": "810f2c5a60ffcf5bff500338fc8b3938ea9764a9640b0e46a1adbbd4737b09a1",
-    "h100": "0bffdef6494d9e118ef9a5756ae4b83bd942371030b0feb63833eedb157b8d26",
-    "a100": "fbb6b1d0dadcd531cd6beae453fafcb415b212cf75987706905b9a41868636d4",
+    "h0": "9eb33e2d9edc57bfa516f5336b2236df7f17541395df09cc5cc033dc5b53bdb3",
+    "seal_seed": "e2a32c69beabd860f9a7a03ad80b8e477aaae045b01e0d03642e078897410d06",
+    "c1": "538f69ed0c5a24b0ddd9123250ceb0dc2f279e151a753fdb4427b2112d7c4089",
+    "c10": "1836a92b9614a3dd9a727d5bc8ea4fb138ee57df84ad212eedc48e6478065a8e",
+    "c100": "c97196c47022c5bd66ebf0a95072fc49ddcef408a9c85a2573c1c0a2fbfc3c18",
+    "A100": "06b13901de8b24368d266778905488cba61d287ee487290283a4c7e253b46066",
 }
 
 
@@ -50,18 +52,18 @@ def vectors(device: str = "cpu", gemm: str = "int8") -> dict[str, str]:
     spec = JobSpec.from_dict(json.loads(SPEC_JSON))
     s0 = get_family("mlp").init_state(spec, INIT_SEED)
     h0 = state_hash(serialize_state(spec, s0))
-    seed = seal_seed(TEMPLATE_HASH, COINBASE, JOB_ID, h0)
-    tr = Trainer(spec, ds, s0, seed, select_backend(device, gemm))
+    seed = seal_seed(TEMPLATE_HASH, COINBASE, JOB_ID, h0, M)
+    tr = Trainer(spec, ds, s0, seed, select_backend(device, gemm), m=M)
     tr.run()
     return {
         "dataset": dataset_id(dataset_to_bytes(ds)),
         "spec_hash": spec.spec_hash().hex(),
         "h0": h0.hex(),
         "seal_seed": seed.hex(),
-        "h1": tr.records[0].h.hex(),
-        "h10": tr.records[9].h.hex(),
-        "h100": tr.records[99].h.hex(),
-        "a100": tr.records[99].a.hex(),
+        "c1": tr.points[0].c.hex(),
+        "c10": tr.points[9].c.hex(),
+        "c100": tr.points[99].c.hex(),
+        "A100": tr.points[99].a.hex(),
     }
 
 

@@ -12,6 +12,8 @@ import pytest
 import torch
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
+
+from pouw.state import state_hash
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
@@ -131,7 +133,7 @@ def test_dapp_posts_a_job_and_gets_a_trained_model(w3: Web3, node: MiningNode) -
     # --- the result: a torch model that agrees with the exact metrics ---------------------------
     result = w3.pouw.get_job_result(job_id, include_state=True)
     assert result.final is True and result.status == "completed" and result.format == "safetensors"
-    assert result.checkpoint == job.checkpoint and keccak(result.state) == result.checkpoint
+    assert result.checkpoint == job.checkpoint and state_hash(result.state) == result.checkpoint
     metrics = result.metrics
     assert metrics.examples == 128 and 0 <= metrics.correct <= 128
     assert metrics.accuracy > 0.5  # four classes: it learned
@@ -164,11 +166,12 @@ def test_dapp_posts_a_job_and_gets_a_trained_model(w3: Web3, node: MiningNode) -
         assert proof is not None and proof.verification.verdict == "ok"
         if proof.jobId == job_id:
             trained.append(proof)
-    assert trained and sum(p.stepCount for p in trained) == job.stepsDone
+    assert trained and sum(p.billedSteps for p in trained) == job.stepsDone
     proof = w3.pouw.get_work_proof(trained[0].blockNumber, recheck=True)
     assert proof.verification.verdict == "ok" and proof.verification.source == "recheck"
     assert proof.miner == to_checksum_address(MINER_COINBASE) and proof.jobKind == "posted"
-    assert proof.ticketStep == proof.stepCount and set(proof.challengedSteps) <= set(range(1, proof.stepCount + 1))
+    assert proof.ticketStep == proof.stepCount
+    assert all(1 <= s.firstStep <= s.lastStep <= proof.stepCount for s in proof.challengedSegments + proof.anchoredSegments)
     assert proof.blockHash == w3.eth.get_block(proof.blockNumber).hash
     assert w3.pouw.get_work_proof(0) is None
 

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 import pytest
 from eth_account import Account
 from eth_utils import keccak
+
+from pouw.state import state_hash
 from safetensors.torch import load_file
 
 from chain.cli import main
@@ -127,7 +129,7 @@ def test_submit_follow_and_fetch_the_result(node: MiningNode, files: dict[str, P
     tensors = load_file(str(files["model"]))
     assert set(tensors) == {"1.weight", "1.bias", "3.weight", "3.bias"}  # Flatten, Linear, ReLU, Linear
     checkpoint = re.search(r"^checkpoint: (0x[0-9a-f]{64})$", out, re.M).group(1)  # type: ignore[union-attr]
-    assert "0x" + keccak(files["state"].read_bytes()).hex() == checkpoint
+    assert "0x" + state_hash(files["state"].read_bytes()).hex() == checkpoint
     assert re.search(r"^metrics \(test, exact\): accuracy \d+\.\d\d% \(\d+/128\), loss \d", out, re.M), out
     assert f"job {job_id}: " in out and "(final)" in out
 

@@ -184,8 +184,8 @@ async def test_job_lifecycle_rewards_and_results(prpc: Rpc, node: ChainBackend) 
             break
         assert len(blocks) < 40
     steps = sum(m.steps for m in blocks)
-    assert quantity(job["stepsDone"]) == steps >= STEPS and job["progress"] == 1.0
-    assert quantity(job["feesPaid"]) == min(steps * PRICE, escrow)
+    assert steps >= STEPS and quantity(job["stepsDone"]) == STEPS and job["progress"] == 1.0  # billed to the budget
+    assert quantity(job["feesPaid"]) == min(STEPS * PRICE, escrow)
     assert job["escrowLeft"] == "0x0"  # rest refunded at completion
     assert job["checkpoint"] == "0x" + blocks[-1].block.header.final_state.hex()
 
@@ -205,10 +205,10 @@ async def test_job_lifecycle_rewards_and_results(prpc: Rpc, node: ChainBackend) 
     # the result: a torch model whose predictions match the exact metrics
     result = await prpc.result("pouw_getJobResult", "0x1", {"includeState": True})
     assert result["final"] is True and result["status"] == "completed" and result["format"] == "safetensors"
-    from eth_utils import keccak
+    from pouw.state import state_hash
 
     state = bytes.fromhex(result["state"][2:])
-    assert "0x" + keccak(state).hex() == result["checkpoint"] == job["checkpoint"]
+    assert "0x" + state_hash(state).hex() == result["checkpoint"] == job["checkpoint"]
     metrics = result["metrics"]
     assert metrics["examples"] == 64 and 0 <= metrics["accuracy"] <= 1
     from safetensors.torch import load as load_safetensors
@@ -253,15 +253,22 @@ async def test_job_lifecycle_rewards_and_results(prpc: Rpc, node: ChainBackend) 
     assert (await prpc.error("pouw_getRewards", to_checksum_address(MINER), "0x5", "0x2"))["code"] == -32602
 
     # work proofs: the stored verdict, and a fresh recomputation
-    proof = await prpc.result("pouw_getWorkProof", hex(blocks[0].block.number), {"recheck": True, "includeStepHashes": True})
+    proof = await prpc.result("pouw_getWorkProof", hex(blocks[0].block.number), {"recheck": True, "includeCommitments": True})
     header = blocks[0].block.header
     assert proof["jobId"] == "0x1" and proof["jobKind"] == "posted"
-    assert quantity(proof["stepCount"]) == header.step_count == len(proof["stepHashes"])
-    assert proof["stepHashes"][-1] == proof["finalState"] == "0x" + header.final_state.hex()
+    m = quantity(proof["segmentSteps"])
+    assert quantity(proof["stepCount"]) == header.step_count and quantity(proof["points"]) == len(proof["commitments"])
+    assert quantity(proof["commitments"][-1]["step"]) == header.step_count
+    assert proof["commitments"][-1]["stateHash"] == proof["finalState"] == "0x" + header.final_state.hex()
+    assert all(quantity(c["step"]) % m == 0 for c in proof["commitments"])
     assert proof["verification"]["verdict"] == "ok" and proof["verification"]["source"] == "recheck"
-    assert all(1 <= quantity(i) < header.step_count for i in proof["challengedSteps"])
+    n = len(proof["commitments"])
+    anchored = [quantity(s["segment"]) for s in proof["anchoredSegments"]]
+    assert anchored == sorted({1, n - 2, n - 1, n} - {0, -1})
+    assert all(2 <= quantity(s["segment"]) <= n - 3 for s in proof["challengedSegments"])
     by_hash = await prpc.result("pouw_getWorkProof", "0x" + header.hash.hex())
-    assert by_hash["verification"] == {"verdict": "ok", "source": "import", "checkedSteps": proof["verification"]["checkedSteps"]}
+    assert by_hash["verification"] == {"verdict": "ok", "source": "import",
+                                       "checkedSegments": proof["verification"]["checkedSegments"]}
     assert await prpc.result("pouw_getWorkProof", "0x0") is None
     assert await prpc.result("pouw_getWorkProof", "0x999") is None
 
