@@ -33,9 +33,11 @@ class Trajectory:
 
 
 def fake_state(state: dict, salt: int) -> dict:
+    """``state`` with one weight changed: a distinct state for every salt below 2**20 * numel."""
     out = {name: t.clone() for name, t in state.items()}
     first = next(iter(out))
-    out[first].view(-1)[salt % out[first].numel()] += 1
+    numel = out[first].numel()
+    out[first].view(-1)[salt % numel] += 1 + (salt // numel) % (1 << 20)
     return out
 
 
