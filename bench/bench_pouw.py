@@ -5,20 +5,26 @@
 Prints, for a small MLP (64-128-10, batch 32, digits) and a large MLP
 (784-1024-1024-10, batch 256, synthetic data):
 
-* steps/s of the exact step (``compute_step``: keccak batch draw + exact step), of the
-  miner's full step (``Trainer``: + state serialisation + keccak state hash + accumulator;
-  serial, and pipelined with the hash in a worker thread), and of a float32 torch step of the same architecture, batch and device (plain SGD,
-  softmax cross-entropy); the ratios are against the float32 step measured in this run;
+* steps/s of the bare exact step (``compute_step``: keccak batch draw + exact step), of a
+  float32 torch step of the same architecture, batch and device (plain SGD, softmax
+  cross-entropy), and of the miner's full step (``Trainer``: everything the protocol asks
+  per step: the step, the BLAKE3 state hash and accumulator at every point, the ticket
+  check) at segment length m = 1 (serial and pipelined: the hash of point j overlaps
+  segment j+1) and at the segment length a miner on this machine uses at 5 s blocks
+  (``min(16, max_segment_steps(D, w, k))`` with D = 5 s of its own steps); the ratios
+  miner/exact are the protocol's efficiency (target: >= 0.8 on the large MLP, >= 0.7 on
+  the small one);
 * on CUDA, the GPU utilisation NVML reports while each loop runs;
 * where the time goes: the keccak batch draw and the state hash per step;
-* the cost of verifying a block (ticket step + k = 8 challenged steps, with state
-  decoding and hashing) as a % of a 1000-step trajectory;
+* the validator's cost for such a block: recomputing its k + 5 segments (the most any
+  block asks), as a % of the miner's time for the block (target: <= 2%);
 * the digits usefulness figure: held-out accuracy of the exact model and of the
   float32 model trained with the same steps and batches.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -37,15 +43,18 @@ from pouw.evaluate import evaluate  # noqa: E402
 from pouw.families import get_family  # noqa: E402
 from pouw.prng import batch_indices  # noqa: E402
 from pouw.spec import JobSpec  # noqa: E402
-from pouw.state import serialize_state, state_hash  # noqa: E402
+from pouw.commit import max_segment_steps  # noqa: E402
+from pouw.state import state_hash  # noqa: E402
 from pouw.telemetry import NoGpu, UtilizationSampler, gpu_snapshot  # noqa: E402
 from pouw.trainer import KeepPolicy, Trainer  # noqa: E402
-from pouw.verifier import Claim, all_ok, verify_steps  # noqa: E402
+from pouw.verifier import Ok, SegmentClaim, verify_segment  # noqa: E402
 
 SEED = b"\x5e" * 32
 INIT_SEED = b"\x01" * 32
 K_CHALLENGES = 8
 TRAJECTORY = 1000
+TARGET_BLOCK_S = 5  # genesis/default.json's targetBlockTime
+DEFAULT_SEGMENT_STEPS = 16  # consensus/miner.py's default
 
 
 @dataclass
@@ -138,23 +147,31 @@ def bench_config(cfg: Config, backend: Backend, quick: bool) -> None:
     s0 = fam.init_state(spec, INIT_SEED)
     key = f"{backend.device.type}{'-quick' if quick else ''}"
     n = cfg.steps[key]
+    w = fam.work_units(spec)
     dims = "-".join(str(d) for d in [prod(spec.input_shape), *spec.hidden, spec.num_classes])
     print(f"\n== {cfg.name}: MLP {dims}, batch {spec.batch_size}, {len(ds)} training examples, "
-          f"state {fam.state_bytes(spec) / 1e6:.2f} MB, {fam.work_units(spec) / 1e6:.1f} M work units/step")
+          f"state {fam.state_bytes(spec) / 1e6:.2f} MB, {w / 1e6:.1f} M work units/step")
 
-    # the three loops, timed in interleaved rounds (best round each), so that load from
-    # other processes hits them alike -----------------------------------------------------
     device_tensors(ds, backend.device)
     box = {"s": {k: v.to(backend.device) for k, v in s0.items()}}
 
-    def exact(i: int) -> None:  # exact step: keccak batch draw + family step
+    def exact(i: int) -> None:  # the bare exact step: keccak batch draw + family step
         box["s"] = compute_step(spec, ds, box["s"], SEED, i, backend)
 
-    # the miner: + serialise, keccak state hash, accumulator; serial, and with the hash of
-    # state i in a worker thread while step i+1 computes
-    keep = KeepPolicy(every=max(1, TRAJECTORY // 10))
-    tr = Trainer(spec, ds, s0, SEED, backend, keep=keep)
-    tr_pipe = Trainer(spec, ds, s0, SEED, backend, keep=keep, pipeline=True)
+    # the segment length a miner on this machine uses at 5 s blocks: D = 5 s of its steps
+    warm = Loop.per_step(backend, exact)
+    warm.run(max(2, n // ROUNDS))
+    steps_per_block = max(1, int(warm.best * TARGET_BLOCK_S))
+    m_block = min(DEFAULT_SEGMENT_STEPS, max_segment_steps(steps_per_block * w, w, K_CHALLENGES))
+
+    keep = KeepPolicy(every=1 << 30)  # the miner keeps few states; keeping costs nothing per step
+    pipelined = backend.device.type != "cpu"
+    block_label = f"5 s blocks, m={m_block}"
+    miners = {
+        "m=1": Trainer(spec, ds, s0, SEED, backend, m=1, keep=keep),
+        "m=1 pipelined": Trainer(spec, ds, s0, SEED, backend, m=1, keep=keep, pipeline=True),
+        block_label: Trainer(spec, ds, s0, SEED, backend, m=m_block, keep=keep, pipeline=pipelined),
+    }
 
     model = float_model(spec, s0, backend.device)
     opt = torch.optim.SGD(model.parameters(), lr=2.0 ** -spec.lr_shift)
@@ -169,31 +186,28 @@ def bench_config(cfg: Config, backend: Backend, quick: bool) -> None:
         loss.backward()
         opt.step()
 
-    # verification: a validator's claims (ticket step + k challenges) from a short run
-    tr_v = Trainer(spec, ds, s0, SEED, backend, keep=KeepPolicy(every=1))
-    tr_v.run(max_steps=2 * K_CHALLENGES + 2)
-    claims = [Claim(i, prev, tr_v.records[i - 1].h) for i, prev in sorted(tr_v.seal_payload(K_CHALLENGES).items())]
-    assert len(claims) == K_CHALLENGES + 1 and all_ok(verify_steps(spec, ds, SEED, claims, backend))
+    # a validator recomputing a segment from its carried start state (decode, steps, hash)
+    tr_v = Trainer(spec, ds, s0, SEED, backend, m=m_block, keep=KeepPolicy(every=1))
+    tr_v.run(max_steps=2 * m_block)
+    claim = SegmentClaim(2, m_block + 1, 2 * m_block, tr_v.batch_seed(2), tr_v.point_bytes(1), tr_v.points[1].c)
+    assert isinstance(verify_segment(spec, ds, claim, backend), Ok)
 
-    def verify_n(n_claims: int) -> None:
-        for j in range(n_claims):
-            verify_steps(spec, ds, SEED, [claims[j % len(claims)]], backend)
+    def verify_n(n_segments: int) -> None:
+        for _ in range(n_segments):
+            verify_segment(spec, ds, claim, backend)
 
     loops = {
         "float": Loop.per_step(backend, float_step),
         "exact": Loop.per_step(backend, exact),
-        "miner": Loop(backend, lambda n: None if tr.run(max_steps=n) else None),
-        "pipelined": Loop(backend, lambda n: None if tr_pipe.run(max_steps=n) else None),
+        **{name: Loop(backend, functools.partial(_run_trainer, tr)) for name, tr in miners.items()},
         "verify": Loop(backend, verify_n, warmup=1),
     }
-    per_round = max(1, n // ROUNDS)
+    per_round = max(m_block, n // ROUNDS)
     for _ in range(ROUNDS):
-        for loop in loops.values():
-            loop.run(per_round)
-    float_sps, exact_sps, trainer_sps, pipe_sps, verify_cps = (
-        loops[k].best for k in ("float", "exact", "miner", "pipelined", "verify")
-    )
-    float_util, exact_util = loops["float"].utilisation(), loops["exact"].utilisation()
+        for name, loop in loops.items():
+            loop.run(max(1, per_round // m_block) if name == "verify" else per_round)
+    float_sps, exact_sps = loops["float"].best, loops["exact"].best
+    verify_segments_per_s = loops["verify"].best
 
     # parts of the step -------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -202,26 +216,33 @@ def bench_config(cfg: Config, backend: Backend, quick: bool) -> None:
     prng_us = (time.perf_counter() - t0) / 50 * 1e6
     t0 = time.perf_counter()
     for _ in range(5):
-        state_hash(serialize_state(spec, box["s"]))
+        state_hash(box["s"], spec)
     hash_ms = (time.perf_counter() - t0) / 5 * 1e3
 
-    print(f"  float32 torch step        {float_sps:10.1f} steps/s   (baseline)")
-    print(f"  exact step (compute_step) {exact_sps:10.1f} steps/s   ratio exact/float32 = {exact_sps / float_sps:.3f}"
-          f"  (float32 is {float_sps / exact_sps:.2f}x faster)")
-    print(f"  miner step (Trainer)      {trainer_sps:10.1f} steps/s   ratio miner/float32 = {trainer_sps / float_sps:.3f}")
-    print(f"  miner step, pipelined     {pipe_sps:10.1f} steps/s   ratio miner/float32 = {pipe_sps / float_sps:.3f}"
-          "  (hash of s_i overlaps step i+1)")
-    print(f"  parts: keccak batch draw {prng_us:.0f} us/step; serialise + keccak state hash {hash_ms:.2f} ms/step")
+    print(f"  float32 torch step          {float_sps:10.1f} steps/s   (baseline)")
+    print(f"  exact step (compute_step)   {exact_sps:10.1f} steps/s   exact/float32 = {exact_sps / float_sps:.3f}")
+    for name in miners:
+        rate = loops[name].best
+        print(f"  miner step, {name:20s} {rate:10.1f} steps/s   miner/exact = {rate / exact_sps:.3f}   "
+              f"miner/float32 = {rate / float_sps:.3f}")
+    best_miner = loops[block_label].best
     if backend.device.type == "cuda":
         fmt = lambda u: "n/a" if u is None else f"{u:.0f}%"  # noqa: E731
-        print(f"  NVML GPU utilisation while training: exact {fmt(exact_util)}, float32 {fmt(float_util)}")
+        print(f"  NVML GPU utilisation while training: exact {fmt(loops['exact'].utilisation())}, "
+              f"float32 {fmt(loops['float'].utilisation())}, miner {fmt(loops[block_label].utilisation())}")
+    print(f"  parts: keccak batch draw {prng_us:.0f} us/step; BLAKE3 state hash {hash_ms:.2f} ms per point")
 
-    # verification cost: ticket step + k challenges against a 1000-step trajectory, both
-    # from the interleaved rates above (decode + step + encode + hash per claim)
-    ver_s = (K_CHALLENGES + 1) / verify_cps
-    traj_s = TRAJECTORY / max(trainer_sps, pipe_sps)
-    print(f"  verify ticket + k={K_CHALLENGES} steps: {ver_s * 1e3:.1f} ms = {100 * ver_s / traj_s:.2f}% of a "
-          f"{TRAJECTORY}-step trajectory ({traj_s:.2f} s at the miner's best rate); target < 2%")
+    # the validator's share of a 5 s block ------------------------------------------------
+    miner_block_s = (steps_per_block + m_block) / best_miner  # point 1 never wins: one segment more
+    verify_block_s = (K_CHALLENGES + 5) / verify_segments_per_s
+    print(f"  a 5 s block on this machine: D = {steps_per_block} steps, segment length m = {m_block} "
+          f"(consensus bound {max_segment_steps(steps_per_block * w, w, K_CHALLENGES)}); a validator recomputes "
+          f"at most {K_CHALLENGES + 5} segments: {verify_block_s * 1e3:.1f} ms = "
+          f"{100 * verify_block_s / miner_block_s:.2f}% of the miner's {miner_block_s:.2f} s (target <= 2%)")
+
+
+def _run_trainer(tr: Trainer, n: int) -> None:
+    tr.run(max_steps=n)
 
 
 def digits_usefulness(backend: Backend) -> None:
@@ -229,10 +250,11 @@ def digits_usefulness(backend: Backend) -> None:
     spec = make_spec(ds, [128], 32)
     fam = get_family("mlp")
     s0 = fam.init_state(spec, INIT_SEED)
-    tr = Trainer(spec, ds, s0, SEED, backend, keep=KeepPolicy(every=TRAJECTORY))
-    tr.run(max_steps=TRAJECTORY)
+    state = {k: v.to(backend.device) for k, v in s0.items()}
+    for i in range(1, TRAJECTORY + 1):  # the exact steps on the same batches as the float model below
+        state = compute_step(spec, ds, state, SEED, i, backend)
     x_test = ds.x_test.to(backend.device)
-    exact_acc = evaluate(spec, tr.state, x_test, ds.y_test.to(backend.device), backend).accuracy_ppm / 1e6
+    exact_acc = evaluate(spec, state, x_test, ds.y_test.to(backend.device), backend).accuracy_ppm / 1e6
 
     model = float_model(spec, s0, backend.device)
     assert spec.momentum_shift is not None
