@@ -629,7 +629,7 @@ def make_automine(backend: Any, coinbase: Optional[bytes] = None) -> Any:
         def mine_now(self, *, allow_empty: bool = True) -> Any:
             backend = self.backend
             chain = backend.chain
-            with backend.pool_lock:
+            with backend.import_lock:
                 if not backend.pending_transactions() and not allow_empty:
                     return None
                 block, payload = chain.build_block(self.coinbase)  # timestamp: max(now, parent + 1)

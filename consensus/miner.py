@@ -327,7 +327,7 @@ def start_node_miner(node: Any, coinbase: Address, device: str = "auto") -> Mine
     layer (``newHeads`` subscribers, filters) like any new head."""
     backend = node.backend
     miner = Miner(
-        node.chain, coinbase, device=device, lock=backend.pool_lock,
+        node.chain, coinbase, device=device, lock=backend.import_lock,
         on_block=lambda block: backend.notify_new_head(block.hash),
     )
     log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)
