@@ -313,14 +313,13 @@ def _run_block(
             raise _validation_error(str(exc)) from None
         used = vm_class.finalize_gas_used(spoof, computation)
         gas_used += used
-        receipt = vm_class.make_receipt(header.copy(gas_used=gas_used - used), spoof, computation, state)
-        receipts.append(receipt)
+        receipts.append(_receipt(computation, gas_used))
         txs.append(sim_tx)
         calls.append(_call_result(computation, used, sim_tx, len(txs) - 1, len(logs_json)))
         logs_json.extend(calls[-1]["logs"])
     state.persist()
     tx_root, _ = _make_trie_root_and_nodes(tuple(tx.encode() for tx in txs))
-    receipt_root, _ = _make_trie_root_and_nodes(tuple(r.encode() for r in receipts))
+    receipt_root, _ = _make_trie_root_and_nodes(tuple(rlp.encode(r) for r in receipts))
     bloom = 0
     for receipt in receipts:
         bloom |= int(receipt.bloom)
@@ -333,7 +332,7 @@ def _run_block(
     result["size"] = quantity(len(rlp.encode(final)) + sum(len(tx.encode()) for tx in txs))
     result["uncles"] = []
     if payload.full_transactions:
-        result["transactions"] = [_tx_json(tx, final, i, base_fee) for i, tx in enumerate(txs)]
+        result["transactions"] = [_tx_json(tx, final, i, base_fee, chain_id) for i, tx in enumerate(txs)]
     else:
         result["transactions"] = [data(tx.hash) for tx in txs]
     for call in calls:  # the block hash is known only now
@@ -343,6 +342,16 @@ def _run_block(
             log["blockTimestamp"] = quantity(final.timestamp)
     result["calls"] = calls
     return result, final
+
+
+def _receipt(computation: Any, cumulative_gas: int) -> Any:
+    """A legacy-shaped receipt (status, cumulative gas, logs, bloom): what the block's
+    receiptsRoot and logsBloom are computed from (simulated calls have no envelope)."""
+    from eth.rlp.logs import Log
+    from eth.rlp.receipts import Receipt
+
+    logs = [Log(address, topics, payload) for address, topics, payload in computation.get_log_entries()]
+    return Receipt(state_root=b"\x01" if computation.is_success else b"", gas_used=cumulative_gas, logs=logs)
 
 
 def _validated_tx(
@@ -430,7 +439,7 @@ def _call_result(computation: Any, gas_used: int, tx: _SimTx, index: int, first_
     return result
 
 
-def _tx_json(tx: _SimTx, header: Any, index: int, base_fee: int) -> dict[str, Any]:
+def _tx_json(tx: _SimTx, header: Any, index: int, base_fee: int, chain_id: int) -> dict[str, Any]:
     request = tx.request
     answer: dict[str, Any] = {
         "type": quantity(tx.kind),
@@ -438,6 +447,7 @@ def _tx_json(tx: _SimTx, header: Any, index: int, base_fee: int) -> dict[str, An
         "nonce": quantity(tx.nonce),
         "blockHash": data(header.hash),
         "blockNumber": quantity(header.block_number),
+        "blockTimestamp": quantity(header.timestamp),
         "transactionIndex": quantity(index),
         "from": encoding.address(tx.sender),
         "to": encoding.address(request.to) if request.to else None,
@@ -445,9 +455,12 @@ def _tx_json(tx: _SimTx, header: Any, index: int, base_fee: int) -> dict[str, An
         "gas": quantity(tx.gas),
         "input": data(request.data),
         "gasPrice": quantity(min(tx.fee_cap, base_fee + tx.tip) if tx.kind == 2 else tx.fee_cap),
-        "v": "0x0", "r": "0x0", "s": "0x0",
+        "v": "0x0", "r": "0x0", "s": "0x0",  # never signed
+        "chainId": quantity(chain_id),
     }
     if tx.kind == 2:
         answer["maxFeePerGas"] = quantity(tx.fee_cap)
         answer["maxPriorityFeePerGas"] = quantity(tx.tip)
+        answer["accessList"] = encoding.access_list_json(tx.request.access_list)
+        answer["yParity"] = "0x0"
     return answer
