@@ -1,27 +1,29 @@
 """Benchmark of the JSON-RPC server against anvil, measured in the same run.
 
-    python bench/bench_rpc.py [--quick]
+    python bench/bench_rpc.py [--quick] [--modes automine,interval] [--profile FILE]
 
-Against our node (in-memory dev chain from genesis/default.json with the no-proof seal
-engine, automine on) and, if an ``anvil`` binary is on PATH or in node_modules/.bin, against
-anvil (automine, default accounts: the same test keys as our devnet genesis):
+Both nodes are real processes on loopback (tests/rpc/devnode.py): ``pouw-node run`` on
+genesis/dev.json (``--automine``, or ``--dev-period 1`` for 1 s blocks, with
+``--txpool-account-slots 1024`` so that one sender may queue as many transfers as anvil
+takes) and, if ``anvil`` is on PATH or in node_modules (``npm install
+@foundry-rs/anvil-linux-amd64``), anvil (automine, or ``--block-time 1``). Both fund the
+same five keys of the public test mnemonic. Workloads, per mode:
 
-* eth_blockNumber latency over one keep-alive HTTP connection: p50 and p99;
-* eth_call throughput (a storage read of a tiny contract), 16 concurrent clients;
-* eth_sendRawTransaction -> receipt throughput: N signed transfers sent at once, timed
-  until the last receipt is there.
+* ``eth_blockNumber`` latency over one keep-alive connection: p50 and p99;
+* ``eth_call`` latency (a storage read of a tiny contract), one client: p50 and p99;
+* ``eth_call`` throughput with 16 concurrent clients (req/s);
+* transfers end to end: N signed transfers from 5 senders sent at once (each sender
+  its own client), timed until the last receipt is there (tx/s); and the same from
+  one sender.
 
-Ratios are ours / anvil (for latency, > 1 means we are slower; for throughput, < 1).
+Ratios are ours / anvil: for latency > 1 means we are slower, for throughput < 1.
+``--profile FILE`` runs our node under cProfile (automine) and writes its stats there.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,8 +36,16 @@ from eth_utils import to_checksum_address
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: First key of the public test mnemonic: funded in genesis/default.json and by anvil.
-KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+from tests.rpc.devnode import DevNode, dev_genesis, find_anvil, start_anvil, start_pouw  # noqa: E402
+
+#: The first five keys of the public test mnemonic: funded by genesis/dev.json and anvil.
+KEYS = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+]
 #: The tests' contract (tests/rpc/contract.py): empty calldata returns storage slot 0.
 CONTRACT_INIT = bytes.fromhex(
     "6100868061000d6000396000f33615603b576000358015604757806000556000527fdf7a95aebff315db1b7716215d602ab537373cdb"
@@ -43,71 +53,6 @@ CONTRACT_INIT = bytes.fromhex(
     "65726f0000000000000000000000000000000000000000000000000000000060445260646000fd"
 )
 
-
-# -- nodes -----------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
-
-
-def start_our_node() -> tuple[str, Any]:
-    """Our node in its own process (so the load generator does not share its GIL)."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
-    wait_port(port)
-    return f"http://127.0.0.1:{port}", process.terminate
-
-
-def serve_our_node(port: int) -> None:
-    """Run our RPC server with automine until killed (the child process of the benchmark)."""
-    from eth.db.atomic import AtomicDB
-    from eth.db.backends.memory import MemoryDB
-
-    from chain.chain import Chain
-    from chain.sealing import NoProofEngine
-    from chain.txpool import TxPool
-    from genesis.format import load_genesis
-    from rpc import RpcConfig, serve
-    from rpc.automine import Automine
-    from rpc.backend import ChainBackend
-
-    raw = json.loads((ROOT / "genesis" / "default.json").read_text())
-    raw["consensus"]["sealEngine"] = "noproof"
-    genesis = load_genesis(raw)
-    chain = Chain.open(AtomicDB(MemoryDB()), genesis, seal_engine=NoProofEngine, clock=lambda: 4_000_000_000.0)
-    chain.txpool = TxPool(genesis.chain_id, chain.state_view())
-    backend = ChainBackend(chain)
-    Automine(backend, interval_s=0.002).start()
-    asyncio.run(serve(backend, RpcConfig(port=port)))
-
-
-def find_anvil() -> str | None:
-    return shutil.which("anvil") or next(
-        (str(p) for p in (ROOT / "node_modules" / ".bin" / "anvil",) if p.exists()), None
-    )
-
-
-def start_anvil(binary: str) -> tuple[str, Any]:
-    port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return f"http://127.0.0.1:{port}", process.terminate
-
-
-# -- measurements ----------------------------------------------------------------
 
 class Client:
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
@@ -117,46 +62,73 @@ class Client:
 
     async def call(self, method: str, *params: Any) -> Any:
         self.next_id += 1
-        async with self.session.post(self.url, json={"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": list(params)}) as r:
+        payload = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": list(params)}
+        async with self.session.post(self.url, json=payload) as r:
             answer = await r.json(content_type=None)
         if "error" in answer:
             raise RuntimeError(f"{method}: {answer['error']}")
         return answer["result"]
 
-    async def receipt(self, tx_hash: str, timeout: float = 60) -> Any:
+    async def receipt(self, tx_hash: str, timeout: float = 120) -> Any:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             receipt = await self.call("eth_getTransactionReceipt", tx_hash)
             if receipt is not None:
                 return receipt
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.01)
         raise RuntimeError("no receipt")
 
 
-def sign(chain_id: int, nonce: int, base_fee: int, **fields: Any) -> str:
+def sign(key: str, chain_id: int, nonce: int, base_fee: int, **fields: Any) -> str:
     tx = {"nonce": nonce, "chainId": chain_id, "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 4 * base_fee + 10**9,
           "gas": 21_000, "value": 1, "to": "0x" + "00" * 19 + "aa", **fields}
     if tx["to"] is None:
         del tx["to"]
     else:
         tx["to"] = to_checksum_address(tx["to"])
-    return "0x" + bytes(Account.sign_transaction(tx, KEY).raw_transaction).hex()
+    return "0x" + bytes(Account.sign_transaction(tx, key).raw_transaction).hex()
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return 1000 * statistics.median(samples), 1000 * samples[max(0, int(len(samples) * 0.99) - 1)]
+
+
+async def transfers(session: aiohttp.ClientSession, url: str, keys: list[str], count: int) -> float:
+    """``count`` transfers spread over ``keys``, each sender on its own client, sent as
+    fast as each client can; tx/s until the last receipt."""
+    probe = Client(session, url)
+    chain_id = int(await probe.call("eth_chainId"), 16)
+    base_fee = int((await probe.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
+    per_sender = count // len(keys)
+    signed: list[list[str]] = []
+    for key in keys:
+        nonce = int(await probe.call("eth_getTransactionCount", Account.from_key(key).address, "pending"), 16)
+        signed.append([sign(key, chain_id, nonce + i, base_fee) for i in range(per_sender)])
+
+    async def sender(raws: list[str]) -> list[str]:
+        client = Client(session, url)
+        return [await client.call("eth_sendRawTransaction", raw) for raw in raws]
+
+    started = time.perf_counter()
+    hashes = await asyncio.gather(*(sender(raws) for raws in signed))
+    await asyncio.gather(*(probe.receipt(h[-1]) for h in hashes))
+    elapsed = time.perf_counter() - started
+    for tx_hash in (h[0] for h in hashes):
+        assert (await probe.receipt(tx_hash))["status"] == "0x1"
+    return per_sender * len(keys) / elapsed
 
 
 async def measure(url: str, quick: bool) -> dict[str, float]:
     latency_n = 300 if quick else 2000
-    call_n = 300 if quick else 2000
-    tx_n = 50 if quick else 200
+    call_n = 320 if quick else 3200
+    tx_n = 100 if quick else 500
     results: dict[str, float] = {}
-    connector = aiohttp.TCPConnector(limit=32)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
         client = Client(session, url)
         chain_id = int(await client.call("eth_chainId"), 16)
-        sender = Account.from_key(KEY).address
-        nonce = int(await client.call("eth_getTransactionCount", sender, "pending"), 16)
         base_fee = int((await client.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
 
-        # eth_blockNumber latency
         for _ in range(50):
             await client.call("eth_blockNumber")
         samples = []
@@ -164,14 +136,21 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
             t = time.perf_counter()
             await client.call("eth_blockNumber")
             samples.append(time.perf_counter() - t)
-        samples.sort()
-        results["blockNumber p50 (ms)"] = 1000 * statistics.median(samples)
-        results["blockNumber p99 (ms)"] = 1000 * samples[int(len(samples) * 0.99) - 1]
+        results["blockNumber p50 (ms)"], results["blockNumber p99 (ms)"] = percentiles(samples)
 
-        # deploy the contract, then eth_call throughput with 16 concurrent clients
-        deploy = sign(chain_id, nonce, base_fee, to=None, value=0, data=CONTRACT_INIT, gas=300_000)
-        nonce += 1
+        deployer = KEYS[0]
+        nonce = int(await client.call("eth_getTransactionCount", Account.from_key(deployer).address, "pending"), 16)
+        deploy = sign(deployer, chain_id, nonce, base_fee, to=None, value=0, data=CONTRACT_INIT, gas=300_000)
         contract = (await client.receipt(await client.call("eth_sendRawTransaction", deploy)))["contractAddress"]
+
+        for _ in range(50):
+            await client.call("eth_call", {"to": contract}, "latest")
+        samples = []
+        for _ in range(latency_n):
+            t = time.perf_counter()
+            await client.call("eth_call", {"to": contract}, "latest")
+            samples.append(time.perf_counter() - t)
+        results["eth_call p50 (ms)"], results["eth_call p99 (ms)"] = percentiles(samples)
 
         async def caller(count: int) -> None:
             worker = Client(session, url)
@@ -180,57 +159,71 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
 
         t = time.perf_counter()
         await asyncio.gather(*(caller(call_n // 16) for _ in range(16)))
-        results["eth_call throughput (/s)"] = (call_n // 16) * 16 / (time.perf_counter() - t)
+        results["eth_call 16 clients (req/s)"] = (call_n // 16) * 16 / (time.perf_counter() - t)
 
-        # sendRawTransaction -> receipt throughput
-        raws = [sign(chain_id, nonce + i, base_fee) for i in range(tx_n)]
-        t = time.perf_counter()
-        hashes = []
-        for raw in raws:
-            hashes.append(await client.call("eth_sendRawTransaction", raw))
-        await client.receipt(hashes[-1])
-        elapsed = time.perf_counter() - t
-        for tx_hash in hashes:
-            assert (await client.receipt(tx_hash))["status"] == "0x1"
-        results["sendRawTransaction->receipt (tx/s)"] = tx_n / elapsed
+        results["transfers, 5 senders (tx/s)"] = await transfers(session, url, KEYS, tx_n)
+        results["transfers, 1 sender (tx/s)"] = await transfers(session, url, KEYS[1:2], tx_n // 2)
     return results
+
+
+def run_ours(mode: str, quick: bool, profile: Path | None) -> dict[str, float]:
+    args: tuple[str, ...] = ("--txpool-account-slots", "1024")
+    node = start_pouw(mode, dev_genesis(), args=args) if profile is None else _start_profiled(mode, args, profile)
+    try:
+        return asyncio.run(measure(node.url, quick))
+    finally:
+        node.stop()
+
+
+def _start_profiled(mode: str, args: tuple[str, ...], profile: Path) -> DevNode:
+    """Our node under cProfile (stats written to ``profile`` when it stops on SIGINT)."""
+    import subprocess
+
+    from tests.rpc import devnode
+
+    real_popen = subprocess.Popen
+
+    def popen(command: list[str], **kw: Any) -> Any:
+        if command[1:3] == ["-m", "chain.cli"] and command[3] == "run":
+            command = [command[0], "-m", "cProfile", "-o", str(profile), "-m", "chain.cli", *command[3:]]
+        return real_popen(command, **kw)
+
+    devnode.subprocess.Popen = popen  # type: ignore[assignment]
+    try:
+        return start_pouw(mode, dev_genesis(), args=args)
+    finally:
+        devnode.subprocess.Popen = real_popen  # type: ignore[assignment]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer samples (CI smoke run)")
-    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    parser.add_argument("--modes", default="automine,interval", help="automine and/or interval (1 s blocks)")
+    parser.add_argument("--profile", type=Path, help="run our node (automine) under cProfile, stats to FILE")
     args = parser.parse_args()
-    if args.serve is not None:
-        serve_our_node(args.serve)
-        return
-
-    url, stop = start_our_node()
-    try:
-        ours = asyncio.run(measure(url, args.quick))
-    finally:
-        stop()
-    anvil_binary = find_anvil()
-    theirs: dict[str, float] | None = None
-    if anvil_binary is None:
-        print("anvil not available")
-    else:
-        anvil_url, stop_anvil = start_anvil(anvil_binary)
-        try:
-            theirs = asyncio.run(measure(anvil_url, args.quick))
-        finally:
-            stop_anvil()
-
-    width = max(len(k) for k in ours)
-    header = f"{'metric':<{width}}  {'ours':>12}"
-    if theirs is not None:
-        header += f"  {'anvil':>12}  {'ours/anvil':>10}"
-    print(header)
-    for name, value in ours.items():
-        line = f"{name:<{width}}  {value:>12.3f}"
+    anvil = find_anvil()
+    if anvil is None:
+        print("anvil not available (npm install @foundry-rs/anvil-linux-amd64): our node only, no ratios")
+    for mode in args.modes.split(","):
+        ours = run_ours(mode, args.quick, args.profile if mode == "automine" else None)
+        theirs: dict[str, float] | None = None
+        if anvil is not None:
+            node = start_anvil(anvil, mode)
+            try:
+                theirs = asyncio.run(measure(node.url, args.quick))
+            finally:
+                node.stop()
+        width = max(len(k) for k in ours)
+        print(f"\n== {mode} ({'a block per transaction batch' if mode == 'automine' else '1 s blocks'})")
+        header = f"{'metric':<{width}}  {'ours':>10}"
         if theirs is not None:
-            line += f"  {theirs[name]:>12.3f}  {value / theirs[name]:>10.2f}"
-        print(line)
+            header += f"  {'anvil':>10}  {'ours/anvil':>10}"
+        print(header)
+        for name, value in ours.items():
+            line = f"{name:<{width}}  {value:>10.3f}"
+            if theirs is not None:
+                line += f"  {theirs[name]:>10.3f}  {value / theirs[name]:>10.2f}"
+            print(line)
 
 
 if __name__ == "__main__":

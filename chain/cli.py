@@ -77,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = NodeConfig(
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
         dev_period=args.dev_period, coinbase=dev_coinbase,
+        rpc_config=rpc_config_from_args(args), txpool_limits=txpool_limits_from_args(args),
     )
     with open_datadir(args.datadir) as datadir:
         node = Node(datadir, config)
@@ -155,6 +156,8 @@ async def _run_until_signal(
             f"cannot listen on {args.p2p_addr}:{args.p2p_port} (p2p): {exc.strerror or exc}"
             " (choose another --p2p-port, or --no-p2p)"
         ) from None
+    if p2p is not None:
+        node.backend.p2p = p2p  # type: ignore[attr-defined]  # admin_nodeInfo, admin_peers
     if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
         p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now
@@ -223,6 +226,81 @@ def _port(text: str) -> int:
     return value
 
 
+RPC_APIS = ("eth", "net", "web3", "txpool", "admin", "pouw")
+DEFAULT_RPC_APIS = "eth,net,web3,txpool,pouw"
+
+
+def _api_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in RPC_APIS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown namespace {', '.join(unknown) or '(none)'}; choose from {','.join(RPC_APIS)}")
+    return names
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in text.split(",") if o.strip())
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {text}")
+    return value
+
+
+def add_rpc_arguments(run: argparse.ArgumentParser) -> None:
+    """JSON-RPC and transaction-pool flags of ``run`` (geth's names in parentheses)."""
+    run.add_argument(
+        "--rpc-api", type=_api_list, default=_api_list(DEFAULT_RPC_APIS), metavar="LIST",
+        help=f"namespaces served over JSON-RPC, comma-separated, from {','.join(RPC_APIS)} "
+        f"(default {DEFAULT_RPC_APIS}; admin_ is read-only but off by default) (--http.api)",
+    )
+    run.add_argument(
+        "--rpc-cors", type=_origins, default=(), metavar="ORIGINS",
+        help="browser origins allowed to call the RPC, comma-separated, or * (default: none, CORS off) "
+        "(--http.corsdomain)",
+    )
+    run.add_argument(
+        "--rpc-evmtimeout", type=_non_negative_seconds, default=5.0, metavar="S",
+        help="wall-clock limit of eth_call, eth_estimateGas, eth_createAccessList and eth_simulateV1 "
+        "(default 5; 0 = none) (--rpc.evmtimeout)",
+    )
+    run.add_argument(
+        "--rpc-gascap", type=_positive, default=50_000_000, metavar="GAS",
+        help="most gas one eth_call / eth_estimateGas / simulated call may use (default 50000000) (--rpc.gascap)",
+    )
+    run.add_argument("--txpool-account-slots", type=_positive, default=64, metavar="N",
+                     help="most transactions one sender may have in the pool (default 64) (--txpool.accountslots)")
+    run.add_argument("--txpool-global-slots", type=_positive, default=4096, metavar="N",
+                     help="pool capacity in 32 KiB slots (default 4096, about 128 MiB) (--txpool.globalslots)")
+    run.add_argument("--txpool-price-bump", type=_positive, default=10, metavar="PERCENT",
+                     help="fee increase a replacement must offer, in percent (default 10) (--txpool.pricebump)")
+    run.add_argument("--txpool-price-limit", type=_positive, default=1, metavar="WEI",
+                     help="least priority fee (legacy: gas price) the pool accepts (default 1) (--txpool.pricelimit)")
+
+
+def rpc_config_from_args(args: argparse.Namespace) -> "object":
+    """The rpc.config.RpcConfig the ``run`` flags ask for (address and port set by the node)."""
+    from rpc.config import RpcConfig
+
+    return RpcConfig(
+        host=args.rpc_addr, port=args.rpc_port, cors_origins=args.rpc_cors, apis=args.rpc_api,
+        evm_timeout_s=args.rpc_evmtimeout, gas_cap=args.rpc_gascap,
+    )
+
+
+def txpool_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
+    """Keyword arguments of chain.txpool.TxPool from the ``--txpool-*`` flags."""
+    return {
+        "max_per_sender": args.txpool_account_slots, "max_slots": args.txpool_global_slots,
+        "price_bump_percent": args.txpool_price_bump, "min_gas_price": args.txpool_price_limit,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pouw-node",
@@ -263,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dev-period and --automine blocks)",
     )
     run.add_argument("--device", default="auto", help="training device for --mine: auto, cpu or cuda:N (default auto)")
+    add_rpc_arguments(run)  # --rpc-api, --rpc-cors, --rpc-evmtimeout, --rpc-gascap, --txpool-*
     from p2p.cli import add_p2p_arguments
 
     add_p2p_arguments(run)  # --p2p-addr (127.0.0.1), --p2p-port, --peers, --no-p2p, --max-peers

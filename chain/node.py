@@ -33,6 +33,7 @@ then counted as already known.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -518,6 +519,11 @@ class NodeConfig:
     pool's transactions; 0 = off. No-proof (dev) chains only, like geth's --dev.period."""
     coinbase: Optional[bytes] = None
     """Coinbase of the blocks the dev producer and automine build (None: automine's)."""
+    rpc_config: Any = None
+    """``rpc.config.RpcConfig`` (limits, CORS, namespaces); None: defaults. Its host and
+    port are replaced by ``rpc_host`` and ``rpc_port``."""
+    txpool_limits: Optional[dict[str, int]] = None
+    """Keyword arguments of ``chain.txpool.TxPool`` (``--txpool-*``); None: defaults."""
 
 
 class Node:
@@ -544,7 +550,9 @@ class Node:
             if config.dev_period < 0:
                 raise NodeError(f"--dev-period must be positive, got {config.dev_period}")
         # ignore: chain.txpool.StateView types addresses as bytes, HeadStateView as Address
-        self.chain.txpool = TxPool(self.chain.genesis.chain_id, self.chain.state_view())  # type: ignore[arg-type]
+        self.chain.txpool = TxPool(  # type: ignore[arg-type]
+            self.chain.genesis.chain_id, self.chain.state_view(), **(config.txpool_limits or {})
+        )
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
 
@@ -582,7 +590,7 @@ class Node:
         from rpc.config import RpcConfig
         from rpc.server import SERVICES, create_app
 
-        config = RpcConfig(host=self.config.rpc_host, port=self.config.rpc_port)
+        config = dataclasses.replace(self.config.rpc_config or RpcConfig(), host=self.config.rpc_host, port=self.config.rpc_port)
         app = create_app(self.backend, config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -629,7 +637,7 @@ def make_automine(backend: Any, coinbase: Optional[bytes] = None) -> Any:
         def mine_now(self, *, allow_empty: bool = True) -> Any:
             backend = self.backend
             chain = backend.chain
-            with backend.pool_lock:
+            with backend.import_lock:
                 if not backend.pending_transactions() and not allow_empty:
                     return None
                 block, payload = chain.build_block(self.coinbase)  # timestamp: max(now, parent + 1)

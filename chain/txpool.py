@@ -314,6 +314,9 @@ class TxPool:
         self._heap_base_fee: Optional[int] = None
         self._slots = 0
         self._seq = itertools.count()
+        #: Bumped on every insertion and removal: readers cache what they derive from
+        #: the pool's contents (the RPC's pending block) by it.
+        self.version = 0
 
     # ------------------------------------------------------------------ admission
 
@@ -485,6 +488,7 @@ class TxPool:
         self._by_hash[entry.hash] = entry
         self._by_sender.setdefault(entry.sender, {})[entry.nonce] = entry
         self._slots += entry.slots
+        self.version += 1
         if self._heap_base_fee is not None:
             if len(self._price_heap) > 2 * len(self._by_hash) + 64:
                 self._drop_price_heap()  # mostly stale: rebuilt when next needed
@@ -502,6 +506,7 @@ class TxPool:
         if not own:
             del self._by_sender[entry.sender]
         self._slots -= entry.slots
+        self.version += 1
 
     def _state_nonce(self, sender: Address) -> int:
         nonce = self._nonces.get(sender)
@@ -617,21 +622,30 @@ class TxPool:
 
         Drops stale nonces, transactions the sender can no longer afford and ones above
         the new block gas limit. Promotion and demotion follow from the new nonces.
+
+        The account reads (one nonce and one balance per sender, from the database) run
+        before the lock is taken, so a user's ``add`` waits at most for the short
+        bookkeeping pass, never for the reads of a large pool. A sender that arrives in
+        between is read under the lock (rare, and one account).
         """
+        with self._lock:
+            senders = list(self._by_sender)
+        accounts = {sender: (state.get_nonce(sender), state.get_balance(sender)) for sender in senders}
+        gas_limit = self._block_gas_limit_fn() if self._block_gas_limit_fn is not None else state.block_gas_limit()
         dropped: List[Hash32] = []
         with self._lock:
             self._state = state
-            self._nonces.clear()
+            self._nonces = {sender: nonce for sender, (nonce, _) in accounts.items()}
             self._drop_price_heap()  # keyed by the old base fee, and full of removals
-            gas_limit = self._block_gas_limit()
             for sender in list(self._by_sender):
                 nonce = self._state_nonce(sender)
-                balance = state.get_balance(sender)
+                balance = accounts[sender][1] if sender in accounts else state.get_balance(sender)
                 for entry in list(self._by_sender[sender].values()):
                     if entry.nonce < nonce or entry.cost > balance or entry.gas > gas_limit:
                         self._remove(entry)
                         dropped.append(entry.hash)
-            self._retry_deferred()
+            deferred, self._deferred = self._deferred, {}
+        self._retry(deferred)
         return dropped
 
     def readd(self, txs: Iterable[SignedTransactionAPI]) -> List[Hash32]:
@@ -654,10 +668,21 @@ class TxPool:
                 continue
         return added
 
-    def _retry_deferred(self) -> None:
-        deferred, self._deferred = self._deferred, {}
+    def _retry(self, deferred: Dict[Hash32, SignedTransactionAPI]) -> None:
+        """Re-add reorged transactions kept aside by ``readd`` (each ``add`` locks briefly)."""
         for tx in sorted(deferred.values(), key=lambda t: (t.sender, t.nonce)):
             try:
                 self.add(tx)
             except TxPoolError:
                 continue
+
+    # ------------------------------------------------------------------ limits
+
+    def limits(self) -> Dict[str, int]:
+        """The configured limits (``txpool_status`` and ``admin_nodeInfo`` report them)."""
+        return {
+            "accountSlots": self.max_per_sender,
+            "globalSlots": self.max_slots,
+            "priceBump": self.price_bump_percent,
+            "priceLimit": self.min_gas_price,
+        }

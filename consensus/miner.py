@@ -377,11 +377,11 @@ class Miner:
 def start_node_miner(node: Any, coinbase: Address, device: str = "auto",
                      segment_steps: int = DEFAULT_SEGMENT_STEPS) -> Miner:
     """Start mining inside a running node (``chain.node.Node``): templates and imports
-    hold the RPC backend's pool lock, and each mined block is announced to the RPC
+    hold the node's import lock (never the pool's), and each mined block is announced to the RPC
     layer (``newHeads`` subscribers, filters) like any new head."""
     backend = node.backend
     miner = Miner(
-        node.chain, coinbase, device=device, lock=backend.pool_lock,
+        node.chain, coinbase, device=device, lock=backend.import_lock,
         on_block=lambda block: backend.notify_new_head(block.hash), segment_steps=segment_steps,
     )
     log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)

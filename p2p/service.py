@@ -353,7 +353,7 @@ class P2PService:
         return await asyncio.get_running_loop().run_in_executor(self._read_executor, func, *args)
 
     def _import_blocking(self, block_rlp: bytes, payload: Optional[bytes]) -> Any:
-        lock = getattr(self.backend, "pool_lock", None)
+        lock = getattr(self.backend, "import_lock", None)
         if lock is None:
             return self.chain.import_block(block_rlp, payload)
         with lock:

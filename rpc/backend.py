@@ -6,13 +6,16 @@ eth_estimateGas, and the transaction pool. :class:`ChainBackend` implements it o
 node's ``chain.chain.Chain`` (itself built on py-evm).
 
 Thread safety: the RPC calls these from the event loop and from executor threads at
-once. Reads go to committed data only (the chain writes each import as one batch);
-pool access is serialised by ``pool_lock``.
+once. Reads go to committed data only (the chain writes each import as one batch). The
+pool has its own short lock (``chain.txpool.TxPool``); block producers (the miner,
+automine, the dev producer, p2p import) serialise on ``import_lock``, which no RPC
+method takes, so ``eth_sendRawTransaction`` never waits behind a block import.
 """
 from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -21,6 +24,7 @@ from eth.exceptions import BlockNotFound, HeaderNotFound
 from eth.vm.spoof import SpoofTransaction
 
 from rpc.events import ChainChange, EventHub
+from rpc.evm_deadline import CallTimeout
 
 ZERO_ADDRESS = b"\x00" * 20
 
@@ -115,6 +119,11 @@ class Backend(abc.ABC):
     def head_header(self) -> Any:
         """The canonical head's header (cheap: eth_blockNumber reads only this)."""
         return self.head().header
+
+    def pending_block(self) -> Any:
+        """The block the node would build next (number head + 1); default: none is built,
+        the head stands in."""
+        return self.head()
 
     def header_by_number(self, number: int) -> Any | None:
         """The canonical header at ``number`` (cheaper than the block: log scans use it)."""
@@ -237,6 +246,8 @@ class PyEvmSimulation(Simulation):
             state.set_nonce(call.sender, nonce)
             try:
                 computation = state.apply_transaction(tx)
+            except CallTimeout:
+                raise
             except Exception as exc:  # noqa: BLE001 - py-evm's ValidationError: the tx cannot start
                 raise CallInvalid(_validation_message(str(exc))) from None
             gas_used = self.vm_class.finalize_gas_used(tx, computation)
@@ -328,11 +339,17 @@ class ChainBackend(Backend):
         self.chain = chain
         self.chain_id = int(chain.genesis.chain_id)
         self.events = events or EventHub()
-        self.pool_lock = threading.RLock()
+        #: Held by block producers and importers around template building and import
+        #: (one block at a time on this node); never by the RPC methods.
+        self.import_lock = threading.RLock()
+        #: Former name of ``import_lock`` (the pool no longer shares it).
+        self.pool_lock = self.import_lock
         self._sim_cache = threading.local()
         #: The node's miner (consensus.miner.Miner) when it mines; set by start_node_miner.
         self.miner: Any = None
         self._pouw_view: Any = None
+        self._pending_lock = threading.Lock()
+        self._pending_cache: tuple[Any, Any] | None = None
         self._pouw_lock = threading.Lock()
 
     @property
@@ -417,12 +434,43 @@ class ChainBackend(Backend):
         snapshot = simulation.state.snapshot()
         try:
             yield simulation
+        except BaseException:
+            self._sim_cache.entry = None  # a call stopped half-way (timeout): start afresh
+            raise
         finally:
             simulation.state.revert(snapshot)
 
+    def account_proof(self, header: Any, address: bytes, slots: list[int]) -> dict[str, Any]:
+        """eth_getProof's answer at ``header``'s state (rpc/proofs.py)."""
+        from rpc.proofs import account_proof
+
+        return account_proof(self.chain.db, header.state_root, address, slots)
+
+    def simulate_blocks(self, header: Any, payload: Any, gas_cap: int) -> list[dict[str, Any]]:
+        """eth_simulateV1 on the state after ``header`` (rpc/simulate.py)."""
+        from rpc.simulate import simulate_v1
+
+        return simulate_v1(self, header, payload, gas_cap)
+
+    @functools.cached_property
+    def simulation_vm_class(self) -> Any:
+        """The chain's VM whose computations stop at the calling thread's deadline
+        (rpc/evm_deadline.py); block import keeps the chain's own VM."""
+        from rpc.evm_deadline import vm_with_deadline
+
+        return vm_with_deadline(self.chain.vm_class)
+
+    @functools.cached_property
+    def transfer_tracing_vm_class(self) -> Any:
+        """The simulation VM that can also log ether transfers (eth_simulateV1's
+        traceTransfers; rpc/simulate.py)."""
+        from rpc.simulate import vm_with_transfer_logs
+
+        return vm_with_transfer_logs(self.simulation_vm_class)
+
     def _new_simulation(self, header: Any) -> PyEvmSimulation:
         chain = self.chain
-        vm_class = chain.vm_class
+        vm_class = self.simulation_vm_class
         child = vm_class.create_header_from_parent(
             header, coinbase=header.coinbase, timestamp=header.timestamp + 1
         )
@@ -433,6 +481,23 @@ class ChainBackend(Backend):
         )
         return PyEvmSimulation(vm_class, state, base_fee)
 
+    def pending_block(self) -> Any:
+        """The block this node would build now: number head + 1, the pool's pending
+        transactions that fit, executed on the head state (nothing is stored). Built
+        again only when the head or the pool changed."""
+        head = self.chain.head()
+        version = getattr(self.pool, "version", None)
+        key = (head.hash, version)
+        with self._pending_lock:
+            cached = self._pending_cache
+            if cached is not None and cached[0] == key and version is not None:
+                return cached[1]
+        coinbase = getattr(self.miner, "coinbase", None) or ZERO_ADDRESS
+        block, _ = self.chain.build_block(coinbase, parent_hash=head.hash)
+        with self._pending_lock:
+            self._pending_cache = (key, block)
+        return block
+
     # -- pool --
     @property
     def pool(self) -> Any:
@@ -442,14 +507,13 @@ class ChainBackend(Backend):
         """Hand the raw bytes to the pool, which decodes and checks them (geth's messages)."""
         if self.pool is None:
             raise TransactionRejected("transaction pool disabled on this node")
-        with self.pool_lock:
-            try:
-                tx_hash = self.pool.add(raw)
-            except Exception as exc:  # noqa: BLE001 - the pool's typed errors carry geth's message
-                if isinstance(exc, (AssertionError, AttributeError, TypeError, NameError)):
-                    raise  # a bug, not a rejection: reported as -32603 and logged
-                raise TransactionRejected(getattr(exc, "rpc_message", None) or str(exc)) from None
-            tx = self.pool.get(tx_hash)
+        try:
+            tx_hash = self.pool.add(raw)
+        except Exception as exc:  # noqa: BLE001 - the pool's typed errors carry geth's message
+            if isinstance(exc, (AssertionError, AttributeError, TypeError, NameError)):
+                raise  # a bug, not a rejection: reported as -32603 and logged
+            raise TransactionRejected(getattr(exc, "rpc_message", None) or str(exc)) from None
+        tx = self.pool.get(tx_hash)
         if tx is None:  # admitted and already gone (mined or evicted): decode for the record
             from chain.transactions import decode_raw_transaction
 
@@ -460,20 +524,17 @@ class ChainBackend(Backend):
     def pending_transactions(self) -> list[Any]:
         if self.pool is None:
             return []
-        with self.pool_lock:
-            return list(self.pool.pending())
+        return list(self.pool.pending())
 
     def pool_transaction(self, tx_hash: bytes) -> Any | None:
         if self.pool is None:
             return None
-        with self.pool_lock:
-            return self.pool.get(tx_hash)
+        return self.pool.get(tx_hash)
 
     def pending_nonce(self, address: bytes) -> int:
         pool = self.pool
         if pool is not None and hasattr(pool, "next_nonce"):
-            with self.pool_lock:
-                return int(pool.next_nonce(address))
+            return int(pool.next_nonce(address))
         return super().pending_nonce(address)
 
     # -- events --

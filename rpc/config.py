@@ -30,9 +30,17 @@ class RpcConfig:
     max_subscriptions_per_conn: int = 128
     #: Requests one WebSocket connection may have in flight (further messages wait).
     max_inflight_per_conn: int = 64
-    #: Gas cap for eth_call / eth_estimateGas when the request gives none (geth: 50M).
+    #: Gas cap for eth_call / eth_estimateGas / eth_simulateV1 (geth's --rpc.gascap: 50M).
     gas_cap: int = 50_000_000
-    #: Threads that run CPU-heavy methods (eth_call, estimateGas, log scans).
+    #: Wall-clock limit of one eth_call / eth_estimateGas / eth_createAccessList /
+    #: eth_simulateV1, in seconds (geth's --rpc.evmtimeout: 5 s); 0 = no limit.
+    evm_timeout_s: float = 5.0
+    #: Threads that run chain reads (blocks, receipts, state, log scans).
     executor_threads: int = 4
+    #: Threads that run EVM simulations, apart from the reads above, so that heavy calls
+    #: queue behind each other and never in front of a cheap read.
+    evm_threads: int = 4
+    #: Namespaces served (``--rpc-api``): a method of another namespace is -32601.
+    apis: tuple[str, ...] = ("eth", "net", "web3", "txpool", "pouw")
     #: JSON nesting deeper than this is refused before decoding.
     max_json_depth: int = 64

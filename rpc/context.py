@@ -31,10 +31,28 @@ class Services:
     filters: "FilterManager"
     executor: ThreadPoolExecutor
     loop: asyncio.AbstractEventLoop
+    #: Runs EVM simulations (eth_call, ...); defaults to ``executor``.
+    evm_executor: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run ``func(*args)`` in the thread executor and await its result."""
         return await self.loop.run_in_executor(self.executor, lambda: func(*args))
+
+    async def run_evm(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run an EVM simulation ``func(*args)`` in the EVM executor under the configured
+        wall-clock limit (rpc/evm_deadline.py); a call past it is -32000
+        ``execution aborted (timeout = 5s)``, as in geth."""
+        from rpc.errors import ServerError
+        from rpc.evm_deadline import CallTimeout, deadline
+
+        def limited() -> Any:
+            try:
+                with deadline(self.config.evm_timeout_s):
+                    return func(*args)
+            except CallTimeout as exc:
+                raise ServerError(str(exc)) from None
+
+        return await self.loop.run_in_executor(self.evm_executor or self.executor, limited)
 
 
 @dataclass

@@ -144,6 +144,8 @@ class Dispatcher:
         if method.needs_connection and ctx.connection is None:
             raise NotificationsUnsupported()
         args = method.parse_params(request.get("params"))
+        if method.evm:
+            return await ctx.services.run_evm(method.handler, ctx, *args)
         if method.blocking:
             return await ctx.services.run_blocking(method.handler, ctx, *args)
         return await method.handler(ctx, *args)

@@ -112,10 +112,14 @@ async def accounts(ctx: CallContext) -> list[str]:
 
 # -- helpers ----------------------------------------------------------------
 
-def resolve_block(ctx: CallContext, block_id: BlockId) -> Any | None:
-    """The block a BlockId names, or None. pending/safe/finalized are the head (no
-    pending block is built and there is no finality gadget)."""
+def resolve_block(ctx: CallContext, block_id: BlockId, *, pending: bool = False) -> Any | None:
+    """The block a BlockId names, or None. ``pending`` is the block the node would build
+    next (number head + 1, from the pool) where ``pending=True`` (methods that return
+    blocks and their transactions), the head for state reads (its state is not stored);
+    safe/finalized are the head (there is no finality gadget)."""
     backend = ctx.backend
+    if pending and block_id.tag == "pending":
+        return backend.pending_block()
     if block_id.block_hash is not None:
         block = backend.block_by_hash(block_id.block_hash)
         if block is not None and block_id.require_canonical and not backend.is_canonical(block):
@@ -136,10 +140,16 @@ def require_block(ctx: CallContext, block_id: BlockId) -> Any:
     return block
 
 
-def block_result(ctx: CallContext, block: Any | None, full: bool) -> Any:
+def block_result(ctx: CallContext, block: Any | None, full: bool, *, pending: bool = False) -> Any:
     if block is None:
         return None
-    return encoding.block_json(block, full_transactions=full)
+    result = encoding.block_json(block, full_transactions=full)
+    if pending:  # geth: a pending block has no hash, nonce or miner yet
+        result.update(hash=None, nonce=None, miner=None)
+        if full:
+            for tx in result["transactions"]:
+                tx["blockHash"] = None
+    return result
 
 
 # -- state ------------------------------------------------------------------
@@ -196,7 +206,7 @@ def _raise_for(result: ExecutionResult) -> None:
     Param("transaction", parse_call),
     Param("block", parse_block_id, LATEST),
     Param("stateOverrides", parse_overrides, None),
-    blocking=True,
+    evm=True,
 )
 def call(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: Any) -> str:
     block = require_block(ctx, block_id)
@@ -214,7 +224,7 @@ def call(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: A
     Param("transaction", parse_call),
     Param("block", parse_block_id, LATEST),
     Param("stateOverrides", parse_overrides, None),
-    blocking=True,
+    evm=True,
 )
 def estimate_gas(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: Any) -> str:
     block = require_block(ctx, block_id)
@@ -273,7 +283,7 @@ def _estimate(ctx: CallContext, sim: Any, request: CallRequest, block_gas_limit:
     "eth_createAccessList",
     Param("transaction", parse_call),
     Param("block", parse_block_id, LATEST),
-    blocking=True,
+    evm=True,
 )
 def create_access_list(ctx: CallContext, request: CallRequest, block_id: BlockId) -> dict[str, Any]:
     block = require_block(ctx, block_id)
@@ -296,6 +306,42 @@ def create_access_list(ctx: CallContext, request: CallRequest, block_id: BlockId
     return answer
 
 
+def _parse_slots(value: Any) -> list[int]:
+    from rpc.proofs import MAX_PROOF_SLOTS
+
+    if not isinstance(value, list):
+        raise ValueError("expected array of storage keys")
+    if len(value) > MAX_PROOF_SLOTS:
+        raise ValueError(f"too many storage keys (at most {MAX_PROOF_SLOTS})")
+    return [parse_storage_slot(slot) for slot in value]
+
+
+@eth.method(
+    "eth_getProof",
+    Param("address", parse_address),
+    Param("storageKeys", _parse_slots),
+    Param("block", parse_block_id, LATEST),
+    blocking=True,
+)
+def get_proof(ctx: CallContext, address: bytes, slots: list[int], block_id: BlockId) -> dict[str, Any]:
+    """EIP-1186 account and storage proofs against the block's state root (rpc/proofs.py)."""
+    block = require_block(ctx, block_id)
+    return ctx.backend.account_proof(block.header, address, slots)
+
+
+def _parse_simulate(value: Any) -> Any:
+    from rpc.simulate import parse_simulate_payload
+
+    return parse_simulate_payload(value)
+
+
+@eth.method("eth_simulateV1", Param("payload", _parse_simulate), Param("block", parse_block_id, LATEST), evm=True)
+def simulate_v1(ctx: CallContext, payload: Any, block_id: BlockId) -> list[dict[str, Any]]:
+    """Calls in a chain of simulated blocks on the block's state (rpc/simulate.py)."""
+    block = require_block(ctx, block_id)
+    return ctx.backend.simulate_blocks(block.header, payload, ctx.config.gas_cap)
+
+
 # -- transactions -----------------------------------------------------------
 
 @eth.method("eth_sendRawTransaction", Param("transaction", parse_data), blocking=True)
@@ -309,12 +355,20 @@ def send_raw_transaction(ctx: CallContext, raw: bytes) -> str:
 
 @eth.method("eth_getTransactionByHash", Param("hash", parse_hash), blocking=True)
 def get_transaction_by_hash(ctx: CallContext, tx_hash: bytes) -> Any:
-    location = ctx.backend.transaction_location(tx_hash)
-    if location is not None:
-        block, index = location
-        return _tx_in_block(block, index)
-    tx = ctx.backend.pool_transaction(tx_hash)
-    return None if tx is None else encoding.transaction_json(tx)
+    """Chain, then pool, then chain again: an import commits its block before it takes
+    the transaction out of the pool, so a transaction that left the pool between the
+    first two looks is found by the third (never a false null during an import)."""
+    backend = ctx.backend
+    location = backend.transaction_location(tx_hash)
+    if location is None:
+        tx = backend.pool_transaction(tx_hash)
+        if tx is not None:
+            return encoding.transaction_json(tx)
+        location = backend.transaction_location(tx_hash)
+    if location is None:
+        return None
+    block, index = location
+    return _tx_in_block(block, index)
 
 
 def _tx_in_block(block: Any, index: int) -> Any:
@@ -356,20 +410,56 @@ def get_tx_by_block_hash_and_index(ctx: CallContext, block_hash: bytes, index: i
     "eth_getTransactionByBlockNumberAndIndex", Param("block", parse_block_number), Param("index", parse_index), blocking=True
 )
 def get_tx_by_block_number_and_index(ctx: CallContext, block_id: BlockId, index: int) -> Any:
-    block = resolve_block(ctx, block_id)
+    block = resolve_block(ctx, block_id, pending=True)
     return None if block is None else _tx_in_block(block, index)
+
+
+def _raw_in_block(block: Any | None, index: int) -> str | None:
+    if block is None or index >= len(block.transactions):
+        return None
+    return data(block.transactions[index].encode())
+
+
+@eth.method("eth_getRawTransactionByHash", Param("hash", parse_hash), blocking=True)
+def get_raw_transaction_by_hash(ctx: CallContext, tx_hash: bytes) -> str | None:
+    """The signed transaction's bytes (the EIP-2718 envelope), mined or pooled; looked
+    up in the same order as eth_getTransactionByHash."""
+    backend = ctx.backend
+    location = backend.transaction_location(tx_hash)
+    if location is None:
+        tx = backend.pool_transaction(tx_hash)
+        if tx is not None:
+            return data(tx.encode())
+        location = backend.transaction_location(tx_hash)
+    return None if location is None else _raw_in_block(*location)
+
+
+@eth.method(
+    "eth_getRawTransactionByBlockHashAndIndex", Param("blockHash", parse_hash), Param("index", parse_index), blocking=True
+)
+def get_raw_tx_by_block_hash_and_index(ctx: CallContext, block_hash: bytes, index: int) -> str | None:
+    return _raw_in_block(ctx.backend.block_by_hash(block_hash), index)
+
+
+@eth.method(
+    "eth_getRawTransactionByBlockNumberAndIndex", Param("block", parse_block_number), Param("index", parse_index), blocking=True
+)
+def get_raw_tx_by_block_number_and_index(ctx: CallContext, block_id: BlockId, index: int) -> str | None:
+    return _raw_in_block(resolve_block(ctx, block_id, pending=True), index)
 
 
 # -- blocks -----------------------------------------------------------------
 
-@eth.method("eth_getBlockByHash", Param("blockHash", parse_hash), Param("fullTransactions", parse_bool, False), blocking=True)
+# fullTransactions is required, as in geth and the execution-apis schema: one parameter is -32602.
+@eth.method("eth_getBlockByHash", Param("blockHash", parse_hash), Param("fullTransactions", parse_bool), blocking=True)
 def get_block_by_hash(ctx: CallContext, block_hash: bytes, full: bool) -> Any:
     return block_result(ctx, ctx.backend.block_by_hash(block_hash), full)
 
 
-@eth.method("eth_getBlockByNumber", Param("block", parse_block_number), Param("fullTransactions", parse_bool, False), blocking=True)
+@eth.method("eth_getBlockByNumber", Param("block", parse_block_number), Param("fullTransactions", parse_bool), blocking=True)
 def get_block_by_number(ctx: CallContext, block_id: BlockId, full: bool) -> Any:
-    return block_result(ctx, resolve_block(ctx, block_id), full)
+    pending = block_id.tag == "pending"
+    return block_result(ctx, resolve_block(ctx, block_id, pending=True), full, pending=pending)
 
 
 @eth.method("eth_getBlockTransactionCountByHash", Param("blockHash", parse_hash), blocking=True)
@@ -380,7 +470,7 @@ def tx_count_by_hash(ctx: CallContext, block_hash: bytes) -> Any:
 
 @eth.method("eth_getBlockTransactionCountByNumber", Param("block", parse_block_number), blocking=True)
 def tx_count_by_number(ctx: CallContext, block_id: BlockId) -> Any:
-    block = resolve_block(ctx, block_id)
+    block = resolve_block(ctx, block_id, pending=True)
     return None if block is None else quantity(len(block.transactions))
 
 
@@ -392,7 +482,7 @@ def uncle_count_by_hash(ctx: CallContext, block_hash: bytes) -> Any:
 
 @eth.method("eth_getUncleCountByBlockNumber", Param("block", parse_block_number), blocking=True)
 def uncle_count_by_number(ctx: CallContext, block_id: BlockId) -> Any:
-    block = resolve_block(ctx, block_id)
+    block = resolve_block(ctx, block_id, pending=True)
     return None if block is None else quantity(len(block.uncles))
 
 
@@ -445,6 +535,16 @@ def max_priority_fee(ctx: CallContext) -> str:
 @eth.method("eth_gasPrice", blocking=True)
 def gas_price(ctx: CallContext) -> str:
     return quantity(suggest_tip(ctx) + next_base_fee(ctx.backend.head_header()))
+
+
+#: EIP-4844's minimum blob base fee. This chain takes no blob transactions (types 0, 1,
+#: 2 only), so its blob gas market never leaves the minimum.
+MIN_BLOB_BASE_FEE = 1
+
+
+@eth.method("eth_blobBaseFee")
+async def blob_base_fee(ctx: CallContext) -> str:
+    return quantity(MIN_BLOB_BASE_FEE)
 
 
 def _parse_percentiles(value: Any) -> list[float]:
@@ -542,9 +642,15 @@ def query_logs(ctx: CallContext, query: FilterQuery) -> list[dict[str, Any]]:
             raise ServerError("unknown block")
         return criteria.logs_of(block, backend.receipts(block))
     start, end = _block_range(ctx, query)
+    head_number = backend.head_header().block_number
+    # The execution-apis probes: a reversed range is "invalid block range params", a
+    # range reaching past the head "block range extends beyond current head block"
+    # (both -32602), in that order.
+    if query.to_block.number is not None and query.to_block.number < start:
+        raise InvalidParams("invalid block range params")
+    if (query.to_block.number or 0) > head_number or (query.from_block.number or 0) > head_number:
+        raise InvalidParams("block range extends beyond current head block")
     if start > end:
-        if query.to_block.number is not None and query.to_block.number < start:
-            raise InvalidParams("invalid block range params")
         return []
     if end - start + 1 > ctx.config.max_log_range:
         raise LimitExceeded(f"block range too large (at most {ctx.config.max_log_range} blocks)")

@@ -14,7 +14,7 @@ functions run in the thread executor, so CPU-heavy work never runs on the event 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from rpc.errors import InvalidParams
 
@@ -48,6 +48,13 @@ class Method:
     blocking: bool = False
     #: Needs a connection that can carry notifications (WebSocket): eth_subscribe.
     needs_connection: bool = False
+    #: Runs EVM code (eth_call, ...): in the EVM executor, under the wall-clock limit.
+    evm: bool = False
+
+    @property
+    def namespace(self) -> str:
+        """``eth`` for ``eth_call``: what ``--rpc-api`` selects."""
+        return self.name.split("_", 1)[0]
 
     def parse_params(self, raw: Any) -> list[Any]:
         """Check and convert the request's ``params``; raise InvalidParams naming the param."""
@@ -81,17 +88,23 @@ class Registry:
     methods: dict[str, Method] = field(default_factory=dict)
 
     def method(
-        self, name: str, *params: Param, blocking: bool = False, needs_connection: bool = False
+        self, name: str, *params: Param, blocking: bool = False, needs_connection: bool = False, evm: bool = False
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register the decorated handler as JSON-RPC method ``name``."""
+        """Register the decorated handler as JSON-RPC method ``name`` (``evm``: a plain
+        function that runs EVM code, in the EVM executor under the wall-clock limit)."""
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             if name in self.methods:
                 raise ValueError(f"method {name} registered twice")
-            self.methods[name] = Method(name, handler, params, blocking, needs_connection)
+            self.methods[name] = Method(name, handler, params, blocking or evm, needs_connection, evm)
             return handler
 
         return register
+
+    def only(self, namespaces: "Iterable[str]") -> "Registry":
+        """The methods of these namespaces only (``--rpc-api``)."""
+        wanted = set(namespaces)
+        return Registry({name: m for name, m in self.methods.items() if m.namespace in wanted})
 
     def merge(self, *others: "Registry") -> "Registry":
         """A registry with this one's methods and the others' (names must not clash)."""

@@ -54,11 +54,13 @@ FILTER_SWEEP_S = 15.0
 
 
 def build_registry(*extra: Registry) -> Registry:
-    """Every namespace the node serves: ``eth_``/``net_``/``web3_`` and ``pouw_``."""
+    """Every namespace the node can serve: ``eth_``/``net_``/``web3_``, ``txpool_``,
+    ``admin_`` and ``pouw_`` (``RpcConfig.apis`` chooses among them)."""
     from rpc.eth_methods import eth
+    from rpc.node_methods import node
     from rpc.pouw_methods import pouw
 
-    return eth.merge(pouw, *extra)
+    return eth.merge(node, pouw, *extra)
 
 
 def create_app(backend: Backend, config: RpcConfig | None = None, registry: Registry | None = None) -> web.Application:
@@ -67,7 +69,7 @@ def create_app(backend: Backend, config: RpcConfig | None = None, registry: Regi
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_cors_middleware(config)])
     app[CONFIG] = config
     app[BACKEND] = backend
-    app[REGISTRY] = registry or build_registry()
+    app[REGISTRY] = (registry or build_registry()).only(config.apis)
     app[DISPATCHER] = Dispatcher(app[REGISTRY], config.max_batch, config.max_json_depth)
     app[CONNECTIONS] = Connections()
     app.cleanup_ctx.append(_services)
@@ -82,8 +84,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     backend = app[BACKEND]
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(config.executor_threads, thread_name_prefix="rpc")
+    evm_executor = ThreadPoolExecutor(config.evm_threads, thread_name_prefix="rpc-evm")
     filters = FilterManager(config.max_filters, config.filter_timeout_s)
-    services = Services(backend, config, backend.events, filters, executor, loop)
+    services = Services(backend, config, backend.events, filters, executor, loop, evm_executor)
     app[SERVICES] = services
     queue: asyncio.Queue[Event] = asyncio.Queue()
     unlisten = backend.events.listen(loop, queue.put_nowait)
@@ -103,6 +106,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         # Wait for running chain reads: the node closes its database right after we stop,
         # and a LevelDB read still running in a thread would then crash the process.
         await loop.run_in_executor(None, lambda: executor.shutdown(wait=True, cancel_futures=True))
+        await loop.run_in_executor(None, lambda: evm_executor.shutdown(wait=True, cancel_futures=True))
 
 
 async def _event_worker(app: web.Application, queue: "asyncio.Queue[Event]") -> None:

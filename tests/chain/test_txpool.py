@@ -520,3 +520,38 @@ def test_errors_are_chain_errors_with_geth_messages() -> None:
         assert isinstance(err, ChainError)
         assert str(err) == cls.message == err.rpc_message
         assert err.full_message == f"{cls.message}: detail"
+
+
+def test_new_head_reads_do_not_block_adds(pool: TxPool) -> None:
+    """on_new_head reads every sender's account before it takes the pool's lock: an
+    ``add`` during those (slow) reads does not wait for them, and the re-check that
+    follows still sees the transaction."""
+    for i in range(4):
+        pool.add(dyn(i, 0))
+    reading = threading.Event()
+    release = threading.Event()
+
+    class SlowState(FakeState):
+        def get_balance(self, address: bytes) -> int:
+            reading.set()
+            release.wait(5)
+            return super().get_balance(address)
+
+    head = threading.Thread(target=pool.on_new_head, args=(SlowState(),))
+    head.start()
+    assert reading.wait(5)
+    t = dyn(5, 0)
+    pool.add(t)  # would deadlock-wait 5 s if the reads held the lock
+    assert not release.is_set() and t.hash in pool
+    release.set()
+    head.join(10)
+    assert t.hash in pool and len(pool) == 5
+    assert pool.version > 0
+
+
+def test_new_head_drops_mined_nonces(pool: TxPool, state: FakeState) -> None:
+    for nonce in range(3):
+        pool.add(dyn(0, nonce))
+    moved = FakeState(nonces={A: 2}, balances=state.balances)
+    dropped = pool.on_new_head(moved)
+    assert len(dropped) == 2 and pool.stats().pending == 1 and pool.next_nonce(A) == 3

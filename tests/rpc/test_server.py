@@ -78,13 +78,17 @@ async def test_balances_and_state(rpc: Rpc) -> None:
 
 async def test_blocks(rpc: Rpc, backend: ChainBackend) -> None:
     Automine(backend).mine_now()
-    for tag in ("latest", "pending", "safe", "finalized", "0x1"):
+    for tag in ("latest", "safe", "finalized", "0x1"):
         block = await rpc.result("eth_getBlockByNumber", tag, True)
         assert block["number"] == "0x1"
         assert block["nonce"] == "0x0000000000000000"
         assert block["mixHash"] == block["workAccumulator"]
         for field in ("jobId", "startCheckpoint", "stepCount", "finalState"):
             assert field in block
+    # pending: the next block, built from the pool; geth's null hash, nonce and miner
+    pending = (await rpc.call("eth_getBlockByNumber", "pending", False))["result"]
+    assert pending["number"] == "0x2" and pending["hash"] is None and pending["miner"] is None
+    assert pending["parentHash"] == block["hash"] and pending["transactions"] == []
     block = await rpc.result("eth_getBlockByNumber", "latest", False)
     assert await rpc.result("eth_getBlockByHash", block["hash"], False) == block
     assert await rpc.result("eth_getBlockByNumber", "0x5", False) is None
