@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if coinbase is not None:
             from consensus.miner import start_node_miner
 
-            miner = start_node_miner(node, coinbase, args.device)
+            miner = start_node_miner(node, coinbase, args.device, args.segment_steps)
         try:
             asyncio.run(_run_until_signal(node, early_stop, args, miner))
         finally:
@@ -301,6 +301,16 @@ def txpool_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
     }
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pouw-node",
@@ -341,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dev-period and --automine blocks)",
     )
     run.add_argument("--device", default="auto", help="training device for --mine: auto, cpu or cuda:N (default auto)")
+    run.add_argument("--segment-steps", type=_positive_int, default=16, metavar="M",
+                     help="--mine: steps per segment, i.e. between two state commitments; capped by the consensus "
+                          "bound for the block's difficulty (default 16; docs/protocol.md §14)")
     add_rpc_arguments(run)  # --rpc-api, --rpc-cors, --rpc-evmtimeout, --rpc-gascap, --txpool-*
     from p2p.cli import add_p2p_arguments
 
