@@ -9,8 +9,8 @@ blocks and payloads into a second fresh node (a validator). Prints:
 * block time: mean, median and p90 of the wall time between successive blocks, and of
   the last half (after the retarget has had time to act), against the genesis target;
 * miner time per block (template + training to a ticket + payload + sealing + import)
-  against validator time per block (full import: header, execution, work verification
-  with k + 1 recomputed steps), and their ratio, measured in this run;
+  against validator time per block (full import: header, work verification with its
+  anchored and challenged segments, execution), and their ratio, measured in this run;
 * steps per block, difficulty, and work-payload bytes per block.
 
 The genesis must have a standing job (genesis/default.json does): with no paid job
@@ -126,8 +126,11 @@ def main() -> int:
     ratio = statistics.mean(import_times) / statistics.mean(miner_times)
     print(f"  validator / miner time: {ratio:.4f} ({1 / ratio:.0f}x cheaper to validate than to mine)")
     steps = [m.steps for m in mined]
-    print(f"steps per block: mean {statistics.mean(steps):.1f}, median {statistics.median(steps)}, "
-          f"recomputed per block: {genesis.pouw.challenge_count} + 1")
+    from consensus.payload import WorkPayload
+
+    ms = [WorkPayload.decode(m.payload).m for m in mined]
+    print(f"steps per block: mean {statistics.mean(steps):.1f}, median {statistics.median(steps)}; segment length m: "
+          f"{min(ms)}..{max(ms)}; recomputed per block: at most {genesis.pouw.challenge_count} + 5 segments")
     sizes = [len(m.payload) for m in mined]
     print(f"work payload bytes per block: mean {statistics.mean(sizes):,.0f}, max {max(sizes):,}")
     print(f"difficulty: first {mined[0].block.header.difficulty:,}, last {mined[-1].block.header.difficulty:,}")

@@ -122,7 +122,7 @@ async def main() -> None:
         source.close()
 
     n = args.blocks
-    engine = "pouw (k=3 challenged steps + ticket step recomputed per block)" if args.pouw else "noproof (EVM + all header/state checks)"
+    engine = "pouw (k=3 challenged segments + the anchored ones recomputed per block)" if args.pouw else "noproof (EVM + all header/state checks)"
     print(f"seal engine: {engine}")
     print(f"{'':28} {'seconds':>8} {'blocks/s':>9} {'txs/s':>9}")
     print(f"{'baseline: local import':28} {base_s:8.2f} {n / base_s:9.1f} {total_txs / base_s:9.1f}")

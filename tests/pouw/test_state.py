@@ -154,3 +154,15 @@ def test_corruption_fuzz_never_crashes() -> None:
             deserialize_state(spec, bytes(rng.randrange(256) for _ in range(n)))
         except StateError:
             pass
+
+
+def test_large_state_hash_is_the_same_multithreaded() -> None:
+    """Over 1 MiB the digest is computed with several BLAKE3 threads: same bytes, same hash."""
+    spec = JobSpec.from_dict({
+        "family": "mlp", "dataset": "0x" + "ab" * 32, "input_shape": [784], "num_classes": 10,
+        "hidden": [512], "batch_size": 8, "lr_shift": 3, "momentum_shift": None, "steps": 1,
+    })
+    state = get_family("mlp").init_state(spec, b"big")
+    data = serialize_state(spec, state)
+    assert len(data) > 1 << 20
+    assert state_hash(state, spec) == state_digest(state, spec) == blake3.blake3(data).digest() == state_hash(data)
