@@ -518,6 +518,10 @@ class NodeConfig:
     pool's transactions; 0 = off. No-proof (dev) chains only, like geth's --dev.period."""
     coinbase: Optional[bytes] = None
     """Coinbase of the blocks the dev producer and automine build (None: automine's)."""
+    dashboard: bool = True
+    """Serve the dashboard at GET / on the RPC port (``--no-dashboard``)."""
+    metrics: bool = True
+    """Serve Prometheus metrics at /metrics on the RPC port (``--no-metrics``)."""
 
 
 class Node:
@@ -547,6 +551,11 @@ class Node:
         self.chain.txpool = TxPool(self.chain.genesis.chain_id, self.chain.state_view())  # type: ignore[arg-type]
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
+        from chain.imports import ImportLog
+
+        # one log line and a timing record per imported block, whoever imports it
+        self.imports = ImportLog(self.chain).attach()
+        self.backend.imports = self.imports  # type: ignore[attr-defined]  # read by /metrics and pouw_blockImports
 
     async def run(self, stop: asyncio.Event) -> None:
         automine = None
@@ -582,7 +591,8 @@ class Node:
         from rpc.config import RpcConfig
         from rpc.server import SERVICES, create_app
 
-        config = RpcConfig(host=self.config.rpc_host, port=self.config.rpc_port)
+        config = RpcConfig(host=self.config.rpc_host, port=self.config.rpc_port,
+                           dashboard=self.config.dashboard, metrics=self.config.metrics)
         app = create_app(self.backend, config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -595,6 +605,10 @@ class Node:
             port = runner.addresses[0][1] if runner.addresses else config.port
             self.rpc_url = f"http://{config.host}:{port}"
             log.info("JSON-RPC listening on %s (HTTP and WebSocket)", self.rpc_url)
+            if config.dashboard:
+                log.info("dashboard on %s/ (--no-dashboard to turn it off)", self.rpc_url)
+            if config.metrics:
+                log.info("Prometheus metrics on %s/metrics", self.rpc_url)
             await stop.wait()
         finally:
             services = app.get(SERVICES)

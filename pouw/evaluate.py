@@ -18,7 +18,7 @@ from pouw.errors import PouwError
 from pouw.families import State, get_family
 from pouw.spec import JobSpec
 
-__all__ = ["Metrics", "evaluate", "export_torch", "LOSS_FRAC_BITS", "EVAL_CHUNK"]
+__all__ = ["Metrics", "evaluate", "export_torch", "FloatFeatures", "LOSS_FRAC_BITS", "EVAL_CHUNK"]
 
 LOSS_FRAC_BITS: Final = 20
 """Per-example losses are integers in units of 2**-20 nat."""
@@ -116,11 +116,40 @@ def evaluate(spec: JobSpec, state: State, x: Tensor, y: Tensor, backend: Backend
     )
 
 
-def export_torch(spec: JobSpec, state: State) -> torch.nn.Module:
+class FloatFeatures(torch.nn.Module):
+    """A trained model that takes the original float features of its dataset.
+
+    It quantises them exactly as the dataset was made (``q = clip(rint(x * feature_scale),
+    -127, 127)`` in float64, round half to even, as ``quantize_int8``), then feeds
+    ``q * 2**-input_frac_bits`` to ``model``: the same int8 inputs the job trained on.
+    """
+
+    def __init__(self, model: torch.nn.Module, feature_scale: float, input_frac_bits: int) -> None:
+        super().__init__()
+        self.model = model
+        self.feature_scale = float(feature_scale)
+        self.input_scale = 2.0 ** -input_frac_bits
+
+    def forward(self, x: Tensor) -> Tensor:
+        q = torch.clamp(torch.round(x.to(torch.float64) * self.feature_scale), -127, 127)
+        return self.model((q * self.input_scale).to(torch.float32))
+
+    def extra_repr(self) -> str:
+        return f"feature_scale={self.feature_scale!r}, input_scale={self.input_scale!r}"
+
+
+def export_torch(spec: JobSpec, state: State, feature_scale: float | None = None) -> torch.nn.Module:
     """A float32 torch model with the state's weights (value = integer * 2**-weight_frac_bits).
 
-    Feed it ``x_int8.float() * 2**-input_frac_bits``. It computes the same architecture
-    without the int8 quantisation of the exact path, so its argmax agrees with the exact
-    evaluation on nearly all examples (measured in tests/pouw/test_evaluate.py).
+    Without ``feature_scale``, feed it ``x_int8.float() * 2**-input_frac_bits``. With the
+    dataset's ``feature_scale`` (a dataset made by ``pouw-node dataset make`` records it),
+    it is wrapped in :class:`FloatFeatures` and takes the original float features. It
+    computes the same architecture without the int8 quantisation of the exact path, so
+    its argmax agrees with the exact evaluation on nearly all examples (measured in
+    tests/pouw/test_evaluate.py). Its ``state_dict`` keys are the family's own only
+    without the wrapper (the wrapper's are prefixed ``model.``).
     """
-    return get_family(spec.family).to_torch(spec, state)
+    model = get_family(spec.family).to_torch(spec, state)
+    if feature_scale is None:
+        return model
+    return FloatFeatures(model, feature_scale, spec.input_frac_bits)
