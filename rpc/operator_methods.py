@@ -334,7 +334,8 @@ def _eta(view: Any, job: Any, blocks: list[JobBlock]) -> tuple[Optional[float], 
 
     if STATUS_NAMES.get(job.status) == "completed":
         return None, None, 0.0
-    recent = blocks[-RATE_BLOCKS:]
+    # block 1's parent is the genesis block, whose timestamp is fixed in the genesis file
+    recent = [b for b in blocks[-RATE_BLOCKS:] if b.number > 1]
     rate: Optional[float] = None
     if recent:
         span = recent[-1].timestamp - recent[0].parent_timestamp

@@ -68,6 +68,7 @@ function short(hex, keep = 6) {
 function eth(wei) {
   if (wei === null || wei === undefined) return "-";
   const value = typeof wei === "bigint" ? wei : BigInt(wei);
+  if (value > 0n && value < 10n ** 14n) return gwei(value);  // below 0.0001 ETH: say it in gwei
   const whole = value / 10n ** 18n;
   const frac = (value % 10n ** 18n).toString().padStart(18, "0").slice(0, 4).replace(/0+$/, "");
   return `${whole}${frac ? "." + frac : ""} ETH`;
@@ -75,7 +76,7 @@ function eth(wei) {
 
 function gwei(wei) {
   const value = BigInt(wei);
-  if (value >= 10n ** 15n) return eth(value);
+  if (value >= 10n ** 14n) return eth(value);
   if (value >= 10n ** 6n) return `${Number(value) / 1e9} gwei`;
   return `${value} wei`;
 }
