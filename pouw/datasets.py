@@ -210,6 +210,8 @@ def _from_safetensors(blob: bytes) -> Dataset:
             "unexpected metadata fields", expected=["[feature_scale]", "format", "name", "num_classes"], got=sorted(meta)
         )
     feature_scale = meta.get("feature_scale")
+    if "feature_scale" in meta and (feature_scale is None or isinstance(feature_scale, bool)):
+        raise DatasetError("feature_scale must be a finite number >= 0 when present", got=feature_scale)
     if sorted(tensors) != sorted(TENSOR_NAMES):
         raise DatasetError("wrong tensor names", expected=sorted(TENSOR_NAMES), got=sorted(tensors))
     for label in ("y_train", "y_test"):
