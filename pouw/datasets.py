@@ -23,9 +23,11 @@ same four array names (integer labels of any width are widened to int64) and opt
 Quantisation to int8 happens once, at job creation (:func:`quantize_int8`), never on
 the recomputed path: the content hash names the int8 data that validators use. A
 dataset made from float features by :func:`dataset_from_float_arrays` (``pouw-node
-dataset make``) records the scale it used, ``feature_scale``, with
-``q = clip(rint(x * feature_scale), -127, 127)``: a trained model can then be applied to
-new float features (``pouw.evaluate.export_torch(..., feature_scale=...)``).
+dataset make``) records the scale it used, ``feature_scale``: one number ``s`` for every
+feature, or one ``s_j`` per feature element (the default of ``dataset make``: features
+in different units each keep their resolution), with ``q_j = clip(rint(x_j * s_j), -127,
+127)``: a trained model can then be applied to new float features
+(``pouw.evaluate.export_torch(..., feature_scale=...)``).
 """
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ __all__ = [
     "dataset_from_bytes",
     "quantize_int8",
     "quantization_scale",
+    "feature_scales",
+    "quantize_features",
     "make_dataset",
     "dataset_from_float_arrays",
     "split_train_test",
@@ -91,10 +95,11 @@ class Dataset:
     y_test: torch.Tensor  # int64 [M]
     num_classes: int
     name: str = ""
-    feature_scale: float | None = None
+    feature_scale: float | tuple[float, ...] | None = None
     """How the int8 features were made from the original ones, when the dataset records
-    it: ``q = clip(rint(x * feature_scale), -127, 127)``. None: not recorded (the built-in
-    sets, and every dataset file from before this field)."""
+    it: ``q = clip(rint(x * feature_scale), -127, 127)``, with one number for all features
+    or a tuple of one per feature element (``x`` flattened per example). None: not
+    recorded (the built-in sets, and every dataset file from before this field)."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -134,10 +139,12 @@ def _hash_bytes(expected: bytes | str) -> bytes:
 # --------------------------------------------------------------------------- encode
 
 
-def _metadata(num_classes: int, name: str, feature_scale: float | None = None) -> dict[str, str]:
+def _metadata(num_classes: int, name: str, feature_scale: float | tuple[float, ...] | None = None) -> dict[str, str]:
     doc: dict[str, object] = {"format": FORMAT_VERSION, "name": name, "num_classes": num_classes}
-    if feature_scale is not None:
-        doc["feature_scale"] = float(feature_scale)  # repr: the shortest text that reads back exactly
+    if isinstance(feature_scale, tuple):
+        doc["feature_scale"] = [float(v) for v in feature_scale]  # repr: the shortest text that reads back exactly
+    elif feature_scale is not None:
+        doc["feature_scale"] = float(feature_scale)
     return {METADATA_KEY: json.dumps(doc, sort_keys=True, separators=(",", ":"))}
 
 
@@ -210,8 +217,10 @@ def _from_safetensors(blob: bytes) -> Dataset:
             "unexpected metadata fields", expected=["[feature_scale]", "format", "name", "num_classes"], got=sorted(meta)
         )
     feature_scale = meta.get("feature_scale")
-    if "feature_scale" in meta and (feature_scale is None or isinstance(feature_scale, bool)):
-        raise DatasetError("feature_scale must be a finite number >= 0 when present", got=feature_scale)
+    if "feature_scale" in meta and feature_scale is None:
+        raise DatasetError("feature_scale must be a number or a list of numbers when present", got=feature_scale)
+    if isinstance(feature_scale, list):
+        feature_scale = tuple(feature_scale)
     if sorted(tensors) != sorted(TENSOR_NAMES):
         raise DatasetError("wrong tensor names", expected=sorted(TENSOR_NAMES), got=sorted(tensors))
     for label in ("y_train", "y_test"):
@@ -281,9 +290,9 @@ def _from_npz(blob: bytes, max_bytes: int) -> Dataset:
     feature_scale: object = None
     if "feature_scale" in arrays:
         arr = arrays["feature_scale"]
-        if arr.dtype.kind != "f" or arr.ndim != 0:
-            raise DatasetError("npz 'feature_scale' must be a float scalar", got=str(arr.dtype))
-        feature_scale = float(arr[()])
+        if arr.dtype.kind != "f" or arr.ndim > 1:
+            raise DatasetError("npz 'feature_scale' must be a float scalar or 1-D float array", got=str(arr.dtype))
+        feature_scale = float(arr[()]) if arr.ndim == 0 else tuple(float(v) for v in arr)
     return _validate(
         xs["x_train"], labels["y_train"], xs["x_test"], labels["y_test"], num_classes, name, feature_scale
     )
@@ -298,11 +307,6 @@ def _validate(
     name: object,
     feature_scale: object = None,
 ) -> Dataset:
-    if feature_scale is not None and (
-        isinstance(feature_scale, bool) or not isinstance(feature_scale, (int, float))
-        or not math.isfinite(feature_scale) or feature_scale < 0
-    ):
-        raise DatasetError("feature_scale must be a finite number >= 0", got=feature_scale)
     if not isinstance(name, str) or len(name) > MAX_NAME_LEN:
         raise DatasetError("name must be a string of at most 256 characters", got=name)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or not 2 <= num_classes <= MAX_CLASSES:
@@ -331,8 +335,26 @@ def _validate(
             if lo < 0 or hi >= num_classes:
                 bad = lo if lo < 0 else hi
                 raise DatasetError(f"label in {yk} out of range", expected=f"0..{num_classes - 1}", got=bad)
-    return Dataset(x_train, y_train, x_test, y_test, num_classes, name,
-                   None if feature_scale is None else float(feature_scale))  # type: ignore[arg-type]
+    scale = _check_scale(feature_scale, int(np.prod(tuple(x_train.shape[1:]))))
+    return Dataset(x_train, y_train, x_test, y_test, num_classes, name, scale)
+
+
+def _check_scale(value: object, features: int) -> float | tuple[float, ...] | None:
+    """A recorded feature scale: None, a finite number >= 0, or one such number per
+    feature element."""
+    if value is None:
+        return None
+
+    def number(v: object) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise DatasetError("feature_scale must be a finite number >= 0 (or a list of them)", got=v)
+        return float(v)
+
+    if isinstance(value, (list, tuple)):
+        if len(value) != features:
+            raise DatasetError("feature_scale needs one number per feature element", expected=features, got=len(value))
+        return tuple(number(v) for v in value)
+    return number(value)
 
 
 # --------------------------------------------------------------------------- job creation
@@ -396,6 +418,28 @@ def split_train_test(n: int, test_fraction: float, seed: int = 0) -> tuple[list[
     return [r for r in range(n) if r not in chosen], test
 
 
+def feature_scales(x: np.ndarray) -> tuple[float, ...]:
+    """One scale per feature element of the training set ``x`` [N, ...]: ``127 / max_n |x_nj|``
+    in float64 (0.0 for an element that is 0 everywhere)."""
+    ref = np.asarray(x).astype(np.float64).reshape(np.asarray(x).shape[0], -1)
+    if not np.isfinite(ref).all():
+        raise DatasetError("features contain NaN or infinity")
+    tops = np.abs(ref).max(axis=0) if ref.shape[0] else np.zeros(ref.shape[1])
+    return tuple(0.0 if m == 0.0 else 127.0 / float(m) for m in tops)
+
+
+def quantize_features(x: np.ndarray, scale: float | tuple[float, ...]) -> np.ndarray:
+    """``clip(rint(x * scale), -127, 127)`` as int8, in float64 with round half to even;
+    a tuple scale applies one number per feature element (``x`` flattened per example)."""
+    xf = np.asarray(x).astype(np.float64)
+    if not np.isfinite(xf).all():
+        raise DatasetError("features contain NaN or infinity")
+    flat = xf.reshape(xf.shape[0], -1)
+    factors = np.asarray(scale, dtype=np.float64)
+    q = np.clip(np.rint(flat * factors), -127, 127).astype(np.int8)
+    return q.reshape(xf.shape)
+
+
 def dataset_from_float_arrays(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -404,14 +448,18 @@ def dataset_from_float_arrays(
     num_classes: int | None = None,
     name: str = "",
     input_shape: tuple[int, ...] | None = None,
+    per_feature: bool = True,
 ) -> Dataset:
     """A dataset from float (or any numeric) features that records its quantisation.
 
-    Features are read as float64 and quantised by :func:`quantize_int8` with one scale
-    from the training set, which the dataset keeps as ``feature_scale``: a model trained
-    on it takes the original float features (``export_torch(..., feature_scale=...)``).
-    ``input_shape`` reshapes each example (e.g. ``(1, 8, 8)`` for a CNN); default: as given.
-    Labels must be integers in ``[0, num_classes)``."""
+    Features are read as float64 and quantised to int8 with scales taken from the
+    training set only (test features beyond its range are clipped): one per feature
+    element (``per_feature``, the default: features in different units each use the
+    whole int8 range) or one for all (:func:`quantize_int8`'s rule). The dataset keeps
+    them as ``feature_scale``: a model trained on it takes the original float features
+    (``export_torch(..., feature_scale=...)``). ``input_shape`` reshapes each example
+    (e.g. ``(1, 8, 8)`` for a CNN); default: as given. Labels must be integers in
+    ``[0, num_classes)``."""
     xf_train = np.asarray(x_train)
     xf_test = np.asarray(x_test)
     for key, x in (("x_train", xf_train), ("x_test", xf_test)):
@@ -429,7 +477,7 @@ def dataset_from_float_arrays(
                                expected=f"{per_example} ({shape})", got=int(np.prod(x.shape[1:])))
     xf_train = xf_train.reshape(-1, *shape)
     xf_test = xf_test.reshape(-1, *shape)
-    scale = quantization_scale(xf_train)
+    scale: float | tuple[float, ...] = feature_scales(xf_train) if per_feature else quantization_scale(xf_train)
     labels = []
     for key, y in (("y_train", y_train), ("y_test", y_test)):
         y = np.asarray(y)
@@ -439,8 +487,15 @@ def dataset_from_float_arrays(
         elif y.dtype.kind not in "iu":
             raise DatasetError(f"{key}: labels must be integers (class ids)", got=str(y.dtype))
         labels.append(y.astype(np.int64).reshape(-1))
-    ds = make_dataset(xf_train, labels[0], xf_test, labels[1], num_classes=num_classes, name=name)
-    return Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.num_classes, ds.name, scale)
+    if num_classes is None:
+        num_classes = int(max(labels[0].max(initial=0), labels[1].max(initial=0))) + 1
+    return _validate(
+        torch.from_numpy(np.ascontiguousarray(quantize_features(xf_train, scale))),
+        torch.from_numpy(np.ascontiguousarray(labels[0])),
+        torch.from_numpy(np.ascontiguousarray(quantize_features(xf_test, scale))),
+        torch.from_numpy(np.ascontiguousarray(labels[1])),
+        num_classes, name, scale,
+    )
 
 
 def read_feature_table(

@@ -7,6 +7,7 @@ integers that a job's result can quote.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -120,25 +121,31 @@ class FloatFeatures(torch.nn.Module):
     """A trained model that takes the original float features of its dataset.
 
     It quantises them exactly as the dataset was made (``q = clip(rint(x * feature_scale),
-    -127, 127)`` in float64, round half to even, as ``quantize_int8``), then feeds
-    ``q * 2**-input_frac_bits`` to ``model``: the same int8 inputs the job trained on.
+    -127, 127)`` in float64, round half to even, with one scale for all features or one
+    per feature element of the flattened example, as ``pouw.datasets.quantize_features``),
+    then feeds ``q * 2**-input_frac_bits`` to ``model``: the same int8 inputs the job
+    trained on.
     """
 
-    def __init__(self, model: torch.nn.Module, feature_scale: float, input_frac_bits: int) -> None:
+    def __init__(self, model: torch.nn.Module, feature_scale: float | Sequence[float], input_frac_bits: int) -> None:
         super().__init__()
         self.model = model
-        self.feature_scale = float(feature_scale)
+        self.per_feature = not isinstance(feature_scale, (int, float))
+        scale = torch.tensor(feature_scale, dtype=torch.float64)
+        self.register_buffer("feature_scale", scale, persistent=False)  # not in state_dict: the file's tensors stay the model's
         self.input_scale = 2.0 ** -input_frac_bits
 
     def forward(self, x: Tensor) -> Tensor:
-        q = torch.clamp(torch.round(x.to(torch.float64) * self.feature_scale), -127, 127)
+        x64 = x.to(torch.float64)
+        flat = x64.reshape(x64.shape[0], -1) if self.per_feature else x64
+        q = torch.clamp(torch.round(flat * self.feature_scale), -127, 127).reshape(x64.shape)
         return self.model((q * self.input_scale).to(torch.float32))
 
     def extra_repr(self) -> str:
-        return f"feature_scale={self.feature_scale!r}, input_scale={self.input_scale!r}"
+        return f"per_feature={self.per_feature}, input_scale={self.input_scale!r}"
 
 
-def export_torch(spec: JobSpec, state: State, feature_scale: float | None = None) -> torch.nn.Module:
+def export_torch(spec: JobSpec, state: State, feature_scale: float | Sequence[float] | None = None) -> torch.nn.Module:
     """A float32 torch model with the state's weights (value = integer * 2**-weight_frac_bits).
 
     Without ``feature_scale``, feed it ``x_int8.float() * 2**-input_frac_bits``. With the

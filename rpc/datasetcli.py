@@ -4,9 +4,10 @@ Reads a CSV file (one example per row, the label in the last column or
 ``--label-column``), an ``.npz`` (arrays ``x``, ``y``, or already split ``x_train``,
 ``y_train``, ``x_test``, ``y_test``) or two ``.npy`` files (``--x``, ``--y``); splits off a
 held-out test set (``--test-fraction``, reproducible: ``--seed``); quantises the features
-to int8 with one scale taken from the training set and writes the dataset in the
-canonical safetensors container (docs/protocol.md §8) with that scale recorded as
-``feature_scale``. A model trained on it then takes the original float features
+to int8 with scales taken from the training set and writes the dataset in the
+canonical safetensors container (docs/protocol.md §8) with those scales recorded as
+``feature_scale`` (one per feature by default, each from its own range over the training
+set; ``--global-scale`` for one). A model trained on it then takes the original float features
 (``w3.pouw.load_model``). Local only: no node is contacted. Upload the file with
 ``pouw-node job submit --dataset FILE`` or ``w3.pouw.put_dataset``.
 """
@@ -75,7 +76,8 @@ def make(args: argparse.Namespace) -> dict[str, Any]:
     shape = None if args.input_shape is None else tuple(args.input_shape)
     name = args.name if args.name is not None else (Path(args.out).stem)
     ds = dataset_from_float_arrays(x_train, y_train, np.asarray(x_test), np.asarray(y_test),
-                                   num_classes=args.num_classes, name=name, input_shape=shape)
+                                   num_classes=args.num_classes, name=name, input_shape=shape,
+                                   per_feature=not args.global_scale)
     blob = dataset_to_bytes(ds)
     tmp = args.out.with_name(args.out.name + ".tmp")
     try:
@@ -86,7 +88,8 @@ def make(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "file": str(args.out), "id": dataset_id(blob), "bytes": len(blob), "name": ds.name,
         "trainExamples": len(ds), "testExamples": int(ds.y_test.shape[0]), "inputShape": list(ds.input_shape),
-        "numClasses": ds.num_classes, "featureScale": ds.feature_scale, "classNames": names,
+        "numClasses": ds.num_classes, "classNames": names,
+        "featureScale": list(ds.feature_scale) if isinstance(ds.feature_scale, tuple) else ds.feature_scale,
     }
 
 
@@ -112,8 +115,14 @@ def cmd_dataset_make(args: argparse.Namespace) -> int:
           f"{report['numClasses']} classes")
     if report["classNames"]:
         print("classes: " + ", ".join(f"{i}={n}" for i, n in enumerate(report["classNames"])))
-    print(f"feature scale: {report['featureScale']!r} (int8 = clip(rint(x * scale), -127, 127); the trained model "
-          "takes the original float features)")
+    scale = report["featureScale"]
+    if isinstance(scale, list):
+        shown = ", ".join(f"{v:.6g}" for v in scale[:8]) + (", ..." if len(scale) > 8 else "")
+        print(f"feature scales (one per feature): {shown}")
+    else:
+        print(f"feature scale: {scale!r}")
+    print("  (int8 = clip(rint(x * scale), -127, 127), recorded in the file: the trained model takes the original "
+          "float features)")
     print(f"spec: \"dataset\": \"{report['id']}\", \"input_shape\": {report['inputShape']}, "
           f"\"num_classes\": {report['numClasses']}")
     return EXIT_OK
@@ -180,6 +189,8 @@ def add_dataset_commands(subparsers: Any) -> argparse.ArgumentParser:
     make_.add_argument("--input-shape", type=_shape, default=None, metavar="DIMS",
                        help="shape of one example, e.g. 1,8,8 for a CNN (default: as given, e.g. the CSV's feature count)")
     make_.add_argument("--num-classes", type=int, default=None, metavar="N", help="number of classes (default: max label + 1)")
+    make_.add_argument("--global-scale", action="store_true",
+                       help="one quantisation scale for every feature (default: one per feature, from its own range)")
     make_.add_argument("--name", default=None, help="the dataset's name (default: the output file's stem)")
     make_.add_argument("--json", action="store_true", help="print the report as JSON")
     make_.set_defaults(func=cmd_dataset_make)

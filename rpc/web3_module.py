@@ -960,9 +960,10 @@ def model_from_result(result: Mapping[str, Any], spec: Any = None) -> Any:
     return FloatFeatures(model, feature_scale, job_spec.input_frac_bits).eval()
 
 
-def model_feature_scale(model_bytes: bytes) -> Optional[float]:
+def model_feature_scale(model_bytes: bytes) -> Union[float, list[float], None]:
     """The dataset's quantisation scale that a result's model file records (its ``pouw``
-    metadata's ``featureScale``), or None: then the model takes ``x_int8 * inputScale``."""
+    metadata's ``featureScale``: one number, or one per feature element), or None: then
+    the model takes ``x_int8 * inputScale``."""
     header_len = int.from_bytes(model_bytes[:8], "little") if len(model_bytes) >= 8 else 0
     try:
         header = json.loads(model_bytes[8:8 + header_len])
@@ -970,9 +971,13 @@ def model_feature_scale(model_bytes: bytes) -> Optional[float]:
     except (ValueError, AttributeError, TypeError):
         return None
     value = about.get("featureScale") if isinstance(about, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if isinstance(value, list) and value and all(number(v) for v in value):
+        return [float(v) for v in value]
+    return float(value) if number(value) else None
 
 
 def rpc_error_message(exc: BaseException) -> str:

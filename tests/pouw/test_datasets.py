@@ -242,7 +242,10 @@ DIGITS_TEST_HEAD = [4, 14, 21, 32, 37]
 
 # --- float features with their recorded scale (pouw-node dataset make) ----------------------------
 
-from pouw.datasets import dataset_from_float_arrays, quantization_scale, read_feature_table, split_train_test  # noqa: E402
+from pouw.datasets import (  # noqa: E402
+    dataset_from_float_arrays, feature_scales, quantization_scale, quantize_features, read_feature_table,
+    split_train_test,
+)
 
 
 def _floats(n: int = 200, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -252,9 +255,28 @@ def _floats(n: int = 200, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def test_float_features_record_their_scale() -> None:
+def test_float_features_record_one_scale_per_feature() -> None:
     x, y = _floats()
+    x = x * np.array([1.0, 1000.0, 0.001, 1.0, 50.0])  # features in very different units
     ds = dataset_from_float_arrays(x[:150], y[:150], x[150:], y[150:], name="floats")
+    scales = feature_scales(x[:150])
+    assert ds.feature_scale == scales and len(scales) == 5
+    assert scales == tuple(127.0 / np.abs(x[:150]).max(axis=0))
+    assert torch.equal(ds.x_train, torch.from_numpy(quantize_features(x[:150], scales)))
+    for j in range(5):  # every feature uses the whole int8 range on the training set
+        assert int(ds.x_train[:, j].abs().max()) == 127
+    blob = dataset_to_bytes(ds)
+    meta = json.loads(json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])["__metadata__"][METADATA_KEY])
+    assert meta["feature_scale"] == list(scales)
+    back = dataset_from_bytes(blob)
+    assert back.feature_scale == scales and dataset_to_bytes(back) == blob
+    with pytest.raises(DatasetError, match="one number per feature"):
+        dataset_to_bytes(Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test, 3, "x", scales[:4]))
+
+
+def test_float_features_with_one_scale() -> None:
+    x, y = _floats()
+    ds = dataset_from_float_arrays(x[:150], y[:150], x[150:], y[150:], name="floats", per_feature=False)
     scale = quantization_scale(x[:150])
     assert ds.feature_scale == scale == 127.0 / np.abs(x[:150]).max()
     assert torch.equal(ds.x_train, torch.from_numpy(quantize_int8(x[:150])))
@@ -286,11 +308,16 @@ def test_npz_may_carry_the_scale(small: Dataset) -> None:
     arrays = {k: v.numpy() for k, v in _tensors(small).items()}
     ds = dataset_from_bytes(_npz(**arrays, feature_scale=np.float64(0.25)))
     assert ds.feature_scale == 0.25
+    per = dataset_from_bytes(_npz(**arrays, feature_scale=np.linspace(0.5, 1.5, 12)))
+    assert per.feature_scale == tuple(np.linspace(0.5, 1.5, 12))
     with pytest.raises(DatasetError, match="feature_scale"):
         dataset_from_bytes(_npz(**arrays, feature_scale=np.int64(2)))
+    with pytest.raises(DatasetError, match="one number per feature"):
+        dataset_from_bytes(_npz(**arrays, feature_scale=np.ones(3)))
 
 
-@pytest.mark.parametrize("scale", ["-1.0", "\"x\"", "true", "1e400", "null"])
+@pytest.mark.parametrize("scale", ["-1.0", "\"x\"", "true", "1e400", "null", "[1.0]", "[]", "{}",
+                                   "[1,1,1,1,1,1,1,1,1,1,1,-1]", "[1,1,1,1,1,1,1,1,1,1,1,null]"])
 def test_invalid_recorded_scale(small: Dataset, scale: str) -> None:
     meta = {METADATA_KEY: '{"feature_scale":' + scale + ',"format":1,"name":"t","num_classes":4}'}
     with pytest.raises(DatasetError, match="feature_scale|metadata"):

@@ -147,3 +147,11 @@ def test_an_exported_model_with_a_feature_scale_takes_float_features() -> None:
         got = wrapped(torch.from_numpy(x))
     assert torch.equal(got, expected)
     assert set(wrapped.state_dict()) == {"model." + k for k in plain.state_dict()}
+    # one scale per feature element
+    from pouw.datasets import feature_scales, quantize_features
+
+    scales = feature_scales(train * np.array([1.0, 10.0, 100.0, 0.1, 0.01]))
+    per = export_torch(spec, state, feature_scale=scales)
+    q = quantize_features(x, scales)
+    with torch.no_grad():
+        assert torch.equal(per(torch.from_numpy(x)), plain(torch.from_numpy(q).float() * 2.0 ** -spec.input_frac_bits))

@@ -15,7 +15,7 @@ import torch
 from web3 import Web3
 
 from chain.cli import main
-from pouw.datasets import dataset_from_bytes, quantize_int8, split_train_test
+from pouw.datasets import dataset_from_bytes, quantize_features, quantize_int8, split_train_test
 from rpc.web3_module import PouwModule
 from tests.rpc.pouw_node import DAPP, GWEI, MiningNode
 
@@ -71,10 +71,16 @@ def test_make_from_csv_npz_and_npy(tmp_path: Path, capsys: Any) -> None:
     blob = (tmp_path / "a.safetensors").read_bytes()
     ds = dataset_from_bytes(blob)
     train, test = split_train_test(100, 0.25, 3)
-    assert ds.feature_scale == pytest.approx(127.0 / np.abs(x[train]).max(), rel=0, abs=0)
-    assert torch.equal(ds.x_train, torch.from_numpy(quantize_int8(x[train])))
+    assert ds.feature_scale == tuple(127.0 / np.abs(x[train]).max(axis=0))  # one per feature
+    assert torch.equal(ds.x_train, torch.from_numpy(quantize_features(x[train], ds.feature_scale)))
     assert torch.equal(ds.y_test, torch.from_numpy(y[test]))
-    assert report["name"] == "a" and report["id"].startswith("0x") and report["featureScale"] == ds.feature_scale
+    assert report["name"] == "a" and report["id"].startswith("0x") and report["featureScale"] == list(ds.feature_scale)
+    rc, out, err = make(capsys, "--csv", str(tmp_path / "t.csv"), "--out", str(tmp_path / "g.safetensors"),
+                        "--test-fraction", "0.25", "--seed", "3", "--global-scale")
+    assert rc == 0, err
+    glob = dataset_from_bytes((tmp_path / "g.safetensors").read_bytes())
+    assert glob.feature_scale == 127.0 / np.abs(x[train]).max()
+    assert torch.equal(glob.x_train, torch.from_numpy(quantize_int8(x[train])))
 
     # the same dataset from an npz of x and y, and from two npy files
     np.savez(tmp_path / "t.npz", x=x, y=y)
@@ -86,7 +92,7 @@ def test_make_from_csv_npz_and_npy(tmp_path: Path, capsys: Any) -> None:
     rc, out, err = make(capsys, "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"),
                         "--out", str(tmp_path / "c.safetensors"), "--test-fraction", "0.25", "--seed", "3", "--name", "a")
     assert rc == 0 and (tmp_path / "c.safetensors").read_bytes() == blob, err
-    assert f"id: {report['id']}" in out and "feature scale: " in out
+    assert f"id: {report['id']}" in out and "feature scales (one per feature): " in out
 
     # an npz already split keeps its split; --input-shape shapes each example
     np.savez(tmp_path / "s.npz", x_train=x[:80], y_train=y[:80], x_test=x[80:], y_test=y[80:])
