@@ -7,7 +7,11 @@ results and turns every error into one ``error: ...`` line on stderr):
 - ``run``: open the datadir and serve JSON-RPC and p2p until SIGINT/SIGTERM
   (``--automine`` and ``--dev-period S`` on dev chains; ``--mine --coinbase ADDR`` mines
   on a pouw chain);
-- ``export`` / ``import``: canonical blocks to and from a block file (geth's format).
+- ``export`` / ``import``: canonical blocks to and from a block file (geth's format);
+- client tools that open no datadir: ``job ...`` and ``rewards`` (rpc/jobcli.py),
+  ``account ...`` (rpc/keys.py), ``dataset make`` (rpc/datasetcli.py).
+
+Logging: ``--verbosity`` and ``--log-format`` on init/run/export/import (chain/logs.py).
 
 Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted.
 """

@@ -17,11 +17,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+from rpc.clitools import EXIT_ERROR, EXIT_OK, command_group, describe_os_error
 
 
 class DatasetCliError(Exception):
@@ -102,8 +100,7 @@ def cmd_dataset_make(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
     if args.json:
         print(json.dumps(report))
@@ -160,17 +157,10 @@ def _seed(text: str) -> int:
 
 def add_dataset_commands(subparsers: Any) -> argparse.ArgumentParser:
     """``pouw-node dataset make`` on ``pouw-node``'s subparsers."""
-    dataset = subparsers.add_parser(
-        "dataset", help="make dataset files for jobs from your own data",
-        description="Dataset files (docs/protocol.md §8) for jobs, made from your own features.",
+    dataset, commands = command_group(
+        subparsers, "dataset", "make dataset files for jobs from your own data",
+        "Dataset files (docs/protocol.md §8) for jobs, made from your own features.",
     )
-    commands = dataset.add_subparsers(dest="dataset_command", metavar="DATASET_COMMAND")
-
-    def usage(args: argparse.Namespace) -> int:
-        dataset.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    dataset.set_defaults(func=usage)
     help = "write a dataset file from float features (CSV, npz or npy), with a held-out test split"
     make_ = commands.add_parser("make", help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = make_.add_argument_group("input (one of)")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import stat
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -573,17 +572,12 @@ def add_rewards_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_job_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``job`` and its subcommands to ``pouw-node``'s subparsers; returns the ``job`` parser."""
-    job = subparsers.add_parser(
-        "job", help="post jobs, follow them and fetch results through a node's JSON-RPC",
-        description="The job market from a terminal: a client of a node's JSON-RPC (pouw_ namespace).",
+    from rpc.clitools import command_group
+
+    job, job_commands = command_group(
+        subparsers, "job", "post jobs, follow them and fetch results through a node's JSON-RPC",
+        "The job market from a terminal: a client of a node's JSON-RPC (pouw_ namespace).",
     )
-    job_commands = job.add_subparsers(dest="job_command", metavar="JOB_COMMAND")
-
-    def usage(args: argparse.Namespace) -> int:
-        job.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    job.set_defaults(func=usage)
 
     def sub(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         parser = job_commands.add_parser(name, help=help, description=help)

@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+from rpc.clitools import EXIT_ERROR, EXIT_OK
 
 KEY_ENV = "POUW_PRIVATE_KEY"
 KEYSTORE_ENV = "POUW_KEYSTORE"
@@ -247,8 +245,9 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+            from rpc.clitools import describe_os_error
+
+            print(f"error: {describe_os_error(exc)}", file=sys.stderr)
             return EXIT_ERROR
 
     wrapper.__name__ = func.__name__
@@ -305,18 +304,13 @@ def cmd_account_list(args: argparse.Namespace) -> int:
 
 def add_account_commands(subparsers: Any) -> argparse.ArgumentParser:
     """``pouw-node account new|list|import`` on ``pouw-node``'s subparsers."""
-    account = subparsers.add_parser(
-        "account", help="create, list and import signing keys in an encrypted keystore directory",
-        description="Encrypted keystores (Web3 Secret Storage v3, as geth writes them) for the keys that sign "
+    from rpc.clitools import command_group
+
+    account, commands = command_group(
+        subparsers, "account", "create, list and import signing keys in an encrypted keystore directory",
+        "Encrypted keystores (Web3 Secret Storage v3, as geth writes them) for the keys that sign "
         "job postings and cancellations. The node itself holds no keys.",
     )
-    commands = account.add_subparsers(dest="account_command", metavar="ACCOUNT_COMMAND")
-
-    def usage(args: argparse.Namespace) -> int:
-        account.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    account.set_defaults(func=usage)
 
     def sub(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=help, description=help)

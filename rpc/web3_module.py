@@ -55,8 +55,14 @@ Results
 -------
 :func:`model_from_result` turns a ``pouw_getJobResult`` answer into a float32
 ``torch.nn.Module`` (feed it ``x_int8.float() * result.inputScale``, i.e.
-``2**-input_frac_bits``): it builds the family's architecture from the job spec and
+``2**-input_frac_bits``, or the original float features when the job's dataset recorded
+its ``feature_scale``): it builds the family's architecture from the job spec and
 loads the downloaded safetensors tensors into it, strictly.
+
+Other methods: ``cancel_job`` (the poster's ``cancelJob``, returns the refund),
+``get_job_history`` (checkpoints with exact accuracy, rate, ETA), ``node_info``,
+``block_imports``; :data:`REGISTRY_ABI` is the registry's JSON ABI shipped with the
+package. ``submit_job`` raises :class:`UntrainedChain` on a chain that never trains jobs.
 """
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ per imported block, and ``pouw-node --version``."""
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import signal

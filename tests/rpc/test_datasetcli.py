@@ -4,10 +4,8 @@ on a real mining node -> ``load_model`` returns a torch module that takes float 
 from __future__ import annotations
 
 import json
-import logging
-import signal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from web3 import Web3
 from chain.cli import main
 from pouw.datasets import dataset_from_bytes, quantize_features, quantize_int8, split_train_test
 from rpc.web3_module import PouwModule
-from tests.rpc.pouw_node import DAPP, GWEI, MiningNode
+from tests.rpc.pouw_node import DAPP, MiningNode
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,14 +24,8 @@ CLASSES = 3
 
 
 @pytest.fixture(autouse=True)
-def restore_process_state() -> Iterator[None]:
-    handler = signal.getsignal(signal.SIGTERM)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    signal.signal(signal.SIGTERM, handler)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def restore_process_state(cli_process_state: None) -> None:
+    """chain.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
 
 
 def float_table(n: int = 600, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,7 @@ the commands run in-process through ``chain.cli.main`` and, once, as a real proc
 from __future__ import annotations
 
 import json
-import logging
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -37,16 +35,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiningNode]:
 
 
 @pytest.fixture(autouse=True)
-def restore_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """chain.cli.main installs a SIGTERM handler and its log handler: undo both."""
-    monkeypatch.delenv("POUW_PRIVATE_KEY", raising=False)
-    handler = signal.getsignal(signal.SIGTERM)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    signal.signal(signal.SIGTERM, handler)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def restore_process_state(cli_process_state: None) -> None:
+    """chain.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ standard encrypted keystores that eth-account (and so geth, clef, MetaMask) read
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import stat
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -21,16 +19,8 @@ ADDRESS = Account.from_key(KEY).address
 
 
 @pytest.fixture(autouse=True)
-def restore_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("POUW_PRIVATE_KEY", raising=False)
-    monkeypatch.delenv("POUW_KEYSTORE", raising=False)
-    handler = signal.getsignal(signal.SIGTERM)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    signal.signal(signal.SIGTERM, handler)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def restore_process_state(cli_process_state: None) -> None:
+    """chain.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
 
 
 def account(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
