@@ -156,3 +156,57 @@ def test_no_metrics_and_no_dashboard(tmp_path_factory: pytest.TempPathFactory) -
         assert info["metrics"] is False and info["dashboard"] is False
         wait_until(lambda: int(rpc(url, "eth_blockNumber")["result"], 16) >= 1, 60, "a block")
         assert rpc(url, "eth_blockNumber")["result"]  # JSON-RPC itself still served
+
+
+def test_gpu_series_from_nvml_readings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With NVML readings (no GPU on CI: the readings are given here), one series per GPU
+    and reading; a field NVML cannot read on a board is left out, not reported as 0."""
+    import pouw.telemetry
+    from pouw.telemetry import GpuInfo
+    from rpc.metrics import NodeCollector
+
+    readings = [GpuInfo(0, "NVIDIA H200", 150 * 2**30, 20 * 2**30, 97, 61, 512.5),
+                GpuInfo(1, "NVIDIA H200", 150 * 2**30, 1 * 2**30, 0, 35, None)]
+    monkeypatch.setattr(pouw.telemetry, "gpu_snapshot", lambda: readings)
+    families = {f.name: f for f in NodeCollector(object())._gpus()}
+    assert families["pouw_gpu_available"].samples[0].value == 1
+    util = {s.labels["gpu"]: s.value for s in families["pouw_gpu_utilization_percent"].samples}
+    assert util == {"0": 97.0, "1": 0.0}
+    assert families["pouw_gpu_memory_used_bytes"].samples[0].value == 20 * 2**30
+    assert families["pouw_gpu_temperature_celsius"].samples[1].labels == {"gpu": "1", "name": "NVIDIA H200"}
+    assert [s.labels["gpu"] for s in families["pouw_gpu_power_watts"].samples] == ["0"]
+
+
+def test_the_reward_tally_follows_reorgs() -> None:
+    """The miner's reward gauges are kept incrementally; a reorg below the last block
+    counted starts the tally over, and it always equals pouw_getRewards over the chain."""
+    from rpc.metrics import RewardTally
+    from rpc.pouw_view import PouwView
+    from tests.chain.helpers import MINER
+    from tests.consensus.helpers import mine_block, open_pouw_chain, pouw_genesis
+
+    chain = open_pouw_chain(pouw_genesis(expected_steps=6, k=2, maturity=2))
+    view = PouwView(chain)
+    tally = RewardTally(view, bytes(MINER))
+    other = b"\x77" * 20
+
+    def check() -> None:
+        head = chain.head().block_number
+        expected = view.rewards(bytes(MINER), 0, head)
+        blocks, mature, immature = tally.update()
+        assert blocks == expected.blocks_mined
+        assert mature + immature == expected.block_rewards + expected.job_fees
+        assert immature == expected.immature
+
+    fork = mine_block(chain, MINER).block.header
+    check()
+    for _ in range(3):
+        mine_block(chain, MINER)
+    check()
+    parent = fork.hash
+    for _ in range(5):  # a heavier branch by another miner replaces ours
+        m = mine_block(chain, other, parent_hash=parent, dt=6, do_import=False)
+        chain.import_block(m.block, m.payload)
+        parent = m.block.hash
+    check()
+    assert tally.update()[0] == 1
