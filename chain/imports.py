@@ -98,9 +98,9 @@ class ImportLog:
             return result
 
         self.chain.import_block = timed_import
-        engine = getattr(self.chain, "engine", None)
+        engine: Any = getattr(self.chain, "engine", None)
         verify_work = getattr(engine, "verify_work", None)
-        if verify_work is not None:
+        if engine is not None and verify_work is not None:
 
             def timed_verify(*args: Any, **kwargs: Any) -> Any:
                 started = time.perf_counter()

@@ -127,6 +127,8 @@ class FloatFeatures(torch.nn.Module):
     trained on.
     """
 
+    feature_scale: Tensor  # float64: a scalar, or one per feature element
+
     def __init__(self, model: torch.nn.Module, feature_scale: float | Sequence[float], input_frac_bits: int) -> None:
         super().__init__()
         self.model = model

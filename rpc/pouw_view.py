@@ -100,8 +100,8 @@ class JobResult:
     """safetensors of the exported float32 torch model's state_dict."""
     metrics: Optional[dict[str, Any]]
     metrics_error: Optional[str]
-    feature_scale: Optional[float] = None
-    """The dataset's recorded quantisation scale (the model file carries it too)."""
+    feature_scale: "float | tuple[float, ...] | None" = None
+    """The dataset's recorded quantisation scale(s) (the model file carries them too)."""
 
 
 @dataclass(frozen=True)

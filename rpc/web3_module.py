@@ -983,7 +983,9 @@ def model_feature_scale(model_bytes: bytes) -> Union[float, list[float], None]:
 
     if isinstance(value, list) and value and all(number(v) for v in value):
         return [float(v) for v in value]
-    return float(value) if number(value) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def rpc_error_message(exc: BaseException) -> str:

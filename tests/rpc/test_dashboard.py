@@ -9,6 +9,7 @@ and in ``$POUW_SCREENSHOT_DIR`` when that is set).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import urllib.request
@@ -98,9 +99,10 @@ def test_the_dashboard_shows_the_chain_jobs_miners_and_this_miner(node: MiningNo
     cells = browser.execute_script(
         "return [...document.querySelectorAll('#blocks tbody tr')[0].children].map(td => td.textContent)")
     head = w3.eth.block_number
-    assert int(cells[0].lstrip("#")) >= head - 3
+    assert int(cells[0].lstrip("#")) >= head - 10  # the page polls every 2 s
     assert cells[3].startswith("0x0000") and cells[4] in ("standing-0", str(job_id))  # miner, job
-    assert int(cells[5]) > 0 and cells[7].endswith("ms") and cells[8] == "local"  # steps, verification, source
+    assert int(cells[5]) > 0 and cells[8] == "local"  # steps, source
+    assert re.fullmatch(r"\d+ ms|\d+(\.\d)? s", cells[7]), cells  # this node's verification time
     # the jobs: our posted job with progress, ETA and an accuracy curve over its checkpoints
     _wait(browser, f"const j = document.getElementById('job-{job_id}'); "
                    "return j && Number(j.querySelector('svg.curve').dataset.points) >= 3",
