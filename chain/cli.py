@@ -7,7 +7,11 @@ results and turns every error into one ``error: ...`` line on stderr):
 - ``run``: open the datadir and serve JSON-RPC and p2p until SIGINT/SIGTERM
   (``--automine`` and ``--dev-period S`` on dev chains; ``--mine --coinbase ADDR`` mines
   on a pouw chain);
-- ``export`` / ``import``: canonical blocks to and from a block file (geth's format).
+- ``export`` / ``import``: canonical blocks to and from a block file (geth's format);
+- client tools that open no datadir: ``job ...`` and ``rewards`` (rpc/jobcli.py),
+  ``account ...`` (rpc/keys.py), ``dataset make`` (rpc/datasetcli.py).
+
+Logging: ``--verbosity`` and ``--log-format`` on init/run/export/import (chain/logs.py).
 
 Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted.
 """
@@ -18,7 +22,6 @@ import asyncio
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -76,11 +79,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     dev_coinbase = _dev_coinbase(args.coinbase) if (args.dev_period or args.automine) and not args.mine else None
     config = NodeConfig(
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
-        dev_period=args.dev_period, coinbase=dev_coinbase,
+        dev_period=args.dev_period, coinbase=dev_coinbase, dashboard=not args.no_dashboard, metrics=not args.no_metrics,
         rpc_config=rpc_config_from_args(args), txpool_limits=txpool_limits_from_args(args),
     )
     with open_datadir(args.datadir) as datadir:
         node = Node(datadir, config)
+        from rpc.jobcli import job_label
+
+        node.imports.job_label = job_label  # 'standing-0' in the per-block log line
         head = datadir.chain.head()
         log.info(
             "datadir %s: chain id %d, genesis %s, head #%d %s",
@@ -158,6 +164,8 @@ async def _run_until_signal(
         ) from None
     if p2p is not None:
         node.backend.p2p = p2p  # type: ignore[attr-defined]  # admin_nodeInfo, admin_peers
+        if hasattr(node, "imports"):
+            node.imports.attribute_p2p(p2p)  # the per-block log line names the peer  # type: ignore[attr-defined]
     if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
         p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now
@@ -312,15 +320,19 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from chain.logs import add_logging_arguments
+
     parser = argparse.ArgumentParser(
         prog="pouw-node",
         description="An EVM-compatible node whose proof of work is exact ML training.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str, **kw: object) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
         sub.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+        add_logging_arguments(sub)  # --verbosity, --log-format (chain/logs.py)
         sub.set_defaults(func=func)
         return sub
 
@@ -335,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rpc-addr", default="127.0.0.1", help="JSON-RPC listen address (default 127.0.0.1)")
     run.add_argument("--rpc-port", type=_port, default=8545, help="JSON-RPC port (default 8545; 0 = any free port)")
     run.add_argument("--no-rpc", action="store_true", help="do not serve JSON-RPC")
+    run.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard at GET / on the RPC port")
+    run.add_argument("--no-metrics", action="store_true", help="do not serve Prometheus metrics at /metrics on the RPC port")
     run.add_argument(
         "--automine", action="store_true",
         help="build a block whenever the pool holds transactions (development genesis only)",
@@ -377,7 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("--progress", type=_positive, default=1000, metavar="N", help="log progress every N blocks")
     from rpc.jobcli import add_job_commands
 
-    add_job_commands(commands)  # job submit|status|list|result: a JSON-RPC client of a node (rpc/jobcli.py)
+    add_job_commands(commands)  # job submit|status|list|result|cancel|watch: a JSON-RPC client of a node (rpc/jobcli.py)
+    from rpc.jobcli import add_rewards_command
+    from rpc.keys import add_account_commands
+    from rpc.datasetcli import add_dataset_commands
+
+    add_rewards_command(commands)  # rewards ADDR (rpc/jobcli.py)
+    add_account_commands(commands)  # account new|list|import: encrypted keystores (rpc/keys.py)
+    add_dataset_commands(commands)  # dataset make: a dataset file from CSV/npz/npy floats (rpc/datasetcli.py)
     return parser
 
 
@@ -386,19 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
 log = logging.getLogger("pouw-node")
 
 
-class _UtcFormatter(logging.Formatter):
-    """ISO 8601 UTC timestamps with milliseconds: 2026-01-01T00:00:00.000Z."""
+def version_text() -> str:
+    """``pouw-node --version``: the package version, Python and torch (torch's version
+    is read from its metadata, without importing it)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
-
-def setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"pouw-node {of('pouw-node')} (python {python}, torch {of('torch')}, py-evm {of('py-evm')})"
 
 
 def _describe(exc: BaseException) -> str:
@@ -419,7 +440,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    setup_logging()
+    from chain.logs import setup_logging
+
+    setup_logging(getattr(args, "verbosity", logging.INFO), getattr(args, "log_format", "text"))
     if args.command != "run":  # run handles signals on its event loop
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:

@@ -524,6 +524,10 @@ class NodeConfig:
     port are replaced by ``rpc_host`` and ``rpc_port``."""
     txpool_limits: Optional[dict[str, int]] = None
     """Keyword arguments of ``chain.txpool.TxPool`` (``--txpool-*``); None: defaults."""
+    dashboard: bool = True
+    """Serve the dashboard at GET / on the RPC port (``--no-dashboard``)."""
+    metrics: bool = True
+    """Serve Prometheus metrics at /metrics on the RPC port (``--no-metrics``)."""
 
 
 class Node:
@@ -555,6 +559,11 @@ class Node:
         )
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
+        from chain.imports import ImportLog
+
+        # one log line and a timing record per imported block, whoever imports it
+        self.imports = ImportLog(self.chain).attach()
+        self.backend.imports = self.imports  # type: ignore[attr-defined]  # read by /metrics and pouw_blockImports
 
     async def run(self, stop: asyncio.Event) -> None:
         automine = None
@@ -590,7 +599,9 @@ class Node:
         from rpc.config import RpcConfig
         from rpc.server import SERVICES, create_app
 
-        config = dataclasses.replace(self.config.rpc_config or RpcConfig(), host=self.config.rpc_host, port=self.config.rpc_port)
+        config = dataclasses.replace(self.config.rpc_config or RpcConfig(), host=self.config.rpc_host,
+                                     port=self.config.rpc_port, dashboard=self.config.dashboard,
+                                     metrics=self.config.metrics)
         app = create_app(self.backend, config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -603,6 +614,10 @@ class Node:
             port = runner.addresses[0][1] if runner.addresses else config.port
             self.rpc_url = f"http://{config.host}:{port}"
             log.info("JSON-RPC listening on %s (HTTP and WebSocket)", self.rpc_url)
+            if config.dashboard:
+                log.info("dashboard on %s/ (--no-dashboard to turn it off)", self.rpc_url)
+            if config.metrics:
+                log.info("Prometheus metrics on %s/metrics", self.rpc_url)
             await stop.wait()
         finally:
             services = app.get(SERVICES)

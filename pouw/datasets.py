@@ -10,22 +10,30 @@ Canonical container: **safetensors** with exactly four tensors
 * ``x_test``  int8 ``[M, *input_shape]``, ``y_test``  int64 ``[M]``
 
 and a single metadata entry ``"pouw.dataset"`` holding canonical JSON
-(``{"format":1,"name":...,"num_classes":...}``, sorted keys, no spaces). One key only:
-the safetensors writer emits several metadata keys in a per-process random order,
+(``{"format":1,"name":...,"num_classes":...}``, sorted keys, no spaces, plus
+``"feature_scale"`` when the dataset records how its features were quantised). One key
+only: the safetensors writer emits several metadata keys in a per-process random order,
 which would make the content hash of one dataset differ between runs.
 
 Alternative input: **npz** read with ``numpy.load(..., allow_pickle=False)`` with the
 same four array names (integer labels of any width are widened to int64) and optional
-``num_classes`` (integer scalar, default ``max label + 1``) and ``name`` (string).
-An npz whose arrays need pickle is refused.
+``num_classes`` (integer scalar, default ``max label + 1``), ``name`` (string) and
+``feature_scale`` (float scalar). An npz whose arrays need pickle is refused.
 
 Quantisation to int8 happens once, at job creation (:func:`quantize_int8`), never on
-the recomputed path: the content hash names the int8 data that validators use.
+the recomputed path: the content hash names the int8 data that validators use. A
+dataset made from float features by :func:`dataset_from_float_arrays` (``pouw-node
+dataset make``) records the scale it used, ``feature_scale``: one number ``s`` for every
+feature, or one ``s_j`` per feature element (the default of ``dataset make``: features
+in different units each keep their resolution), with ``q_j = clip(rint(x_j * s_j), -127,
+127)``: a trained model can then be applied to new float features
+(``pouw.evaluate.export_torch(..., feature_scale=...)``).
 """
 from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from dataclasses import dataclass
 from typing import Final
@@ -48,7 +56,13 @@ __all__ = [
     "dataset_to_bytes",
     "dataset_from_bytes",
     "quantize_int8",
+    "quantization_scale",
+    "feature_scales",
+    "quantize_features",
     "make_dataset",
+    "dataset_from_float_arrays",
+    "split_train_test",
+    "read_feature_table",
     "load_digits",
     "digits_split",
     "synthetic_blobs",
@@ -81,6 +95,11 @@ class Dataset:
     y_test: torch.Tensor  # int64 [M]
     num_classes: int
     name: str = ""
+    feature_scale: float | tuple[float, ...] | None = None
+    """How the int8 features were made from the original ones, when the dataset records
+    it: ``q = clip(rint(x * feature_scale), -127, 127)``, with one number for all features
+    or a tuple of one per feature element (``x`` flattened per example). None: not
+    recorded (the built-in sets, and every dataset file from before this field)."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -120,21 +139,25 @@ def _hash_bytes(expected: bytes | str) -> bytes:
 # --------------------------------------------------------------------------- encode
 
 
-def _metadata(num_classes: int, name: str) -> dict[str, str]:
-    doc = {"format": FORMAT_VERSION, "name": name, "num_classes": num_classes}
+def _metadata(num_classes: int, name: str, feature_scale: float | tuple[float, ...] | None = None) -> dict[str, str]:
+    doc: dict[str, object] = {"format": FORMAT_VERSION, "name": name, "num_classes": num_classes}
+    if isinstance(feature_scale, tuple):
+        doc["feature_scale"] = [float(v) for v in feature_scale]  # repr: the shortest text that reads back exactly
+    elif feature_scale is not None:
+        doc["feature_scale"] = float(feature_scale)
     return {METADATA_KEY: json.dumps(doc, sort_keys=True, separators=(",", ":"))}
 
 
 def dataset_to_bytes(ds: Dataset) -> bytes:
     """The canonical safetensors blob of ``ds`` (deterministic: same dataset, same bytes)."""
-    _validate(ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.num_classes, ds.name)
+    _validate(ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.num_classes, ds.name, ds.feature_scale)
     tensors = {
         "x_train": ds.x_train.contiguous().cpu(),
         "y_train": ds.y_train.contiguous().cpu(),
         "x_test": ds.x_test.contiguous().cpu(),
         "y_test": ds.y_test.contiguous().cpu(),
     }
-    return bytes(st_save(tensors, metadata=_metadata(ds.num_classes, ds.name)))
+    return bytes(st_save(tensors, metadata=_metadata(ds.num_classes, ds.name, ds.feature_scale)))
 
 
 # --------------------------------------------------------------------------- decode
@@ -189,15 +212,22 @@ def _from_safetensors(blob: bytes) -> Dataset:
         raise DatasetError(f"bad {METADATA_KEY} metadata: {exc}") from exc
     if fmt != FORMAT_VERSION:
         raise DatasetError("unknown dataset format version", expected=FORMAT_VERSION, got=fmt)
-    if set(meta) != {"format", "name", "num_classes"}:
-        raise DatasetError("unexpected metadata fields", expected=["format", "name", "num_classes"], got=sorted(meta))
+    if not {"format", "name", "num_classes"} <= set(meta) <= {"format", "name", "num_classes", "feature_scale"}:
+        raise DatasetError(
+            "unexpected metadata fields", expected=["[feature_scale]", "format", "name", "num_classes"], got=sorted(meta)
+        )
+    feature_scale = meta.get("feature_scale")
+    if "feature_scale" in meta and feature_scale is None:
+        raise DatasetError("feature_scale must be a number or a list of numbers when present", got=feature_scale)
+    if isinstance(feature_scale, list):
+        feature_scale = tuple(feature_scale)
     if sorted(tensors) != sorted(TENSOR_NAMES):
         raise DatasetError("wrong tensor names", expected=sorted(TENSOR_NAMES), got=sorted(tensors))
     for label in ("y_train", "y_test"):
         if tensors[label].dtype != torch.int64:
             raise DatasetError(f"{label} must be int64", expected="int64", got=str(tensors[label].dtype))
     return _validate(
-        tensors["x_train"], tensors["y_train"], tensors["x_test"], tensors["y_test"], num_classes, name
+        tensors["x_train"], tensors["y_train"], tensors["x_test"], tensors["y_test"], num_classes, name, feature_scale
     )
 
 
@@ -214,10 +244,11 @@ def _from_npz(blob: bytes, max_bytes: int) -> Dataset:
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             names = set(npz.files)
-            allowed = set(TENSOR_NAMES) | {"num_classes", "name"}
+            allowed = set(TENSOR_NAMES) | {"num_classes", "name", "feature_scale"}
             if not set(TENSOR_NAMES) <= names or not names <= allowed:
                 raise DatasetError(
-                    "wrong npz array names", expected=sorted(TENSOR_NAMES) + ["[name]", "[num_classes]"], got=sorted(names)
+                    "wrong npz array names",
+                    expected=sorted(TENSOR_NAMES) + ["[feature_scale]", "[name]", "[num_classes]"], got=sorted(names),
                 )
             for key in sorted(names):
                 arrays[key] = npz[key]
@@ -256,7 +287,15 @@ def _from_npz(blob: bytes, max_bytes: int) -> Dataset:
     else:
         tops = [int(y.max()) for y in labels.values() if y.numel() > 0]
         num_classes = max(tops) + 1 if tops else 0
-    return _validate(xs["x_train"], labels["y_train"], xs["x_test"], labels["y_test"], num_classes, name)
+    feature_scale: object = None
+    if "feature_scale" in arrays:
+        arr = arrays["feature_scale"]
+        if arr.dtype.kind != "f" or arr.ndim > 1:
+            raise DatasetError("npz 'feature_scale' must be a float scalar or 1-D float array", got=str(arr.dtype))
+        feature_scale = float(arr[()]) if arr.ndim == 0 else tuple(float(v) for v in arr)
+    return _validate(
+        xs["x_train"], labels["y_train"], xs["x_test"], labels["y_test"], num_classes, name, feature_scale
+    )
 
 
 def _validate(
@@ -266,6 +305,7 @@ def _validate(
     y_test: torch.Tensor,
     num_classes: object,
     name: object,
+    feature_scale: object = None,
 ) -> Dataset:
     if not isinstance(name, str) or len(name) > MAX_NAME_LEN:
         raise DatasetError("name must be a string of at most 256 characters", got=name)
@@ -295,7 +335,26 @@ def _validate(
             if lo < 0 or hi >= num_classes:
                 bad = lo if lo < 0 else hi
                 raise DatasetError(f"label in {yk} out of range", expected=f"0..{num_classes - 1}", got=bad)
-    return Dataset(x_train, y_train, x_test, y_test, num_classes, name)
+    scale = _check_scale(feature_scale, int(np.prod(tuple(x_train.shape[1:]))))
+    return Dataset(x_train, y_train, x_test, y_test, num_classes, name, scale)
+
+
+def _check_scale(value: object, features: int) -> float | tuple[float, ...] | None:
+    """A recorded feature scale: None, a finite number >= 0, or one such number per
+    feature element."""
+    if value is None:
+        return None
+
+    def number(v: object) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise DatasetError("feature_scale must be a finite number >= 0 (or a list of them)", got=v)
+        return float(v)
+
+    if isinstance(value, (list, tuple)):
+        if len(value) != features:
+            raise DatasetError("feature_scale needs one number per feature element", expected=features, got=len(value))
+        return tuple(number(v) for v in value)
+    return number(value)
 
 
 # --------------------------------------------------------------------------- job creation
@@ -328,6 +387,193 @@ def quantize_int8(x: np.ndarray, scale_from: np.ndarray | None = None) -> np.nda
         return np.zeros(x.shape, dtype=np.int8)
     q = np.rint(xf * (127.0 / m))
     return np.clip(q, -127, 127).astype(np.int8)
+
+
+def quantization_scale(x: np.ndarray) -> float:
+    """The ``feature_scale`` that :func:`quantize_int8` uses for float (or wide integer)
+    features whose training set is ``x``: ``127 / max|x|`` in float64 (0.0 when every
+    feature is 0), so that ``q = clip(rint(x * scale), -127, 127)``."""
+    ref = np.asarray(x).astype(np.float64)
+    if not np.isfinite(ref).all():
+        raise DatasetError("features contain NaN or infinity")
+    m = float(np.abs(ref).max()) if ref.size else 0.0
+    return 0.0 if m == 0.0 else 127.0 / m
+
+
+def split_train_test(n: int, test_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """A reproducible split of rows ``0..n-1``: ``(train rows, test rows)``, each ascending.
+
+    Rows are ranked by ``keccak256(b"pouw/dataset-split" || uint64_be(seed) || uint32_be(row))``
+    and the ``round(n * test_fraction)`` lowest-ranked rows are the test set (at least one
+    training row is kept). Same inputs, same split, on any machine."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise DatasetError("test fraction must be in [0, 1)", got=test_fraction)
+    if not 0 <= seed < 2**64:
+        raise DatasetError("split seed must be in [0, 2**64)", got=seed)
+    n_test = min(n - 1, int(round(n * test_fraction))) if n > 1 else 0
+    label = b"pouw/dataset-split" + seed.to_bytes(8, "big")
+    ranked = sorted(range(n), key=lambda r: keccak256(label + r.to_bytes(4, "big")))
+    test = sorted(ranked[:n_test])
+    chosen = set(test)
+    return [r for r in range(n) if r not in chosen], test
+
+
+def feature_scales(x: np.ndarray) -> tuple[float, ...]:
+    """One scale per feature element of the training set ``x`` [N, ...]: ``127 / max_n |x_nj|``
+    in float64 (0.0 for an element that is 0 everywhere)."""
+    ref = np.asarray(x).astype(np.float64).reshape(np.asarray(x).shape[0], -1)
+    if not np.isfinite(ref).all():
+        raise DatasetError("features contain NaN or infinity")
+    tops = np.abs(ref).max(axis=0) if ref.shape[0] else np.zeros(ref.shape[1])
+    return tuple(0.0 if m == 0.0 else 127.0 / float(m) for m in tops)
+
+
+def quantize_features(x: np.ndarray, scale: float | tuple[float, ...]) -> np.ndarray:
+    """``clip(rint(x * scale), -127, 127)`` as int8, in float64 with round half to even;
+    a tuple scale applies one number per feature element (``x`` flattened per example)."""
+    xf = np.asarray(x).astype(np.float64)
+    if not np.isfinite(xf).all():
+        raise DatasetError("features contain NaN or infinity")
+    flat = xf.reshape(xf.shape[0], -1)
+    factors = np.asarray(scale, dtype=np.float64)
+    q = np.clip(np.rint(flat * factors), -127, 127).astype(np.int8)
+    return q.reshape(xf.shape)
+
+
+def dataset_from_float_arrays(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    num_classes: int | None = None,
+    name: str = "",
+    input_shape: tuple[int, ...] | None = None,
+    per_feature: bool = True,
+) -> Dataset:
+    """A dataset from float (or any numeric) features that records its quantisation.
+
+    Features are read as float64 and quantised to int8 with scales taken from the
+    training set only (test features beyond its range are clipped): one per feature
+    element (``per_feature``, the default: features in different units each use the
+    whole int8 range) or one for all (:func:`quantize_int8`'s rule). The dataset keeps
+    them as ``feature_scale``: a model trained on it takes the original float features
+    (``export_torch(..., feature_scale=...)``). ``input_shape`` reshapes each example
+    (e.g. ``(1, 8, 8)`` for a CNN); default: as given. Labels must be integers in
+    ``[0, num_classes)``."""
+    xf_train = np.asarray(x_train)
+    xf_test = np.asarray(x_test)
+    for key, x in (("x_train", xf_train), ("x_test", xf_test)):
+        if x.dtype.kind not in "iuf" or x.dtype == np.bool_:
+            raise DatasetError(f"{key}: features must be numbers", expected="integer or float", got=str(x.dtype))
+    xf_train = xf_train.astype(np.float64)
+    xf_test = xf_test.astype(np.float64)
+    if xf_train.ndim < 2 or xf_train.shape[0] < 1:
+        raise DatasetError("x_train must be [N, features...] with N >= 1", got=tuple(xf_train.shape))
+    shape = tuple(xf_train.shape[1:]) if input_shape is None else tuple(int(d) for d in input_shape)
+    per_example = int(np.prod(shape))
+    for key, x in (("x_train", xf_train), ("x_test", xf_test)):
+        if x.size and int(np.prod(x.shape[1:])) != per_example:
+            raise DatasetError(f"{key}: features per example differ from the input shape",
+                               expected=f"{per_example} ({shape})", got=int(np.prod(x.shape[1:])))
+    xf_train = xf_train.reshape(-1, *shape)
+    xf_test = xf_test.reshape(-1, *shape)
+    scale: float | tuple[float, ...] = feature_scales(xf_train) if per_feature else quantization_scale(xf_train)
+    labels = []
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        y = np.asarray(y)
+        if y.dtype.kind == "f":
+            if not np.isfinite(y).all() or not (y == np.rint(y)).all():
+                raise DatasetError(f"{key}: labels must be whole numbers (class ids)")
+        elif y.dtype.kind not in "iu":
+            raise DatasetError(f"{key}: labels must be integers (class ids)", got=str(y.dtype))
+        labels.append(y.astype(np.int64).reshape(-1))
+    if num_classes is None:
+        num_classes = int(max(labels[0].max(initial=0), labels[1].max(initial=0))) + 1
+    return _validate(
+        torch.from_numpy(np.ascontiguousarray(quantize_features(xf_train, scale))),
+        torch.from_numpy(np.ascontiguousarray(labels[0])),
+        torch.from_numpy(np.ascontiguousarray(quantize_features(xf_test, scale))),
+        torch.from_numpy(np.ascontiguousarray(labels[1])),
+        num_classes, name, scale,
+    )
+
+
+def read_feature_table(
+    path: str, label_column: str | int | None = None, max_bytes: int = DEFAULT_MAX_DATASET_BYTES * 8,
+) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Features and labels from a CSV file: ``(x float64 [N, F], y int64 [N], class names)``.
+
+    One example per row, comma-separated numbers; a first row that is not all numbers is
+    a header. ``label_column`` is a header name or a 0-based index (default: the last
+    column); the other columns are the features. Labels that are all integers are the
+    class ids; otherwise each distinct label becomes a class, in sorted order, and the
+    names are returned (else None)."""
+    import csv
+    import os
+
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise DatasetError("CSV file too large", expected=f"<= {max_bytes} bytes", got=size)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        raise DatasetError(f"{path}: no rows")
+
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    header: list[str] | None = None
+    if not all(numeric(cell) for i, cell in enumerate(rows[0]) if i != _label_index(rows[0], label_column, None)):
+        header = [cell.strip() for cell in rows[0]]
+        rows = rows[1:]
+    if not rows:
+        raise DatasetError(f"{path}: a header and no data")
+    width = len(rows[0])
+    if width < 2:
+        raise DatasetError(f"{path}: need at least one feature column and a label column", got=width)
+    label = _label_index(rows[0], label_column, header)
+    features: list[list[float]] = []
+    raw_labels: list[str] = []
+    for line, row in enumerate(rows, start=2 if header else 1):
+        if len(row) != width:
+            raise DatasetError(f"{path}: row {line} has {len(row)} columns", expected=width, got=len(row))
+        try:
+            features.append([float(cell) for i, cell in enumerate(row) if i != label])
+        except ValueError:
+            raise DatasetError(f"{path}: row {line}: a feature is not a number") from None
+        raw_labels.append(row[label].strip())
+    x = np.asarray(features, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise DatasetError(f"{path}: features contain NaN or infinity")
+    try:
+        as_ints = [int(v) for v in raw_labels]
+        if min(as_ints) < 0:
+            raise ValueError
+        return x, np.asarray(as_ints, dtype=np.int64), None
+    except ValueError:
+        names = sorted(set(raw_labels))
+        index = {name: i for i, name in enumerate(names)}
+        return x, np.asarray([index[v] for v in raw_labels], dtype=np.int64), names
+
+
+def _label_index(row: list[str], label_column: str | int | None, header: list[str] | None) -> int:
+    if label_column is None:
+        return len(row) - 1
+    if isinstance(label_column, int) or (isinstance(label_column, str) and label_column.lstrip("-").isdigit()):
+        index = int(label_column)
+        index = index + len(row) if index < 0 else index
+        if not 0 <= index < len(row):
+            raise DatasetError("label column out of range", expected=f"0..{len(row) - 1}", got=label_column)
+        return index
+    if header is None:
+        return len(row) - 1  # deciding whether row 0 is a header: a named column implies one
+    if label_column not in header:
+        raise DatasetError("no such label column in the CSV header", expected=header, got=label_column)
+    return header.index(label_column)
 
 
 def make_dataset(

@@ -7,6 +7,7 @@ integers that a job's result can quote.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -18,7 +19,7 @@ from pouw.errors import PouwError
 from pouw.families import State, get_family
 from pouw.spec import JobSpec
 
-__all__ = ["Metrics", "evaluate", "export_torch", "LOSS_FRAC_BITS", "EVAL_CHUNK"]
+__all__ = ["Metrics", "evaluate", "export_torch", "FloatFeatures", "LOSS_FRAC_BITS", "EVAL_CHUNK"]
 
 LOSS_FRAC_BITS: Final = 20
 """Per-example losses are integers in units of 2**-20 nat."""
@@ -116,11 +117,48 @@ def evaluate(spec: JobSpec, state: State, x: Tensor, y: Tensor, backend: Backend
     )
 
 
-def export_torch(spec: JobSpec, state: State) -> torch.nn.Module:
+class FloatFeatures(torch.nn.Module):
+    """A trained model that takes the original float features of its dataset.
+
+    It quantises them exactly as the dataset was made (``q = clip(rint(x * feature_scale),
+    -127, 127)`` in float64, round half to even, with one scale for all features or one
+    per feature element of the flattened example, as ``pouw.datasets.quantize_features``),
+    then feeds ``q * 2**-input_frac_bits`` to ``model``: the same int8 inputs the job
+    trained on.
+    """
+
+    feature_scale: Tensor  # float64: a scalar, or one per feature element
+
+    def __init__(self, model: torch.nn.Module, feature_scale: float | Sequence[float], input_frac_bits: int) -> None:
+        super().__init__()
+        self.model = model
+        self.per_feature = not isinstance(feature_scale, (int, float))
+        scale = torch.tensor(feature_scale, dtype=torch.float64)
+        self.register_buffer("feature_scale", scale, persistent=False)  # not in state_dict: the file's tensors stay the model's
+        self.input_scale = 2.0 ** -input_frac_bits
+
+    def forward(self, x: Tensor) -> Tensor:
+        x64 = x.to(torch.float64)
+        flat = x64.reshape(x64.shape[0], -1) if self.per_feature else x64
+        q = torch.clamp(torch.round(flat * self.feature_scale), -127, 127).reshape(x64.shape)
+        return self.model((q * self.input_scale).to(torch.float32))
+
+    def extra_repr(self) -> str:
+        return f"per_feature={self.per_feature}, input_scale={self.input_scale!r}"
+
+
+def export_torch(spec: JobSpec, state: State, feature_scale: float | Sequence[float] | None = None) -> torch.nn.Module:
     """A float32 torch model with the state's weights (value = integer * 2**-weight_frac_bits).
 
-    Feed it ``x_int8.float() * 2**-input_frac_bits``. It computes the same architecture
-    without the int8 quantisation of the exact path, so its argmax agrees with the exact
-    evaluation on nearly all examples (measured in tests/pouw/test_evaluate.py).
+    Without ``feature_scale``, feed it ``x_int8.float() * 2**-input_frac_bits``. With the
+    dataset's ``feature_scale`` (a dataset made by ``pouw-node dataset make`` records it),
+    it is wrapped in :class:`FloatFeatures` and takes the original float features. It
+    computes the same architecture without the int8 quantisation of the exact path, so
+    its argmax agrees with the exact evaluation on nearly all examples (measured in
+    tests/pouw/test_evaluate.py). Its ``state_dict`` keys are the family's own only
+    without the wrapper (the wrapper's are prefixed ``model.``).
     """
-    return get_family(spec.family).to_torch(spec, state)
+    model = get_family(spec.family).to_torch(spec, state)
+    if feature_scale is None:
+        return model
+    return FloatFeatures(model, feature_scale, spec.input_frac_bits)

@@ -44,3 +44,7 @@ class RpcConfig:
     apis: tuple[str, ...] = ("eth", "net", "web3", "txpool", "pouw")
     #: JSON nesting deeper than this is refused before decoding.
     max_json_depth: int = 64
+    #: Serve the dashboard (rpc/dashboard/) at GET / for a browser (``--no-dashboard``).
+    dashboard: bool = True
+    #: Serve Prometheus metrics at GET /metrics (rpc/metrics.py; ``--no-metrics``).
+    metrics: bool = True

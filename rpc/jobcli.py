@@ -1,12 +1,18 @@
-"""``pouw-node job submit|status|list|result``: the job market from a terminal.
+"""``pouw-node job submit|status|list|result|cancel|watch`` and ``pouw-node rewards``: the job market from a terminal.
 
 A client of a node's JSON-RPC (``--rpc URL``, default http://127.0.0.1:8545) through
 web3.py and :class:`rpc.web3_module.PouwModule`; it opens no datadir. ``chain/cli.py``
-adds these commands with :func:`add_job_commands`.
+adds these commands with :func:`add_job_commands` and :func:`add_rewards_command`.
 
-The private key that signs a job posting is read from ``--key-file FILE`` (hex, with or
-without 0x, surrounding whitespace ignored) or from the ``POUW_PRIVATE_KEY`` environment
-variable, never from a command-line argument, which any user could read in ``ps``.
+The private key that signs a job posting or cancellation is read from ``--key-file FILE``
+(an encrypted keystore with ``--password-file``, or a plaintext hex key: rpc/keys.py) or
+from the ``POUW_PRIVATE_KEY`` environment variable, never from a command-line argument,
+which any user could read in ``ps``.
+
+Guards before anything is signed: a posting whose escrow is above ``--confirm-above``
+(default 1 ETH) is confirmed at the terminal, or needs ``--yes`` (a ``--price 1eth`` typo
+for ``1gwei`` would otherwise lock thousands of ETH); a posting to a chain that never
+trains jobs (a development genesis) is refused unless ``--allow-untrained``.
 
 Exit codes as ``chain/cli.py``: 0 success, 1 an error (one ``error: ...`` line on
 stderr, the node's own message for a refused request), 2 bad usage.
@@ -16,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import stat
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +35,8 @@ EXIT_USAGE = 2
 DEFAULT_RPC = "http://127.0.0.1:8545"
 KEY_ENV = "POUW_PRIVATE_KEY"
 ETHER = 10**18
+CONFIRM_ABOVE_DEFAULT = ETHER
+"""Escrow above this (1 ETH) is confirmed at the terminal or with --yes."""
 
 
 class JobCliError(Exception):
@@ -51,37 +58,15 @@ def connect(url: str, request_timeout: float = 30.0) -> Any:
     return w3
 
 
-def load_private_key(key_file: Optional[Path]) -> Any:
-    """The signing account: ``--key-file`` first, else ``$POUW_PRIVATE_KEY``."""
-    from eth_account import Account
+def load_private_key(key_file: Optional[Path], password_file: Optional[Path] = None) -> Any:
+    """The signing account: ``--key-file`` (keystore or plaintext hex) first, else
+    ``$POUW_PRIVATE_KEY`` (rpc/keys.py)."""
+    from rpc.keys import KeyFileError, load_signing_account
 
-    if key_file is not None:
-        try:
-            text = key_file.read_text(encoding="ascii", errors="replace")
-            mode = key_file.stat().st_mode
-        except OSError as exc:
-            raise JobCliError(f"key file {key_file}: {exc.strerror or exc}") from None
-        loose = bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
-        source = f"key file {key_file}"
-    elif os.environ.get(KEY_ENV):
-        text = os.environ[KEY_ENV]
-        source = f"${KEY_ENV}"
-        loose = False
-    else:
-        raise JobCliError(f"no signing key: pass --key-file FILE or set {KEY_ENV}")
-    body = text.strip()
-    if body[:2] in ("0x", "0X"):
-        body = body[2:]
-    if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
-        # never echo the content: it may be a key with a typo
-        raise JobCliError(f"{source} does not hold a private key (expected 64 hex digits, optionally 0x-prefixed)")
     try:
-        account = Account.from_key(bytes.fromhex(body))
-    except Exception as exc:  # noqa: BLE001 - eth_keys' ValidationError for an out-of-range key
-        raise JobCliError(f"{source}: not a valid secp256k1 private key ({type(exc).__name__})") from None
-    if loose:
-        print(f"warning: key file {key_file} is readable by other users (chmod 600 it)", file=sys.stderr)
-    return account
+        return load_signing_account(key_file, password_file)
+    except KeyFileError as exc:
+        raise JobCliError(str(exc)) from None
 
 
 def read_spec(path: Path) -> dict[str, Any]:
@@ -122,10 +107,47 @@ def _hex(value: Any) -> str:
     return str(value)
 
 
-def _job_label(job_id: int) -> str:
+def job_label(job_id: int) -> str:
+    """A job id as people read it: ``3``, or ``standing-0`` for the genesis standing jobs."""
     from consensus.params import STANDING_JOB_BASE
 
     return f"standing-{job_id - STANDING_JOB_BASE}" if job_id >= STANDING_JOB_BASE else str(job_id)
+
+
+_job_label = job_label
+
+
+def ether(value: Optional[int]) -> str:
+    """Wei as ETH with every digit that matters: ``1.5 ETH``, ``0.000000003 ETH``."""
+    if value is None:
+        return "-"
+    text = f"{Decimal(value) / ETHER:.18f}".rstrip("0").rstrip(".")
+    return f"{text or '0'} ETH"
+
+
+def duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def confirm(question: str, yes: bool, refusal: str) -> None:
+    """Go on when ``yes``; else ask at the terminal (y/N); with no terminal, refuse with
+    ``refusal`` (which says to pass --yes)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise JobCliError(refusal)
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        raise JobCliError("not confirmed: nothing was sent")
 
 
 def parse_job_id(text: str) -> int:
@@ -234,7 +256,7 @@ def _print_json(value: Any) -> None:
 @_run
 def cmd_job_submit(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
-    account = load_private_key(args.key_file)
+    account = load_private_key(args.key_file, args.password_file)
     timeout = args.timeout
     w3 = connect(args.rpc, request_timeout=30.0)
     if args.dataset is not None:
@@ -251,7 +273,19 @@ def cmd_job_submit(args: argparse.Namespace) -> int:
     escrow = args.escrow if args.escrow is not None else estimate.escrowRequired
     if not estimate.datasetAvailable:
         raise JobCliError(f"dataset {spec.get('dataset')} is not on the node: pass --dataset FILE to upload it")
-    result = w3.pouw.submit_job(account, spec, args.price, escrow=escrow, timeout=timeout)
+    if estimate.get("trainsJobs") is False and not args.allow_untrained:
+        raise JobCliError(f"{estimate.get('warning') or 'this chain never trains jobs'}; "
+                          "pass --allow-untrained to post it all the same")
+    if not args.json:
+        print(f"estimate: {estimate.steps} steps, about {_estimate_time(estimate)}")
+    if escrow > args.confirm_above:
+        confirm(
+            f"Lock {ether(escrow)} in escrow ({estimate.steps} steps at {ether(args.price)} per step)?", args.yes,
+            f"the escrow, {ether(escrow)} ({estimate.steps} steps at {ether(args.price)} per step), is above "
+            f"--confirm-above {ether(args.confirm_above)}: pass --yes to post it (or check --price: 1gwei, not 1eth?)",
+        )
+    result = w3.pouw.submit_job(account, spec, args.price, escrow=escrow, timeout=timeout,
+                                allow_untrained=args.allow_untrained)
     if args.json:
         _print_json({**result, "dataset": spec.get("dataset"), "escrow": escrow})
         return EXIT_OK if result.status != "failed" else EXIT_ERROR
@@ -268,6 +302,15 @@ def cmd_job_submit(args: argparse.Namespace) -> int:
         return EXIT_OK
     raise JobCliError(f"the job transaction {_hex(result.transactionHash)} failed in block "
                       f"{result.blockNumber}: {result.get('error') or 'reverted'}")
+
+
+def _estimate_time(estimate: Any) -> str:
+    seconds = estimate.get("expectedSeconds")
+    if seconds is None:
+        return "no estimate (this chain does no work)"
+    basis = "the measured network work rate" if estimate.get("expectedSecondsBasis") == "measured" \
+        else "the target block time (no work measured yet)"
+    return f"{estimate.expectedBlocks} block(s), {duration(seconds)} at {basis}"
 
 
 def format_job(job: Any) -> list[str]:
@@ -379,6 +422,107 @@ def cmd_job_result(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_run
+def cmd_job_cancel(args: argparse.Namespace) -> int:
+    account = load_private_key(args.key_file, args.password_file)
+    w3 = connect(args.rpc)
+    job = w3.pouw.get_job(args.job_id)
+    label = job_label(args.job_id)
+    if job is None:
+        raise JobCliError(f"job {label} not found on the node at {args.rpc}")
+    if job.kind == "standing":
+        raise JobCliError(f"job {label} is a standing job of the genesis: it cannot be cancelled")
+    if job.status != "open":
+        raise JobCliError(f"job {label} is {job.status}: there is nothing to cancel")
+    if job.poster != account.address:
+        raise JobCliError(f"job {label} was posted by {job.poster}, not by {account.address}: only its poster can cancel it")
+    result = w3.pouw.cancel_job(account, args.job_id, timeout=args.timeout)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK if result.status != "failed" else EXIT_ERROR
+    print(f"transaction: {_hex(result.transactionHash)}")
+    if result.status == "cancelled":
+        print(f"job {label}: cancelled in block {result.blockNumber}")
+        print(f"refund: {ether(result.refund)} ({result.refund} wei) back to {account.address}")
+        return EXIT_OK
+    if result.status == "pending":
+        print(f"status: pending (not mined within {args.timeout:g} s): check with pouw-node job status {label}")
+        return EXIT_OK
+    raise JobCliError(f"the cancellation {_hex(result.transactionHash)} failed in block {result.blockNumber}: "
+                      f"{result.get('error') or 'reverted'}")
+
+
+def watch_line(job: Any, history: Any) -> str:
+    """One line of ``job watch``: progress, rate, ETA, latest accuracy."""
+    parts = [f"job {job_label(job.id)}: {job.status}", f"{job.stepsDone}/{job.stepBudget} steps ({100 * job.progress:.1f}%)"]
+    if history is not None:
+        if history.get("stepsPerSecond"):
+            parts.append(f"{history.stepsPerSecond:.1f} steps/s")
+        eta = history.get("etaSeconds")
+        if job.status == "open":
+            basis = {"job": "its recent rate", "network": "network work rate"}.get(history.get("etaBasis") or "", "")
+            parts.append(f"ETA {duration(eta)}" + (f" ({basis})" if basis and eta is not None else ""))
+        latest = next((c for c in reversed(history.checkpoints) if c.get("accuracy") is not None), None)
+        if latest is not None:
+            where = f"block {latest.blockNumber}" if latest.blockNumber is not None else "initial state"
+            parts.append(f"accuracy {100 * latest.accuracy:.2f}% at {where}")
+    if job.kind == "posted":
+        parts.append(f"fees {ether(job.feesPaid)}")
+    return ", ".join(parts)
+
+
+@_run
+def cmd_job_watch(args: argparse.Namespace) -> int:
+    import time
+
+    w3 = connect(args.rpc)
+    label = job_label(args.job_id)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    last = None
+    while True:
+        job = w3.pouw.get_job(args.job_id)
+        if job is None:
+            raise JobCliError(f"job {label} not found on the node at {args.rpc}")
+        history = w3.pouw.get_job_history(args.job_id, points=args.points)
+        key = (job.status, job.stepsDone, len(history.checkpoints) if history else 0)
+        if key != last:
+            last = key
+            if args.json:
+                _print_json({"job": job, "history": history})
+            else:
+                print(watch_line(job, history), flush=True)
+        if job.status in ("completed", "cancelled"):
+            return EXIT_OK
+        if deadline is not None and time.monotonic() >= deadline:
+            raise JobCliError(f"job {label} is still {job.status} after {args.timeout:g} s "
+                              f"({job.stepsDone}/{job.stepBudget} steps)")
+        time.sleep(args.interval)
+
+
+@_run
+def cmd_rewards(args: argparse.Namespace) -> int:
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(args.address):
+        raise JobCliError(f"not an address: {args.address!r} (expected 0x and 40 hex digits)")
+    address = to_checksum_address(args.address)
+    w3 = connect(args.rpc)
+    rewards = w3.pouw.get_rewards(address, args.start, args.end)
+    balance = w3.eth.get_balance(address)
+    if args.json:
+        _print_json({**rewards, "balance": balance})
+        return EXIT_OK
+    print(f"address: {address}")
+    print(f"blocks: #{rewards.fromBlock} to #{rewards.toBlock}; {rewards.blocksMined} mined by this address")
+    print(f"block rewards: {ether(rewards.blockRewards)}")
+    print(f"job fees: {ether(rewards.jobFees)}")
+    print(f"total: {ether(rewards.total)}")
+    print(f"mature: {ether(rewards.mature)} (credited to the balance)")
+    print(f"immature: {ether(rewards.immature)} (credited {rewards.coinbaseMaturity} blocks after their block)")
+    print(f"balance: {ether(balance)}")
+    return EXIT_OK
+
+
 def _write(path: Path, blob: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -391,24 +535,49 @@ def _write(path: Path, blob: bytes) -> None:
 # --- parser ---------------------------------------------------------------------------------------
 
 KEY_HELP = (
-    "file holding the hex private key that signs the posting (chmod 600 it); without it the key is read "
-    f"from ${KEY_ENV}. Keys are never taken as arguments: anyone on the machine can read those in ps."
+    "the key that signs: an encrypted keystore (pouw-node account new|import; with --password-file) or a file "
+    f"holding the hex private key (chmod 600 it); without it the key is read from ${KEY_ENV}. Keys are never "
+    "taken as arguments: anyone on the machine can read those in ps."
 )
+PASSWORD_HELP = "the keystore's password, on the first line of FILE (default: ask at the terminal)"
+
+
+def _key_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key-file", type=Path, default=None, metavar="FILE", help=KEY_HELP)
+    parser.add_argument("--password-file", type=Path, default=None, metavar="FILE", help=PASSWORD_HELP)
+
+
+def _block_number(text: str) -> int:
+    try:
+        value = int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a block number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative block number, got {text}")
+    return value
+
+
+def add_rewards_command(subparsers: Any) -> argparse.ArgumentParser:
+    """``pouw-node rewards ADDR``: what an address earned as a coinbase, in ETH."""
+    help = "what an address earned as a coinbase: block rewards and job fees in ETH, mature and immature"
+    rewards = subparsers.add_parser("rewards", help=help, description=help)
+    rewards.add_argument("address", metavar="ADDR", help="the coinbase address")
+    rewards.add_argument("--rpc", metavar="URL", default=DEFAULT_RPC, help=f"the node's JSON-RPC URL (default {DEFAULT_RPC})")
+    rewards.add_argument("--from", dest="start", type=_block_number, default=None, metavar="N", help="first block (default 0)")
+    rewards.add_argument("--to", dest="end", type=_block_number, default=None, metavar="M", help="last block (default: head)")
+    rewards.add_argument("--json", action="store_true", help="print the answer as JSON (amounts in wei)")
+    rewards.set_defaults(func=cmd_rewards)
+    return rewards
 
 
 def add_job_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``job`` and its subcommands to ``pouw-node``'s subparsers; returns the ``job`` parser."""
-    job = subparsers.add_parser(
-        "job", help="post jobs, follow them and fetch results through a node's JSON-RPC",
-        description="The job market from a terminal: a client of a node's JSON-RPC (pouw_ namespace).",
+    from rpc.clitools import command_group
+
+    job, job_commands = command_group(
+        subparsers, "job", "post jobs, follow them and fetch results through a node's JSON-RPC",
+        "The job market from a terminal: a client of a node's JSON-RPC (pouw_ namespace).",
     )
-    job_commands = job.add_subparsers(dest="job_command", metavar="JOB_COMMAND")
-
-    def usage(args: argparse.Namespace) -> int:
-        job.print_help(sys.stderr)
-        return EXIT_USAGE
-
-    job.set_defaults(func=usage)
 
     def sub(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         parser = job_commands.add_parser(name, help=help, description=help)
@@ -422,11 +591,29 @@ def add_job_commands(subparsers: Any) -> argparse.ArgumentParser:
     submit.add_argument("--price", type=_amount, required=True, metavar="WEI", help="price per training step, in wei (or 2gwei)")
     submit.add_argument("--escrow", type=_amount, default=None, metavar="WEI", help="escrow sent with the job (default steps x price; less is allowed: the job is then "
                         "trained until it runs out)")
-    submit.add_argument("--key-file", type=Path, default=None, metavar="FILE", help=KEY_HELP)
+    _key_arguments(submit)
     submit.add_argument("--dataset", type=Path, default=None, metavar="FILE",
                         help="upload this dataset file (safetensors or npz) first and set the spec's dataset to it")
     submit.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S",
                         help="seconds to wait for the posting to be mined (default 30; 0 = do not wait)")
+    submit.add_argument("--yes", action="store_true", help="post without asking, whatever the escrow")
+    submit.add_argument("--confirm-above", type=_amount, default=CONFIRM_ABOVE_DEFAULT, metavar="WEI",
+                        help="ask before locking more than this in escrow (default 1eth; --yes skips the question)")
+    submit.add_argument("--allow-untrained", action="store_true",
+                        help="post even on a chain that never trains jobs (a development genesis)")
+
+    cancel = sub("cancel", cmd_job_cancel, "cancel an open job you posted; its unused escrow comes back to you")
+    cancel.add_argument("job_id", type=parse_job_id, metavar="JOB_ID", help="job id (decimal or 0x-hex)")
+    _key_arguments(cancel)
+    cancel.add_argument("--timeout", type=_positive_float, default=30.0, metavar="S",
+                        help="seconds to wait for the cancellation to be mined (default 30; 0 = do not wait)")
+
+    watch = sub("watch", cmd_job_watch, "follow a job live: progress, rate, ETA, accuracy at its latest checkpoint")
+    watch.add_argument("job_id", type=parse_job_id, metavar="JOB_ID", help="job id (decimal, 0x-hex or standing-N)")
+    watch.add_argument("--interval", type=_positive_float, default=2.0, metavar="S", help="seconds between polls (default 2)")
+    watch.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                       help="give up after S seconds (exit 1); default: until the job completes or is cancelled")
+    watch.add_argument("--points", type=int, default=20, metavar="N", help=argparse.SUPPRESS)
 
     status = sub("status", cmd_job_status, "show a job: status, progress, escrow, fees")
     status.add_argument("job_id", type=parse_job_id, metavar="JOB_ID", help="job id (decimal, 0x-hex or standing-N)")

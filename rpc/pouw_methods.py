@@ -38,6 +38,12 @@ LIST_LIMIT_MAX = 1000
 REWARDS_MAX_RANGE = 100_000
 STATS_BLOCKS_DEFAULT = 100
 STATS_BLOCKS_MAX = 10_000
+ESTIMATE_RATE_BLOCKS = 100
+"""pouw_estimateJob times blocks with the work rate measured over this many recent blocks."""
+UNTRAINED_WARNING = (
+    "this chain has no proof of work (a development genesis): nobody trains jobs here, so a job "
+    "posted on it never makes progress and its escrow stays locked until its poster cancels it"
+)
 
 
 # -- parameter parsers ---------------------------------------------------------------
@@ -299,6 +305,10 @@ def estimate_job(ctx: CallContext, raw: dict[str, Any], price: int) -> dict[str,
     per_block = max(1, difficulty // w) if view.is_pouw else None
     blocks = None if per_block is None else -(-spec.steps // per_block)
     target = int(view.chain.genesis.target_block_time)
+    # A block takes D / (network work rate) on average: the measured rate when recent
+    # blocks give one, the genesis target block time otherwise.
+    measured = view.work_rate(ESTIMATE_RATE_BLOCKS).per_second if view.is_pouw else None
+    block_seconds = difficulty / measured if measured else float(target)
     return {
         "specHash": data(spec.spec_hash()),
         "family": spec.family,
@@ -312,7 +322,11 @@ def estimate_job(ctx: CallContext, raw: dict[str, Any], price: int) -> dict[str,
         "difficulty": quantity(difficulty),
         "expectedStepsPerBlock": None if per_block is None else quantity(per_block),
         "expectedBlocks": None if blocks is None else quantity(blocks),
-        "expectedSeconds": None if blocks is None else float(blocks * target),
+        "expectedSeconds": None if blocks is None else float(blocks * block_seconds),
+        "expectedSecondsBasis": None if blocks is None else ("measured" if measured else "target"),
+        "workRate": None if not measured else quantity(int(measured)),
+        "trainsJobs": view.is_pouw,
+        "warning": None if view.is_pouw else UNTRAINED_WARNING,
         "limits": limits_json(view),
     }
 
@@ -433,6 +447,7 @@ def get_job_result(ctx: CallContext, job_id: int, options: Optional[dict[str, An
         "format": "safetensors",
         "model": data(result.model),
         "inputScale": 2.0 ** -spec.input_frac_bits,
+        "featureScale": result.feature_scale,
         "metrics": result.metrics,
         "metricsError": result.metrics_error,
     }
@@ -579,16 +594,8 @@ def miner_status(ctx: CallContext) -> dict[str, Any]:
 @pouw.method("pouw_networkStats", Param("blocks", parse_stats_blocks, default=STATS_BLOCKS_DEFAULT), blocking=True)
 def network_stats(ctx: CallContext, blocks: int) -> dict[str, Any]:
     view = _view(ctx)
-    headers = view.headers_back(blocks)
-    head = headers[-1]
-    if len(headers) > 1 and headers[0].block_number == 0:
-        # the genesis timestamp is fixed in the genesis file, often long before block 1:
-        # a span measured from it says nothing about block times
-        headers = headers[1:]
-    window = headers[1:]  # blocks whose time span is known (from the block before)
-    span = head.timestamp - headers[0].timestamp if len(headers) > 1 else 0
-    work = sum(view.block_work(h) for h in window)
-    steps = sum(getattr(h, "step_count", 0) for h in window)
+    rate = view.work_rate(blocks)  # the genesis timestamp never bounds the span
+    head, span, work, steps, window = rate.head, rate.seconds, rate.work, rate.steps, rate.blocks
     counts = {"open": 0, "completed": 0, "cancelled": 0, "standing": len(view.config.standing_jobs)}
     fees = escrow = 0
     for job in view.jobs(limit=2**62, include_standing=False):
@@ -603,10 +610,10 @@ def network_stats(ctx: CallContext, blocks: int) -> dict[str, Any]:
         "headHash": data(head.hash),
         "difficulty": quantity(head.difficulty),
         "targetBlockTime": int(view.chain.genesis.target_block_time),
-        "blocks": quantity(len(window)),
-        "averageBlockTime": (span / len(window)) if window else None,
+        "blocks": quantity(window),
+        "averageBlockTime": (span / window) if window else None,
         "workRate": quantity(int(work / span) if span > 0 else 0),
-        "stepsPerBlock": (steps / len(window)) if window else 0.0,
+        "stepsPerBlock": (steps / window) if window else 0.0,
         "jobs": {name: quantity(n) for name, n in counts.items()},
         "totalFeesPaid": quantity(fees),
         "escrowLocked": quantity(escrow),

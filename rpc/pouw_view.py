@@ -101,6 +101,8 @@ class JobResult:
     """safetensors of the exported float32 torch model's state_dict."""
     metrics: Optional[dict[str, Any]]
     metrics_error: Optional[str]
+    feature_scale: "float | tuple[float, ...] | None" = None
+    """The dataset's recorded quantisation scale(s) (the model file carries them too)."""
 
 
 @dataclass(frozen=True)
@@ -476,12 +478,42 @@ class PouwView:
                 self._work_units[job.spec_hash] = w
         return header.step_count * w
 
+    def work_rate(self, blocks: int) -> "WorkRate":
+        """Useful work per second over the last ``blocks`` canonical blocks, timed from the
+        block before the window's first (the genesis block's fixed timestamp is never an
+        end of the span): what pouw_networkStats reports and pouw_estimateJob plans with."""
+        headers = self.headers_back(blocks)
+        head = headers[-1]
+        if len(headers) > 1 and headers[0].block_number == 0:
+            headers = headers[1:]
+        window = headers[1:]  # blocks whose time span is known (from the block before)
+        span = head.timestamp - headers[0].timestamp if len(headers) > 1 else 0
+        work = sum(self.block_work(h) for h in window)
+        steps = sum(getattr(h, "step_count", 0) for h in window)
+        return WorkRate(head, len(window), int(span), work, steps)
+
     def headers_back(self, count: int) -> list[Any]:
         """The last ``count`` canonical headers (fewer near genesis), oldest first."""
         head = self.chain.head()
         first = max(0, head.block_number - count)
         out = [self.header(n) for n in range(first, head.block_number + 1)]
         return [h for h in out if h is not None]
+
+
+@dataclass(frozen=True)
+class WorkRate:
+    """Work done over a window of recent canonical blocks (:meth:`PouwView.work_rate`)."""
+
+    head: Any
+    blocks: int
+    seconds: int
+    work: int
+    steps: int
+
+    @property
+    def per_second(self) -> Optional[float]:
+        """Work units per second, None when the window has no time span or no work."""
+        return self.work / self.seconds if self.seconds > 0 and self.work > 0 else None
 
 
 def _jobs() -> Any:
@@ -530,24 +562,33 @@ def _build_result(
     state = deserialize_state(spec, state_bytes)
     model = export_torch(spec, state)
     tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    # One metadata key: safetensors writes its metadata map in hash order, which differs
-    # between processes, and the file must be the same bytes on every node.
-    about = json.dumps({"checkpoint": "0x" + checkpoint.hex(), "family": spec.family}, sort_keys=True)
-    model_bytes = save_safetensors(tensors, metadata={"pouw": about})
     metrics: Optional[dict[str, Any]] = None
     error: Optional[str] = None
+    ds: Optional[Dataset] = None
     try:
         ds = dataset()
-        if int(ds.y_test.shape[0]) == 0:
-            error = "the dataset has no held-out examples"
-        else:
+    except Exception as exc:  # noqa: BLE001 - DatasetUnavailable and kin: no metrics, say why
+        error = f"{type(exc).__name__}: {exc}"
+    feature_scale = None if ds is None else ds.feature_scale
+    # One metadata key: safetensors writes its metadata map in hash order, which differs
+    # between processes, and the file must be the same bytes on every node. featureScale
+    # (the dataset's quantisation) lets a loader take the original float features.
+    about_doc: dict[str, Any] = {"checkpoint": "0x" + checkpoint.hex(), "family": spec.family}
+    if feature_scale is not None:
+        about_doc["featureScale"] = feature_scale
+    about = json.dumps(about_doc, sort_keys=True)
+    model_bytes = save_safetensors(tensors, metadata={"pouw": about})
+    if ds is not None and int(ds.y_test.shape[0]) == 0:
+        error = "the dataset has no held-out examples"
+    elif ds is not None:
+        try:
             m = evaluate(spec, state, ds.x_test, ds.y_test, backend_for("cpu"))
             metrics = {"split": "test", "examples": m.total, "correct": m.correct, "accuracyPpm": m.accuracy_ppm,
                        "accuracy": m.accuracy, "lossMicro": m.loss_micro, "loss": m.loss}
-    except Exception as exc:  # noqa: BLE001 - DatasetUnavailable and kin: no metrics, say why
-        error = f"{type(exc).__name__}: {exc}"
-    return JobResult(job, checkpoint, state_bytes, model_bytes, metrics, error)
+        except Exception as exc:  # noqa: BLE001 - e.g. a dataset that does not fit the spec: say why
+            error = f"{type(exc).__name__}: {exc}"
+    return JobResult(job, checkpoint, state_bytes, model_bytes, metrics, error, feature_scale)
 
 
-__all__ = ["PouwView", "PouwViewError", "posted_job_id", "Posting", "DatasetInfo", "JobResult", "BlockRewards", "WorkProof",
+__all__ = ["PouwView", "PouwViewError", "WorkRate", "posted_job_id", "Posting", "DatasetInfo", "JobResult", "BlockRewards", "WorkProof",
            "STATUS_NAMES", "STATUS_CODES"]

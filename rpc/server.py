@@ -26,6 +26,7 @@ from rpc.dispatch import Dispatcher, encode_json, error_response
 from rpc.errors import InvalidRequest
 from rpc.events import Event, NewHead, NewTransaction
 from rpc.filters import FilterManager
+from rpc.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from rpc.registry import Registry
 from rpc.subscriptions import SubscriptionSet
 
@@ -36,6 +37,7 @@ BACKEND = web.AppKey("rpc_backend", Backend)
 REGISTRY = web.AppKey("rpc_registry", Registry)
 SERVICES = web.AppKey("rpc_services", Services)
 DISPATCHER = web.AppKey("rpc_dispatcher", Dispatcher)
+METRICS = web.AppKey("rpc_metrics", NodeMetrics)
 
 
 class Connections:
@@ -55,12 +57,14 @@ FILTER_SWEEP_S = 15.0
 
 def build_registry(*extra: Registry) -> Registry:
     """Every namespace the node can serve: ``eth_``/``net_``/``web3_``, ``txpool_``,
-    ``admin_`` and ``pouw_`` (``RpcConfig.apis`` chooses among them)."""
+    ``admin_`` and ``pouw_`` (with the operator's methods of rpc/operator_methods.py);
+    ``RpcConfig.apis`` chooses among them."""
     from rpc.eth_methods import eth
     from rpc.node_methods import node
+    from rpc.operator_methods import operator
     from rpc.pouw_methods import pouw
 
-    return eth.merge(node, pouw, *extra)
+    return eth.merge(node, pouw, operator, *extra)
 
 
 def create_app(backend: Backend, config: RpcConfig | None = None, registry: Registry | None = None) -> web.Application:
@@ -70,12 +74,21 @@ def create_app(backend: Backend, config: RpcConfig | None = None, registry: Regi
     app[CONFIG] = config
     app[BACKEND] = backend
     app[REGISTRY] = (registry or build_registry()).only(config.apis)
+    if config.metrics:  # GET /metrics; every method counted and timed (rpc/metrics.py)
+        metrics = app[METRICS] = NodeMetrics(backend)
+        app[REGISTRY] = metrics.instrument(app[REGISTRY])
+        app.cleanup_ctx.append(metrics.lifecycle)
+        app.router.add_get(METRICS_PATH, handle_metrics)
     app[DISPATCHER] = Dispatcher(app[REGISTRY], config.max_batch, config.max_json_depth)
     app[CONNECTIONS] = Connections()
     app.cleanup_ctx.append(_services)
     app.router.add_post("/", handle_http)
-    app.router.add_get("/", handle_websocket)
+    app.router.add_get("/", handle_websocket)  # a browser's plain GET gets the dashboard
     app.router.add_post(DATASET_UPLOAD_PATH, handle_dataset_upload)
+    if config.dashboard:
+        from rpc.dashboard import add_dashboard_routes
+
+        add_dashboard_routes(app)
     return app
 
 
@@ -162,6 +175,17 @@ async def handle_http(request: web.Request) -> web.StreamResponse:
     return web.Response(text=answer, content_type="application/json")
 
 
+# -- metrics -------------------------------------------------------------------
+
+METRICS_PATH = "/metrics"
+
+
+async def handle_metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus' text format; the scrape reads the chain, so it runs in the executor."""
+    body = await request.app[SERVICES].run_blocking(request.app[METRICS].render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 # -- dataset upload ------------------------------------------------------------
 
 #: Raw dataset files larger than a JSON-RPC body allows are POSTed here (docs/rpc-pouw.md).
@@ -238,6 +262,10 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
     config = app[CONFIG]
     ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=60)
     if not ws.can_prepare(request).ok:
+        if config.dashboard:
+            from rpc.dashboard import dashboard_page
+
+            return dashboard_page()
         return web.Response(status=405, text="use POST for JSON-RPC over HTTP, or upgrade to WebSocket")
     await ws.prepare(request)
     connection = WsConnection(ws, config)

@@ -55,8 +55,14 @@ Results
 -------
 :func:`model_from_result` turns a ``pouw_getJobResult`` answer into a float32
 ``torch.nn.Module`` (feed it ``x_int8.float() * result.inputScale``, i.e.
-``2**-input_frac_bits``): it builds the family's architecture from the job spec and
+``2**-input_frac_bits``, or the original float features when the job's dataset recorded
+its ``feature_scale``): it builds the family's architecture from the job spec and
 loads the downloaded safetensors tensors into it, strictly.
+
+Other methods: ``cancel_job`` (the poster's ``cancelJob``, returns the refund),
+``get_job_history`` (checkpoints with exact accuracy, rate, ETA), ``node_info``,
+``block_imports``; :data:`REGISTRY_ABI` is the registry's JSON ABI shipped with the
+package. ``submit_job`` raises :class:`UntrainedChain` on a chain that never trains jobs.
 """
 from __future__ import annotations
 
@@ -79,11 +85,32 @@ __all__ = [
     "model_from_result",
     "rpc_error_message",
     "REGISTRY_ADDRESS",
+    "REGISTRY_ABI",
+    "REGISTRY_ABI_PATH",
+    "UntrainedChain",
     "format_pouw_result",
 ]
 
 REGISTRY_ADDRESS = "0x0000000000000000000000000000000000000100"
 """The job registry precompile (consensus.params.REGISTRY_ADDRESS)."""
+
+
+def _registry_abi_path() -> Any:
+    from importlib import resources
+
+    return resources.files("rpc").joinpath("registry_abi.json")
+
+
+REGISTRY_ABI_PATH = _registry_abi_path()
+"""The registry's JSON ABI, shipped in the package (``rpc/registry_abi.json``) for any
+language's Ethereum library; tests check it against the precompile's selectors."""
+REGISTRY_ABI: list[dict[str, Any]] = json.loads(REGISTRY_ABI_PATH.read_text())
+"""``w3.eth.contract(address=REGISTRY_ADDRESS, abi=REGISTRY_ABI)``."""
+
+
+class UntrainedChain(Web3ValueError):
+    """The node's chain has no proof of work (a development genesis): nobody would ever
+    train the job. ``submit_job(..., allow_untrained=True)`` posts it all the same."""
 
 #: Files larger than this go to ``POST /pouw/datasets`` (the JSON-RPC body limit is
 #: 5 MiB of JSON: about 2.5 MB of file in hex).
@@ -108,9 +135,11 @@ _QUANTITY_KEYS = frozenset({
     # estimate
     "steps", "totalWorkUnits", "stateBytes", "escrowRequired", "difficulty", "expectedStepsPerBlock",
     "expectedBlocks",
-    # submission, result, proof
+    # submission, result, proof, cancellation
     "jobId", "blockNumber", "stepCount", "ticketStep", "payloadSize", "billedSteps", "budgetPoint",
-    "segmentSteps", "points", "segment", "firstStep", "lastStep", "step",
+    "segmentSteps", "points", "segment", "firstStep", "lastStep", "step", "refund",
+    # node info, imports, job history
+    "chainId", "peers", "transactions", "timestamp",
     # rewards
     "fromBlock", "toBlock", "blocksMined", "blockRewards", "jobFees", "total", "mature", "immature",
     "coinbaseMaturity",
@@ -124,7 +153,7 @@ _QUANTITY_KEYS = frozenset({
 _BYTES_KEYS = frozenset({
     "checkpoint", "specHash", "postedTransaction", "transactionHash", "model", "state", "data", "blockHash",
     "startCheckpoint", "finalState", "workAccumulator", "sealSeed", "stateHash", "parentHash", "hash",
-    "headHash",
+    "headHash", "genesisHash",
 })
 _ADDRESS_KEYS = frozenset({"poster", "address", "miner", "coinbase"})
 _VERBATIM_KEYS = frozenset({"spec", "example", "fields", "architecture"})
@@ -380,6 +409,19 @@ def _network_stats_munger(module: Module, blocks: Optional[int] = None) -> list[
     return [] if blocks is None else [_quantity(blocks, "blocks")]
 
 
+def _job_history_munger(module: Module, job_id: JobId, points: Optional[int] = None, metrics: bool = True) -> list[Any]:
+    options: dict[str, Any] = {}
+    if points is not None:
+        options["points"] = _quantity(points, "points")
+    if not metrics:
+        options["metrics"] = False
+    return [_quantity(job_id, "job id")] + ([options] if options else [])
+
+
+def _imports_munger(module: Module, limit: Optional[int] = None) -> list[Any]:
+    return [] if limit is None else [_quantity(limit, "limit")]
+
+
 def _method(name: str, munger: Callable[..., list[Any]]) -> Method[Callable[..., Any]]:
     return Method(name, mungers=[munger], result_formatters=_formatter)  # type: ignore[arg-type]
 
@@ -406,6 +448,51 @@ def _job_tx_skeleton(sender: str, spec: Any, price_per_step: int, escrow: Option
         "value": int(escrow),
         "data": "0x" + encode_post_job(spec_dict, price_per_step).hex(),
     }
+
+
+def _job_int(job_id: JobId) -> int:
+    return int(_quantity(job_id, "job id"), 16)
+
+
+def _cancel_tx_skeleton(sender: str, job_id: JobId) -> dict[str, Any]:
+    from consensus.registry import encode_cancel_job
+
+    return {
+        "type": 2,
+        "from": to_checksum_address(sender),
+        "to": to_checksum_address(REGISTRY_ADDRESS),
+        "value": 0,
+        "data": "0x" + encode_cancel_job(_job_int(job_id)).hex(),
+    }
+
+
+def _cancellation_from_receipt(tx_hash: bytes, job_id: JobId, receipt: Any) -> AttributeDict:
+    from consensus.registry import TOPIC_CANCELLED
+
+    out: dict[str, Any] = {"transactionHash": HexBytes(tx_hash), "blockNumber": receipt["blockNumber"],
+                           "jobId": _job_int(job_id)}
+    if receipt["status"] != 1:
+        return AttributeDict({**out, "status": "failed", "refund": None,
+                              "error": "the cancelJob call reverted or ran out of gas"})
+    for entry in receipt["logs"]:
+        topics = [bytes(t) for t in entry["topics"]]
+        if entry["address"].lower() == REGISTRY_ADDRESS and len(topics) > 1 and topics[0] == TOPIC_CANCELLED:
+            return AttributeDict({**out, "status": "cancelled", "refund": int.from_bytes(bytes(entry["data"])[-32:], "big")})
+    return AttributeDict({**out, "status": "failed", "refund": None, "error": "mined, but no JobCancelled log"})
+
+
+def _method_missing(exc: Web3RPCError) -> bool:
+    error = (exc.rpc_response or {}).get("error") if isinstance(exc.rpc_response, Mapping) else None
+    return isinstance(error, Mapping) and error.get("code") == -32601
+
+
+def _refuse_untrained(trains: Optional[bool]) -> None:
+    if trains is False:
+        raise UntrainedChain(
+            "this node's chain has no proof of work (a development genesis): nobody trains jobs on it, so the job "
+            "would never make progress and its escrow would stay locked until cancelled; pass allow_untrained=True "
+            "to post it all the same"
+        )
 
 
 def _check_timeout(timeout: float) -> None:
@@ -498,6 +585,12 @@ class _PouwMethods(Module):
     """``miner_status()``: the node's miner, its device and GPUs."""
     network_stats: Method[Callable[..., AttributeDict]] = _method("pouw_networkStats", _network_stats_munger)
     """``network_stats(blocks=None)``: block time, work rate, job counts, fees over recent blocks."""
+    node_info: Method[Callable[[], AttributeDict]] = _method("pouw_nodeInfo", _no_params_munger)
+    """``node_info()``: version, chain id, seal engine, ``trainsJobs``, mining, peers."""
+    block_imports: Method[Callable[..., list[AttributeDict]]] = _method("pouw_blockImports", _imports_munger)
+    """``block_imports(limit=None)``: the node's last imported blocks with verification times and sources."""
+    get_job_history: Method[Callable[..., Optional[AttributeDict]]] = _method("pouw_getJobHistory", _job_history_munger)
+    """``get_job_history(job_id, points=None, metrics=True)``: checkpoints with accuracy, rate, ETA; None if unknown."""
 
 
 class PouwModule(_PouwMethods):
@@ -555,11 +648,16 @@ class PouwModule(_PouwMethods):
         price_per_step: int,
         escrow: Optional[int] = None,
         timeout: float = 30.0,
+        allow_untrained: bool = False,
         **fields: Any,
     ) -> AttributeDict:
         """Post a job: build the postJob transaction, sign it with ``account`` (an
         ``eth_account`` LocalAccount), send it with ``pouw_submitJob`` and wait up to
         ``timeout`` seconds for it to be mined.
+
+        On a chain without proof of work (``pouw_nodeInfo``'s ``trainsJobs`` false: a
+        development genesis) nobody trains jobs: :class:`UntrainedChain` is raised before
+        anything is signed, unless ``allow_untrained=True``.
 
         Returns ``{transactionHash, status, jobId, blockNumber}`` (``status`` "posted",
         "pending" after the timeout, or "failed" with ``error``). ``fields``: ``nonce``,
@@ -573,12 +671,54 @@ class PouwModule(_PouwMethods):
         until it runs out.
         """
         _check_timeout(timeout)
+        if not allow_untrained:
+            _refuse_untrained(self._trains_jobs())
         raw = _sign(account, self.build_job_transaction(account.address, spec, price_per_step, escrow, **fields))
         deadline = time.monotonic() + timeout
         result = self.submit_raw_job(raw, _node_wait(self, timeout))
         if result["status"] != "pending":
             return result
         return self._wait_for_posting(result["transactionHash"], deadline)
+
+    def _trains_jobs(self) -> Optional[bool]:
+        """Whether the node's chain trains jobs (None: the node does not say)."""
+        try:
+            return bool(self.node_info()["trainsJobs"])
+        except Web3RPCError as exc:
+            if _method_missing(exc):
+                return None
+            raise
+
+    def cancel_job(self, account: Any, job_id: JobId, timeout: float = 30.0, **fields: Any) -> AttributeDict:
+        """Cancel an open job you posted: the registry's ``cancelJob(jobId)``, signed with
+        ``account`` and sent with ``eth_sendRawTransaction``; waits up to ``timeout``
+        seconds for the receipt. Returns ``{transactionHash, status, jobId, refund,
+        blockNumber}`` (``status``: "cancelled", "pending" or "failed" with ``error``).
+        A cancellation the registry would revert (not the poster, not open) fails gas
+        estimation with web3's ``ContractLogicError`` carrying the reason."""
+        _check_timeout(timeout)
+        tx = _cancel_tx_skeleton(account.address, job_id)
+        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        tx["chainId"] = eth.chain_id
+        tx["nonce"] = eth.get_transaction_count(tx["from"], "pending") if fields.get("nonce") is None else fields["nonce"]
+        tip = eth.max_priority_fee if fields.get("max_priority_fee_per_gas") is None else fields["max_priority_fee_per_gas"]
+        base = int(eth.get_block("latest").get("baseFeePerGas", 0))
+        tx["maxPriorityFeePerGas"] = int(tip)
+        tx["maxFeePerGas"] = int(fields.get("max_fee_per_gas") or 2 * base + int(tip))
+        tx["gas"] = eth.estimate_gas(tx) if fields.get("gas") is None else fields["gas"]
+        tx_hash = bytes(eth.send_raw_transaction(_sign(account, tx)))
+        deadline = time.monotonic() + timeout
+        from web3.exceptions import TransactionNotFound
+
+        while True:
+            try:
+                return _cancellation_from_receipt(tx_hash, job_id, eth.get_transaction_receipt(tx_hash))
+            except TransactionNotFound:
+                pass
+            if time.monotonic() >= deadline:
+                return AttributeDict({"transactionHash": HexBytes(tx_hash), "status": "pending",
+                                      "jobId": _job_int(job_id), "refund": None, "blockNumber": None})
+            time.sleep(0.2)
 
     def _wait_for_posting(self, tx_hash: bytes, deadline: float, poll: float = 0.2) -> AttributeDict:
         from web3.exceptions import TransactionNotFound
@@ -675,10 +815,13 @@ class AsyncPouwModule(_PouwMethods):
         price_per_step: int,
         escrow: Optional[int] = None,
         timeout: float = 30.0,
+        allow_untrained: bool = False,
         **fields: Any,
     ) -> AttributeDict:
         """As :meth:`PouwModule.submit_job`."""
         _check_timeout(timeout)
+        if not allow_untrained:
+            _refuse_untrained(await self._trains_jobs())
         tx = await self.build_job_transaction(account.address, spec, price_per_step, escrow, **fields)
         raw = _sign(account, tx)
         deadline = time.monotonic() + timeout
@@ -686,6 +829,42 @@ class AsyncPouwModule(_PouwMethods):
         if result["status"] != "pending":
             return result  # type: ignore[no-any-return]
         return await self._wait_for_posting(result["transactionHash"], deadline)
+
+    async def _trains_jobs(self) -> Optional[bool]:
+        try:
+            return bool((await self.node_info())["trainsJobs"])  # type: ignore[misc]
+        except Web3RPCError as exc:
+            if _method_missing(exc):
+                return None
+            raise
+
+    async def cancel_job(self, account: Any, job_id: JobId, timeout: float = 30.0, **fields: Any) -> AttributeDict:
+        """As :meth:`PouwModule.cancel_job`."""
+        import asyncio
+
+        from web3.exceptions import TransactionNotFound
+
+        _check_timeout(timeout)
+        tx = _cancel_tx_skeleton(account.address, job_id)
+        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        tx["chainId"] = await eth.chain_id
+        tx["nonce"] = await eth.get_transaction_count(tx["from"], "pending") if fields.get("nonce") is None else fields["nonce"]
+        tip = await eth.max_priority_fee if fields.get("max_priority_fee_per_gas") is None else fields["max_priority_fee_per_gas"]
+        base = int((await eth.get_block("latest")).get("baseFeePerGas", 0))
+        tx["maxPriorityFeePerGas"] = int(tip)
+        tx["maxFeePerGas"] = int(fields.get("max_fee_per_gas") or 2 * base + int(tip))
+        tx["gas"] = await eth.estimate_gas(tx) if fields.get("gas") is None else fields["gas"]
+        tx_hash = bytes(await eth.send_raw_transaction(_sign(account, tx)))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return _cancellation_from_receipt(tx_hash, job_id, await eth.get_transaction_receipt(tx_hash))
+            except TransactionNotFound:
+                pass
+            if time.monotonic() >= deadline:
+                return AttributeDict({"transactionHash": HexBytes(tx_hash), "status": "pending",
+                                      "jobId": _job_int(job_id), "refund": None, "blockNumber": None})
+            await asyncio.sleep(0.2)
 
     async def _wait_for_posting(self, tx_hash: bytes, deadline: float, poll: float = 0.2) -> AttributeDict:
         import asyncio
@@ -751,7 +930,10 @@ def model_from_result(result: Mapping[str, Any], spec: Any = None) -> Any:
     is built by the spec's task family and the downloaded tensors loaded into it with
     ``strict=True``. With ``include_state`` results, the canonical integer state is
     checked against ``checkpoint`` first (``ValueError`` on a mismatch).
-    Input: ``x_int8.float() * 2**-spec["input_frac_bits"]`` (default 7).
+    Input: ``x_int8.float() * 2**-spec["input_frac_bits"]`` (default 7); when the job's
+    dataset records its ``feature_scale`` (``pouw-node dataset make``), the model file
+    carries it and the module returned takes the original float features instead
+    (``pouw.evaluate.FloatFeatures``).
     """
     import torch
     from safetensors.torch import load as load_safetensors
@@ -777,7 +959,34 @@ def model_from_result(result: Mapping[str, Any], spec: Any = None) -> Any:
     skeleton_state = {name: torch.zeros(shape, dtype=dtype) for name, dtype, shape in family.layout(job_spec)}
     model = family.to_torch(job_spec, skeleton_state)
     model.load_state_dict(tensors, strict=True)
-    return model.eval()
+    feature_scale = model_feature_scale(model_bytes)
+    if feature_scale is None:
+        return model.eval()
+    from pouw.evaluate import FloatFeatures
+
+    return FloatFeatures(model, feature_scale, job_spec.input_frac_bits).eval()
+
+
+def model_feature_scale(model_bytes: bytes) -> Union[float, list[float], None]:
+    """The dataset's quantisation scale that a result's model file records (its ``pouw``
+    metadata's ``featureScale``: one number, or one per feature element), or None: then
+    the model takes ``x_int8 * inputScale``."""
+    header_len = int.from_bytes(model_bytes[:8], "little") if len(model_bytes) >= 8 else 0
+    try:
+        header = json.loads(model_bytes[8:8 + header_len])
+        about = json.loads(header.get("__metadata__", {}).get("pouw", "{}"))
+    except (ValueError, AttributeError, TypeError):
+        return None
+    value = about.get("featureScale") if isinstance(about, dict) else None
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if isinstance(value, list) and value and all(number(v) for v in value):
+        return [float(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def rpc_error_message(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,3 +238,137 @@ def test_zip_that_is_not_npz() -> None:
 
 
 DIGITS_TEST_HEAD = [4, 14, 21, 32, 37]
+
+
+# --- float features with their recorded scale (pouw-node dataset make) ----------------------------
+
+from pouw.datasets import (  # noqa: E402
+    dataset_from_float_arrays, feature_scales, quantization_scale, quantize_features, read_feature_table,
+    split_train_test,
+)
+
+
+def _floats(n: int = 200, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 5)) * 0.3 + y[:, None] * np.array([1.5, -2.0, 0.5, 3.0, -0.25])
+    return x, y
+
+
+def test_float_features_record_one_scale_per_feature() -> None:
+    x, y = _floats()
+    x = x * np.array([1.0, 1000.0, 0.001, 1.0, 50.0])  # features in very different units
+    ds = dataset_from_float_arrays(x[:150], y[:150], x[150:], y[150:], name="floats")
+    scales = feature_scales(x[:150])
+    assert ds.feature_scale == scales and len(scales) == 5
+    assert scales == tuple(127.0 / np.abs(x[:150]).max(axis=0))
+    assert torch.equal(ds.x_train, torch.from_numpy(quantize_features(x[:150], scales)))
+    for j in range(5):  # every feature uses the whole int8 range on the training set
+        assert int(ds.x_train[:, j].abs().max()) == 127
+    blob = dataset_to_bytes(ds)
+    meta = json.loads(json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])["__metadata__"][METADATA_KEY])
+    assert meta["feature_scale"] == list(scales)
+    back = dataset_from_bytes(blob)
+    assert back.feature_scale == scales and dataset_to_bytes(back) == blob
+    with pytest.raises(DatasetError, match="one number per feature"):
+        dataset_to_bytes(Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test, 3, "x", scales[:4]))
+
+
+def test_float_features_with_one_scale() -> None:
+    x, y = _floats()
+    ds = dataset_from_float_arrays(x[:150], y[:150], x[150:], y[150:], name="floats", per_feature=False)
+    scale = quantization_scale(x[:150])
+    assert ds.feature_scale == scale == 127.0 / np.abs(x[:150]).max()
+    assert torch.equal(ds.x_train, torch.from_numpy(quantize_int8(x[:150])))
+    assert torch.equal(ds.x_test, torch.from_numpy(np.clip(np.rint(x[150:] * scale), -127, 127).astype(np.int8)))
+    blob = dataset_to_bytes(ds)
+    meta = json.loads(json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])["__metadata__"][METADATA_KEY])
+    assert meta == {"feature_scale": scale, "format": 1, "name": "floats", "num_classes": 3}
+    back = dataset_from_bytes(blob)
+    assert back.feature_scale == scale and dataset_to_bytes(back) == blob  # exact round trip of the float
+
+
+def test_a_scaled_dataset_is_the_same_bytes_in_every_process() -> None:
+    code = (
+        "import numpy as np;from pouw.datasets import dataset_from_float_arrays, dataset_to_bytes, dataset_id;"
+        "x=np.linspace(-3.3,7.1,120).reshape(30,4);y=np.arange(30)%3;"
+        "print(dataset_id(dataset_to_bytes(dataset_from_float_arrays(x[:20],y[:20],x[20:],y[20:]))))"
+    )
+    ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+           for _ in range(2)}
+    assert len(ids) == 1
+
+
+def test_datasets_without_a_scale_keep_their_ids(small: Dataset) -> None:
+    assert small.feature_scale is None and dataset_id(dataset_to_bytes(small)) == SYNTHETIC_ID
+    assert load_digits().feature_scale is None  # and test_digits pins its id
+
+
+def test_npz_may_carry_the_scale(small: Dataset) -> None:
+    arrays = {k: v.numpy() for k, v in _tensors(small).items()}
+    ds = dataset_from_bytes(_npz(**arrays, feature_scale=np.float64(0.25)))
+    assert ds.feature_scale == 0.25
+    per = dataset_from_bytes(_npz(**arrays, feature_scale=np.linspace(0.5, 1.5, 12)))
+    assert per.feature_scale == tuple(np.linspace(0.5, 1.5, 12))
+    with pytest.raises(DatasetError, match="feature_scale"):
+        dataset_from_bytes(_npz(**arrays, feature_scale=np.int64(2)))
+    with pytest.raises(DatasetError, match="one number per feature"):
+        dataset_from_bytes(_npz(**arrays, feature_scale=np.ones(3)))
+
+
+@pytest.mark.parametrize("scale", ["-1.0", "\"x\"", "true", "1e400", "null", "[1.0]", "[]", "{}",
+                                   "[1,1,1,1,1,1,1,1,1,1,1,-1]", "[1,1,1,1,1,1,1,1,1,1,1,null]"])
+def test_invalid_recorded_scale(small: Dataset, scale: str) -> None:
+    meta = {METADATA_KEY: '{"feature_scale":' + scale + ',"format":1,"name":"t","num_classes":4}'}
+    with pytest.raises(DatasetError, match="feature_scale|metadata"):
+        dataset_from_bytes(_st(_tensors(small), meta=meta))
+
+
+def test_split_is_reproducible_and_disjoint() -> None:
+    train, test = split_train_test(100, 0.25, seed=7)
+    assert len(test) == 25 and len(train) == 75 and not set(train) & set(test)
+    assert (train, test) == split_train_test(100, 0.25, seed=7)
+    assert test != split_train_test(100, 0.25, seed=8)[1]
+    assert split_train_test(1, 0.5) == ([0], [])
+    with pytest.raises(DatasetError):
+        split_train_test(10, 1.0)
+
+
+def test_csv_tables(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,species\n1.5,2,setosa\n-0.5,3e-1,virginica\n4,5,setosa\n")
+    x, y, names = read_feature_table(str(path))
+    assert x.tolist() == [[1.5, 2.0], [-0.5, 0.3], [4.0, 5.0]] and y.tolist() == [0, 1, 0]
+    assert names == ["setosa", "virginica"]
+    path.write_text("label,f1,f2\n2,1.0,2.0\n0,3.0,4.0\n")
+    x, y, names = read_feature_table(str(path), "label")  # by header name
+    assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]] and y.tolist() == [2, 0] and names is None
+    path.write_text("0,1.0,2.0\n1,3.0,4.0\n")
+    x, y, names = read_feature_table(str(path), "0")
+    assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]] and y.tolist() == [0, 1] and names is None
+
+
+def test_invalid_csv_tables(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    for text, message in (("", "no rows"), ("a,b\n", "no data"), ("1,2\n3\n", "columns"), ("1\n2\n", "feature column"),
+                          ("1,2,0\n2,x,1\n", "not a number"), ("nan,1\n2,0\n", "NaN")):
+        path.write_text(text)
+        with pytest.raises(DatasetError, match=message):
+            read_feature_table(str(path))
+    path.write_text("a,b\n1,0\n")
+    with pytest.raises(DatasetError, match="label column"):
+        read_feature_table(str(path), "zzz")
+    with pytest.raises(DatasetError, match="label column"):
+        read_feature_table(str(path), "5")
+
+
+def test_invalid_float_arrays() -> None:
+    x, y = _floats(20)
+    with pytest.raises(DatasetError, match="whole numbers"):
+        dataset_from_float_arrays(x, y + 0.5, x, y)
+    with pytest.raises(DatasetError, match="NaN"):
+        dataset_from_float_arrays(np.full((4, 2), np.nan), np.zeros(4), x[:0, :2], y[:0])
+    with pytest.raises(DatasetError, match="input shape"):
+        dataset_from_float_arrays(x, y, x, y, input_shape=(2, 2))
+    with pytest.raises(DatasetError, match="numbers"):
+        dataset_from_float_arrays(np.array([["a", "b"]]), np.zeros(1), np.array([["a", "b"]]), np.zeros(1))

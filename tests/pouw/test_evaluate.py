@@ -117,3 +117,41 @@ def test_cuda_metrics_match_cpu(model) -> None:  # type: ignore[no-untyped-def]
     want = evaluate(spec, state, ds.x_test, ds.y_test, CPU_INT8)
     for gemm in ("int8", "fp32"):
         assert evaluate(spec, state, ds.x_test, ds.y_test, select_backend("cuda", gemm)) == want
+
+
+def test_an_exported_model_with_a_feature_scale_takes_float_features() -> None:
+    """export_torch(..., feature_scale) quantises float inputs exactly as quantize_int8 did
+    (float64, round half to even, clipped), then runs the plain exported model."""
+    import numpy as np
+
+    from pouw.datasets import quantize_int8, quantization_scale
+    from pouw.evaluate import FloatFeatures, export_torch
+    from pouw.families import get_family
+    from pouw.prng import derive_key
+    from pouw.spec import JobSpec
+
+    spec = JobSpec.from_dict({"family": "mlp", "dataset": "0x" + "00" * 32, "input_shape": [5], "num_classes": 3,
+                              "hidden": [8], "batch_size": 4, "lr_shift": 3, "momentum_shift": None, "steps": 10})
+    state = get_family("mlp").init_state(spec, derive_key(b"\x01" * 32, b"test"))
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(50, 5)) * 300.0
+    scale = quantization_scale(train)
+    ties = (np.arange(-6, 6) + 0.5)[:, None] / scale * np.ones((1, 5))  # x * scale lands on .5: half to even
+    x = np.concatenate([rng.normal(size=(40, 5)) * 400.0, ties])  # some beyond the training range: clipped
+    wrapped = export_torch(spec, state, feature_scale=scale)
+    plain = export_torch(spec, state)
+    assert isinstance(wrapped, FloatFeatures) and not isinstance(plain, FloatFeatures)
+    q = quantize_int8(x, scale_from=train)
+    with torch.no_grad():
+        expected = plain(torch.from_numpy(q).float() * 2.0 ** -spec.input_frac_bits)
+        got = wrapped(torch.from_numpy(x))
+    assert torch.equal(got, expected)
+    assert set(wrapped.state_dict()) == {"model." + k for k in plain.state_dict()}
+    # one scale per feature element
+    from pouw.datasets import feature_scales, quantize_features
+
+    scales = feature_scales(train * np.array([1.0, 10.0, 100.0, 0.1, 0.01]))
+    per = export_torch(spec, state, feature_scale=scales)
+    q = quantize_features(x, scales)
+    with torch.no_grad():
+        assert torch.equal(per(torch.from_numpy(x)), plain(torch.from_numpy(q).float() * 2.0 ** -spec.input_frac_bits))

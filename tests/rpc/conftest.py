@@ -168,3 +168,22 @@ async def live_server(backend: ChainBackend) -> AsyncIterator[str]:
     """A real listening server on the test's own event loop (for AsyncWeb3)."""
     async with running_server(backend, RpcConfig(port=0)) as url:
         yield url
+
+
+@pytest.fixture
+def cli_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that call chain.cli.main in-process: it installs a SIGTERM handler and
+    its log handler, and reads keys from the environment; undo all three."""
+    import logging
+    import signal
+
+    monkeypatch.delenv("POUW_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("POUW_KEYSTORE", raising=False)
+    handler = signal.getsignal(signal.SIGTERM)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    signal.signal(signal.SIGTERM, handler)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.disable(logging.NOTSET)

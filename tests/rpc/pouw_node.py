@@ -81,11 +81,21 @@ def genesis_dict(steps_per_block: int = 60, maturity: int = 2) -> dict[str, Any]
 class MiningNode:
     """``pouw-node run --mine`` on a fresh datadir; ``url`` is its JSON-RPC endpoint."""
 
-    def __init__(self, tmp: Path, *, steps_per_block: int = 60, maturity: int = 2) -> None:
+    def __init__(
+        self, tmp: Path, *, steps_per_block: int = 60, maturity: int = 2, extra_args: tuple[str, ...] = (),
+        mine: bool = True, p2p_port: Optional[int] = None, peers: Optional[str] = None, name: str = "node",
+    ) -> None:
+        """``mine=False`` runs a validator; ``p2p_port`` serves p2p there (else --no-p2p)
+        and ``peers`` dials those (``host:port,...``); nodes sharing ``tmp`` share its genesis."""
         self.tmp = tmp
-        self.datadir = tmp / "node"
+        self.extra_args = tuple(extra_args)
+        self.mine = mine
+        self.p2p_port = p2p_port
+        self.peers = peers
+        self.datadir = tmp / name
         self.genesis_path = tmp / "genesis.json"
-        self.genesis_path.write_text(json.dumps(genesis_dict(steps_per_block, maturity)))
+        if not self.genesis_path.exists():
+            self.genesis_path.write_text(json.dumps(genesis_dict(steps_per_block, maturity)))
         self.proc: Optional[subprocess.Popen[str]] = None
         self.url: Optional[str] = None
         self.lines: list[str] = []
@@ -97,9 +107,13 @@ class MiningNode:
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
         assert init.returncode == 0, init.stderr
+        p2p = ["--no-p2p"] if self.p2p_port is None else ["--p2p-port", str(self.p2p_port)]
+        if self.peers:
+            p2p += ["--peers", self.peers]
+        mining = ["--mine", "--coinbase", MINER_COINBASE, "--device", "cpu"] if self.mine else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chain.cli", "run", "--datadir", str(self.datadir), "--rpc-port", "0", "--no-p2p",
-             "--mine", "--coinbase", MINER_COINBASE, "--device", "cpu"],
+            [sys.executable, "-m", "chain.cli", "run", "--datadir", str(self.datadir), "--rpc-port", "0", *p2p,
+             *mining, *self.extra_args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         found = threading.Event()

@@ -3,9 +3,7 @@ the commands run in-process through ``chain.cli.main`` and, once, as a real proc
 from __future__ import annotations
 
 import json
-import logging
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -39,16 +37,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiningNode]:
 
 
 @pytest.fixture(autouse=True)
-def restore_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """chain.cli.main installs a SIGTERM handler and its log handler: undo both."""
-    monkeypatch.delenv("POUW_PRIVATE_KEY", raising=False)
-    handler = signal.getsignal(signal.SIGTERM)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    signal.signal(signal.SIGTERM, handler)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def restore_process_state(cli_process_state: None) -> None:
+    """chain.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
 
 
 @pytest.fixture
@@ -224,3 +214,113 @@ def test_errors_are_one_line(node: MiningNode, files: dict[str, Path], capsys: A
             main(["job", *args])
         assert usage.value.code == 2
     assert main(["job"]) == 2
+
+
+# --- keystores, confirmation, cancel, watch, rewards -----------------------------------------
+
+
+@pytest.fixture
+def keystore(tmp_path: Path) -> tuple[Path, Path]:
+    """The poster's key as an encrypted keystore, and its password file."""
+    from rpc.keys import write_keystore
+
+    password = tmp_path / "password"
+    password.write_text("hunter2 but longer\n")
+    password.chmod(0o600)
+    entry = write_keystore(tmp_path / "keystore", bytes.fromhex(KEY[2:]), "hunter2 but longer", light=True)
+    return entry.path, password
+
+
+def _nonce(url: str) -> int:
+    from web3 import Web3
+
+    return int(Web3(Web3.HTTPProvider(url)).eth.get_transaction_count(POSTER, "pending"))
+
+
+def test_a_large_escrow_needs_confirmation(node: MiningNode, files: dict[str, Path], capsys: Any,
+                                           keystore: tuple[Path, Path]) -> None:
+    url = node.url
+    assert url is not None
+    key_file, password = keystore
+    before = _nonce(url)
+    # "1eth" where "1gwei" was meant: 120 ETH of escrow; no terminal here, so refused, and nothing sent
+    rc, out, err = job(capsys, "submit", "--rpc", url, "--spec", str(files["spec"]), "--price", "1eth",
+                       "--key-file", str(key_file), "--password-file", str(password), "--dataset", str(files["dataset"]))
+    assert rc == 1 and "above --confirm-above 1 ETH: pass --yes" in one_error(err) and "120 ETH" in err
+    assert _nonce(url) == before
+    # a lower threshold catches smaller amounts too
+    rc, out, err = job(capsys, "submit", "--rpc", url, "--spec", str(files["spec"]), "--price", "1gwei",
+                       "--confirm-above", "100gwei", "--key-file", str(key_file), "--password-file", str(password),
+                       "--dataset", str(files["dataset"]))
+    assert rc == 1 and "pass --yes" in one_error(err) and _nonce(url) == before
+    # --yes posts it (signed with the keystore's key)
+    rc, out, err = job(capsys, "submit", "--rpc", url, "--spec", str(files["spec"]), "--price", "1gwei",
+                       "--confirm-above", "100gwei", "--yes", "--key-file", str(key_file), "--password-file",
+                       str(password), "--dataset", str(files["dataset"]))
+    assert rc == 0, err
+    assert re.search(r"^estimate: 120 steps, about \d+ block\(s\), \d+ s at the (measured network work rate|target)",
+                     out, re.M), out
+    assert re.search(r"^job: \d+$", out, re.M) and _nonce(url) == before + 1
+
+
+def test_cancel_watch_and_rewards(node: MiningNode, files: dict[str, Path], capsys: Any,
+                                  keystore: tuple[Path, Path], tmp_path: Path) -> None:
+    url = node.url
+    assert url is not None
+    key_file, password = keystore
+    spec = json.loads(files["spec"].read_text())
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({**spec, "steps": 200_000}))  # far more than this test will train
+    rc, out, err = job(capsys, "submit", "--rpc", url, "--spec", str(big), "--price", "1gwei", "--yes",
+                       "--key-file", str(key_file), "--password-file", str(password), "--dataset", str(files["dataset"]))
+    assert rc == 0, err
+    job_id = int(re.search(r"^job: (\d+)$", out, re.M).group(1))  # type: ignore[union-attr]
+
+    # watch: live lines with progress, rate, ETA and accuracy, until the timeout here
+    rc, out, err = job(capsys, "watch", str(job_id), "--rpc", url, "--interval", "0.5", "--timeout", "6")
+    assert rc == 1 and f"job {job_id} is still open after 6 s" in one_error(err)
+    lines = out.strip().splitlines()
+    assert len(lines) >= 2 and all(line.startswith(f"job {job_id}: open, ") for line in lines)
+    assert re.search(r"\d+/200000 steps \(\d+\.\d%\)", lines[-1]) and "ETA " in lines[-1]
+    assert re.search(r"accuracy \d+\.\d\d% at (block \d+|initial state)", lines[-1]), lines
+    assert "fees " in lines[-1] and "ETH" in lines[-1]
+
+    # cancel: only the poster, only an open job; the unused escrow comes back
+    other = tmp_path / "other.key"
+    other.write_text("0x" + "42" * 32)
+    other.chmod(0o600)
+    rc, out, err = job(capsys, "cancel", str(job_id), "--rpc", url, "--key-file", str(other))
+    assert rc == 1 and "only its poster can cancel it" in one_error(err)
+    rc, out, err = job(capsys, "cancel", "standing-0", "--rpc", url, "--key-file", str(key_file),
+                       "--password-file", str(password))
+    assert rc == 1 and "standing job" in one_error(err)
+    rc, out, err = job(capsys, "cancel", str(job_id), "--rpc", url, "--key-file", str(key_file),
+                       "--password-file", str(password))
+    assert rc == 0, err
+    assert f"job {job_id}: cancelled in block" in out
+    refund = int(re.search(r"^refund: [\d.]+ ETH \((\d+) wei\)", out, re.M).group(1))  # type: ignore[union-attr]
+    rc, out, err = job(capsys, "status", str(job_id), "--rpc", url, "--json")
+    status = json.loads(out)
+    assert status["status"] == "cancelled" and status["escrowLeft"] == 0
+    assert refund == 200_000 * GWEI - status["feesPaid"] and refund > 0
+    rc, out, err = job(capsys, "cancel", str(job_id), "--rpc", url, "--key-file", str(key_file),
+                       "--password-file", str(password))
+    assert rc == 1 and f"job {job_id} is cancelled: there is nothing to cancel" in one_error(err)
+    rc, out, err = job(capsys, "watch", str(job_id), "--rpc", url)  # a finished job: one line, then done
+    assert rc == 0 and out.startswith(f"job {job_id}: cancelled, ")
+
+    # rewards, in ETH, mature and immature
+    from tests.rpc.pouw_node import MINER_COINBASE
+
+    capsys.readouterr()
+    assert main(["rewards", MINER_COINBASE, "--rpc", url]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^blocks: #0 to #\d+; \d+ mined by this address$", out, re.M)
+    assert re.search(r"^mature: [\d.]+ ETH \(credited to the balance\)$", out, re.M)
+    assert re.search(r"^immature: [\d.]+ ETH \(credited 2 blocks after their block\)$", out, re.M)
+    assert re.search(r"^job fees: 0\.0000\d+ ETH$", out, re.M), out  # gwei-priced steps
+    assert main(["rewards", MINER_COINBASE, "--rpc", url, "--json", "--from", "1", "--to", "2"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["fromBlock"] == 1 and answer["toBlock"] == 2 and answer["total"] == answer["mature"] + answer["immature"]
+    assert main(["rewards", "0x1234", "--rpc", url]) == 1
+    assert "not an address" in capsys.readouterr().err

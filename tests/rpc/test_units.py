@@ -171,8 +171,14 @@ async def test_websocket_message_too_large_closes_connection(aiohttp_client: Any
 
 
 @pytest.mark.asyncio
-async def test_get_on_root_without_upgrade(rpc: Rpc) -> None:
-    response = await rpc.client.get("/")
+async def test_get_on_root_without_upgrade(rpc: Rpc, aiohttp_client: Any, backend: Any) -> None:
+    response = await rpc.client.get("/")  # a browser: the dashboard (rpc/dashboard/)
+    assert response.status == 200 and response.content_type == "text/html"
+    from rpc.config import RpcConfig
+    from rpc.server import create_app
+
+    plain = await aiohttp_client(create_app(backend, RpcConfig(port=0, dashboard=False)))
+    response = await plain.get("/")  # --no-dashboard: JSON-RPC only, as before
     assert response.status == 405
 
 
