@@ -244,7 +244,7 @@ class NodeMetrics:
         )
         self.verify_seconds = Histogram(
             "pouw_block_verification_seconds",
-            "Time in a block's work check (recomputing its ticket and challenged steps).",
+            "Time in a block's work check (cheap checks, then its anchored and challenged segments).",
             ["source"], buckets=IMPORT_BUCKETS, registry=self.registry,
         )
         self.rpc_seconds = Histogram(
