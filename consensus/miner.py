@@ -166,6 +166,7 @@ class Miner:
         # on a device and the hash on the host; on a CPU both share the cores.
         self.pipeline = self.backend.device.type != "cpu" if pipeline is None else pipeline
         self._last_progress_log = 0.0
+        self.progress_log_s = PROGRESS_LOG_S
 
     # --- job choice -------------------------------------------------------------------
 
@@ -284,7 +285,7 @@ class Miner:
     def _log_progress(self, job_id: int, step: int, w: int, difficulty: int) -> None:
         """Every PROGRESS_LOG_S seconds: what the miner trains and when it expects a block."""
         now = time.monotonic()
-        if now - self._last_progress_log < PROGRESS_LOG_S:
+        if now - self._last_progress_log < self.progress_log_s:
             return
         first = self._last_progress_log == 0.0
         self._last_progress_log = now

@@ -100,3 +100,20 @@ def test_node_miner_announces_each_block_to_the_rpc_layer() -> None:
     finally:
         miner.stop()
     assert announced[0] == chain.get_canonical_hash(1)
+
+
+def test_miner_logs_its_progress_periodically(caplog) -> None:  # type: ignore[no-untyped-def]
+    """While it trains, the miner says what it trains, its rate and when it expects a block."""
+    import logging
+
+    from consensus.miner import Miner
+    from tests.consensus.helpers import open_pouw_chain, pouw_genesis
+
+    chain = open_pouw_chain(pouw_genesis(expected_steps=3000, k=2))
+    miner = Miner(chain, MINER, device="cpu")
+    miner.progress_log_s = 0.2
+    with caplog.at_level(logging.INFO, logger="consensus.miner"):
+        assert miner.mine_one() is not None
+    lines = [r.getMessage() for r in caplog.records if "expected time to a block" in r.getMessage()]
+    assert lines, [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("mining job standing-0: step ") and "steps/s" in lines[0]
