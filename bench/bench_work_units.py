@@ -66,6 +66,13 @@ CASES = [
     Case("cnn 3x16x16 [8], stride 2, b64", "cnn", (3, 16, 16), 10, [8], 64, None, 3, 2),
     Case("cnn 1x28x28 [8,16], b32, momentum", "cnn", (1, 28, 28), 10, [8, 16], 32, 3),
     Case("cnn 1x8x8 [4], k1, b4", "cnn", (1, 8, 8), 10, [4], 4, None, 1),
+    Case("cnn 3x32x32 [16,32], b32", "cnn", (3, 32, 32), 10, [16, 32], 32),
+]
+CALIBRATION = [  # more shapes for the fit, near the default genesis's limits
+    Case("1000-500-10, b1 (2 MB state)", "mlp", (1000,), 10, [500], 1),
+    Case("64-64-10, b4096", "mlp", (64,), 10, [64], 4096),
+    Case("cnn 1x32x32 [32], b64", "cnn", (1, 32, 32), 10, [32], 64),
+    Case("cnn 4x16x16 [8,8,8], b128", "cnn", (4, 16, 16), 10, [8, 8, 8], 128),
 ]
 
 
@@ -86,20 +93,23 @@ def make(case: Case) -> tuple[JobSpec, Dataset]:
     return spec, ds
 
 
-def time_miner_step(spec: JobSpec, ds: Dataset, seconds: float) -> float:
-    """Seconds per step of the miner's full step at segment length 1 (best of 3 rounds)."""
-    backend = select_backend("cpu")
-    s0 = get_family(spec.family).init_state(spec, b"\x01" * 32)
-    tr = Trainer(spec, ds, s0, SEED, backend, m=1, keep=KeepPolicy(every=1 << 30))
-    tr.run(max_steps=3)  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds / 3:
-            tr.run(max_steps=4)
-            n += 4
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
+class MinerLoop:
+    """The miner's full step at segment length 1 on one spec, timed in short rounds."""
+
+    def __init__(self, spec: JobSpec, ds: Dataset) -> None:
+        backend = select_backend("cpu")
+        s0 = get_family(spec.family).init_state(spec, b"\x01" * 32)
+        self.tr = Trainer(spec, ds, s0, SEED, backend, m=1, keep=KeepPolicy(every=1 << 30))
+        self.tr.run(max_steps=3)  # warm-up
+        t0 = time.perf_counter()
+        self.tr.run(max_steps=3)
+        self.n = max(2, int(0.1 / max(1e-6, (time.perf_counter() - t0) / 3)))  # steps per ~0.1 s round
+        self.best = float("inf")
+
+    def round(self) -> None:
+        t0 = time.perf_counter()
+        self.tr.run(max_steps=self.n)
+        self.best = min(self.best, (time.perf_counter() - t0) / self.n)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,22 +118,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true", help="refit the cost coefficients and print them")
     ap.add_argument("--json", help="write the measurements to this file")
     args = ap.parse_args(argv)
-    seconds = 1.0 if args.quick else 3.0
+    rounds = 8 if args.quick else 25
     print(f"work units per second of the CPU miner (segment length 1), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    rows = []
-    for case in CASES:
-        spec, ds = make(case)
-        fam = get_family(spec.family)
-        per_step = time_miner_step(spec, ds, seconds)
-        w = fam.work_units(spec)
-        rows.append((case.name, spec, per_step, w))
+    cases = CASES + (CALIBRATION if args.fit else [])
+    made = [make(case) for case in cases]
+    loops = [MinerLoop(spec, ds) for spec, ds in made]
+    for _ in range(rounds):  # interleaved short rounds, best of each: load from other processes hits all alike
+        for loop in loops:
+            loop.round()
+    rows = [(case.name, spec, loop.best, get_family(spec.family).work_units(spec))
+            for case, (spec, _), loop in zip(cases, made, loops)]
     base = rows[0][3] / rows[0][2]
     print(f"{'spec':38s} {'ms/step':>9s} {'work units/step':>16s} {'work units/s':>14s} {'vs standing':>12s}")
     ratios = []
     for name, spec, per_step, w in rows:
         rate = w / per_step
-        ratios.append(rate / base)
+        if any(c.name == name for c in CASES):
+            ratios.append(rate / base)
         print(f"{name:38s} {per_step * 1e3:9.3f} {w:16,d} {rate:14.4g} {rate / base:12.2f}")
     spread = max(ratios) / min(ratios)
     print(f"spread: min {min(ratios):.2f}, max {max(ratios):.2f} of the standing job's rate "
@@ -136,12 +148,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def gemm_seconds_per_flop() -> float:
+    """The exact int8 matrix product's cost per flop (2 per multiply-add), measured on a
+    product large enough that nothing else counts: the ``flops`` coefficient. (Within the
+    default genesis's limits no step is dominated by its products on this CPU, so a fit
+    over steps cannot see it.)"""
+    from pouw.arith import int_matmul
+
+    backend = select_backend("cpu")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-127, 128, (4096, 2048), generator=g, dtype=torch.int8)
+    b = torch.randint(-127, 128, (2048, 2048), generator=g, dtype=torch.int8)
+    int_matmul(a, b, backend)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        int_matmul(a, b, backend)
+        best = min(best, time.perf_counter() - t0)
+    return best / (2 * 4096 * 2048 * 2048)
+
+
 def fit(rows: list) -> None:  # type: ignore[type-arg]
-    """Least squares of per-step time on the cost features, weighted to relative error."""
+    """Least squares of per-step time on the cost features (the flops coefficient measured
+    apart), weighted to relative error; coefficients in picoseconds (the work unit)."""
     names = list(cost_features(rows[0][1]))
+    flop_s = gemm_seconds_per_flop()
     X = np.array([[cost_features(spec)[k] for k in names] for _, spec, _, _ in rows], dtype=np.float64)
-    y = np.array([t for _, _, t, _ in rows])
-    Xw, yw = X / y[:, None], np.ones_like(y)
+    y_all = np.array([t for _, _, t, _ in rows])
+    fi = names.index("flops")
+    y = y_all - X[:, fi] * flop_s
+    X = np.delete(X, fi, axis=1)
+    names_wo = [k for k in names if k != "flops"]
+    Xw, yw = X / y_all[:, None], y / y_all
     coef, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
     for _ in range(10):  # non-negative: drop negative coefficients and refit
         neg = coef < 0
@@ -151,12 +189,13 @@ def fit(rows: list) -> None:  # type: ignore[type-arg]
         keep = ~neg
         sub, *_ = np.linalg.lstsq(Xw[:, keep], yw, rcond=None)
         coef[keep] = sub
-    flop = coef[names.index("flops")]
-    print("\nfitted seconds per feature unit, and in flop-equivalents (the work unit):")
-    for k, c in zip(names, coef):
-        print(f"  {k:12s} {c:.4g} s   = {c / flop if flop else float('nan'):,.1f} work units")
-    pred = X @ coef
-    for (name, _, t, _), p in zip(rows, pred):
+    print(f"\nint8 GEMM: {flop_s * 1e12:.3f} ps per flop ({1 / flop_s / 1e9:.0f} Gflop/s)")
+    print("fitted cost per feature unit, in picoseconds of this machine (= work units):")
+    print(f"  {'flops':12s} {flop_s * 1e12:14,.3f} ps  (measured apart)")
+    for k, c in zip(names_wo, coef):
+        print(f"  {k:12s} {c * 1e12:14,.1f} ps")
+    pred = X @ coef + np.array([cost_features(spec)["flops"] for _, spec, _, _ in rows]) * flop_s
+    for (name, _, t, _), p in zip(rows, pred):  # noqa: B007
         print(f"  {name:38s} measured {t * 1e3:8.3f} ms  model {p * 1e3:8.3f} ms  ({p / t:.2f})")
 
 

@@ -29,13 +29,12 @@ from pouw.arith import (
     softmax_xent_grad,
 )
 from pouw.errors import SpecError
-from pouw.families import State, TensorLayout
+from pouw.families import State, TensorLayout, costs
 from pouw.families.mlp import (
     Quantised,
     check_batch,
     dense_backward,
     dense_forward,
-    dense_work,
     init_weight,
     input_quantised,
     quantise,
@@ -200,16 +199,7 @@ class CNNFamily:
     # ---- cost, size, export ---------------------------------------------------------
 
     def work_units(self, spec: JobSpec) -> int:
-        geo = self.geometry(spec)
-        bsz, k2 = spec.batch_size, spec.kernel_size**2
-        mom = spec.momentum_shift is not None
-        total = 4 * bsz * spec.num_classes
-        for l in range(len(spec.hidden)):
-            ho, wo, cout = geo[l + 1]
-            total += dense_work(bsz * ho * wo, k2 * geo[l][2], cout, l == 0, mom)
-        h, w, c = geo[-1]
-        total += dense_work(bsz, h * w * c, spec.num_classes, False, mom)
-        return total
+        return costs.work_units(spec)
 
     def state_bytes(self, spec: JobSpec) -> int:
         return encoded_size(self.layout(spec))

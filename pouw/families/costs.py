@@ -1,27 +1,31 @@
 """The cost model: work units of one training step, fixed per-step costs included (§6).
 
 A step's work units are what its lottery draw is worth, so they must track what a step
-costs a miner: not only the matrix products (multiply-adds), but what every step pays
-whatever its size, and what scales with activations and with the state:
+costs a miner: not only the matrix products, but what every step pays whatever its
+size, and what scales with activations and with the state. **One work unit is one
+picosecond of the reference CPU miner's full step** (the exact step, the batch draw,
+the state hash and accumulator at every step), predicted from counts that are exact
+integers of the spec:
 
-* ``flops``  -- 2 per multiply-add of the step's matrix products (forward, weight and
-  input gradients) plus the bias and update arithmetic (:func:`dense_work`);
-* ``acts``   -- elements the step touches outside the products: for each matrix layer
-  with M rows, K inputs and N outputs, ``M * (K + N)`` (gathering, rescaling, ReLU,
-  quantising activations and gradients; for the CNN, the im2col gather and col2im
-  scatter);
-* ``params`` -- state elements (weights, biases, momentum): quantised, updated and
-  hashed once per step (the miner's commitment at segment length 1);
-* ``layers`` -- matrix layers (each costs a fixed number of kernel launches);
-* ``fixed``  -- 1: the batch draw, the accumulator and ticket, and the per-step launches.
+* ``flops``       -- 2 per multiply-add of the step's matrix products (forward, weight
+  and input gradients) plus the bias and update arithmetic (:func:`dense_work`);
+* ``dense_acts``  -- for each dense layer with M rows, K inputs and N outputs,
+  ``M * (K + N)``: the activation and gradient elements it gathers, rescales, masks and
+  quantises;
+* ``conv_acts``   -- the same for each conv layer (its im2col rows: the gather, the
+  col2im scatter-add in int64 and the wider tensors cost more per element);
+* ``params``      -- state elements (weights, biases, momentum): quantised, updated and
+  hashed once per step;
+* ``dense_layers``, ``conv_layers`` -- each costs a fixed number of kernel launches;
+* ``fixed``       -- 1: the batch draw, the accumulator and ticket, the per-step launches.
 
-``work_units = flops + ACT_UNITS * acts + PARAM_UNITS * params + LAYER_UNITS * layers
-+ FIXED_UNITS``, with integer coefficients measured on the reference CPU miner
-(``bench/bench_work_units.py --fit``): the flop-equivalents a step spends on each. A
-work unit is thus "one flop of the reference machine's matrix products, or the time it
-takes"; every admissible spec then earns about the same work units per second (the
-benchmark prints the spread), so neither a tiny job nor a huge one moves the chain's
-block time.
+``work_units = sum(COEFFICIENT * count)``; the coefficients below were fitted on the
+reference machine (``bench/bench_work_units.py --fit``: least squares on measured step
+times over 18 specs, the per-flop cost measured apart on a large product). Every
+admissible spec then earns about the same work units per second on that machine
+(``bench/bench_work_units.py`` prints the spread against the standing job), so neither
+a tiny job nor a huge one moves the chain's block time, and a job's price per work unit
+is a price per second of a miner's time.
 """
 from __future__ import annotations
 
@@ -30,13 +34,18 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from pouw.spec import JobSpec
 
-ACT_UNITS: Final = 1_200
-PARAM_UNITS: Final = 1_600
-LAYER_UNITS: Final = 3_000_000
-FIXED_UNITS: Final = 40_000_000
+# Picoseconds of the reference CPU miner (2-core AMD EPYC with AVX-512 VNNI, torch 2.13
+# CPU build, 2 threads), rounded from `bench/bench_work_units.py --fit` (2026-12-02):
+FLOP_UNITS: Final = 1  # measured 1.1 ps per flop of the exact int8 GEMM
+DENSE_ACT_UNITS: Final = 3_000
+CONV_ACT_UNITS: Final = 4_300
+PARAM_UNITS: Final = 1_300
+DENSE_LAYER_UNITS: Final = 100_000_000
+CONV_LAYER_UNITS: Final = 800_000_000
+FIXED_UNITS: Final = 140_000_000
 
-__all__ = ["dense_work", "layer_shapes", "cost_features", "work_units", "ACT_UNITS", "PARAM_UNITS",
-           "LAYER_UNITS", "FIXED_UNITS"]
+__all__ = ["dense_work", "layer_shapes", "cost_features", "work_units", "FLOP_UNITS", "DENSE_ACT_UNITS", "CONV_ACT_UNITS", "PARAM_UNITS",
+           "DENSE_LAYER_UNITS", "CONV_LAYER_UNITS", "FIXED_UNITS"]
 
 
 def dense_work(m: int, k: int, n: int, first: bool, momentum: bool) -> int:
@@ -74,11 +83,14 @@ def cost_features(spec: "JobSpec") -> dict[str, int]:
         dense_work(m, k, n, i == 0, momentum) for i, (m, k, n) in enumerate(shapes)
     )
     params = sum(k * n + n for _, k, n in shapes) * (2 if momentum else 1)
+    conv = len(spec.hidden) if spec.family == "cnn" else 0
     return {
         "fixed": 1,
-        "layers": len(shapes),
+        "dense_layers": len(shapes) - conv,
+        "conv_layers": conv,
         "flops": flops,
-        "acts": sum(m * (k + n) for m, k, n in shapes),
+        "dense_acts": sum(m * (k + n) for m, k, n in shapes[conv:]),
+        "conv_acts": sum(m * (k + n) for m, k, n in shapes[:conv]),
         "params": params,
     }
 
@@ -87,9 +99,11 @@ def work_units(spec: "JobSpec") -> int:
     """Work units of one step of ``spec``: an exact integer, the same on every node."""
     f = cost_features(spec)
     return (
-        f["flops"]
-        + ACT_UNITS * f["acts"]
+        FLOP_UNITS * f["flops"]
+        + DENSE_ACT_UNITS * f["dense_acts"]
+        + CONV_ACT_UNITS * f["conv_acts"]
         + PARAM_UNITS * f["params"]
-        + LAYER_UNITS * f["layers"]
+        + DENSE_LAYER_UNITS * f["dense_layers"]
+        + CONV_LAYER_UNITS * f["conv_layers"]
         + FIXED_UNITS * f["fixed"]
     )

@@ -32,7 +32,7 @@ from pouw.arith import (
     softmax_xent_grad,
 )
 from pouw.errors import PouwError, SpecError
-from pouw.families import State, TensorLayout
+from pouw.families import State, TensorLayout, costs
 from pouw.prng import derive_key, uniform_below
 from pouw.spec import JobSpec, Limits
 from pouw.state import encoded_size
@@ -194,13 +194,6 @@ def input_quantised(x: Tensor, spec: JobSpec, per_row: bool, host: bool = False)
     return Quantised(q, torch.full(shape, spec.input_frac_bits, dtype=torch.int64, device=x.device))
 
 
-def dense_work(m: int, k: int, n: int, first: bool, momentum: bool) -> int:
-    """Work units of one dense (or im2col) layer, M rows, K inputs, N outputs (§6)."""
-    mult = 4 if first else 6
-    upd = 4 if momentum else 2
-    return mult * m * k * n + 2 * m * n + upd * (k * n + n)
-
-
 def to_device(state: State, device: torch.device) -> State:
     """The state's tensors on ``device`` (the same tensors where they are there already)."""
     return {k: v if v.device == device else v.to(device) for k, v in state.items()}
@@ -300,12 +293,7 @@ class MLPFamily:
         return z
 
     def work_units(self, spec: JobSpec) -> int:
-        dims = self.dims(spec)
-        b = spec.batch_size
-        total = 4 * b * spec.num_classes
-        for l in range(len(dims) - 1):
-            total += dense_work(b, dims[l], dims[l + 1], l == 0, spec.momentum_shift is not None)
-        return total
+        return costs.work_units(spec)
 
     def state_bytes(self, spec: JobSpec) -> int:
         return encoded_size(self.layout(spec))
