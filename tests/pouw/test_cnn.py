@@ -138,7 +138,12 @@ def test_work_units_formula() -> None:
     spec = small_spec(stride=2)  # geometry (7,6,2) -> (4,3,4) -> (2,2,6); head 24 -> 5
     b = 8
     layers = [(b * 12, 18, 4, 4), (b * 4, 36, 6, 6), (b, 24, 5, 6)]
-    want = 4 * b * 5 + sum(mult * m * k * n + 2 * m * n + 2 * (k * n + n) for m, k, n, mult in layers)
+    flops = 4 * b * 5 + sum(mult * m * k * n + 2 * m * n + 2 * (k * n + n) for m, k, n, mult in layers)
+    conv_acts = sum(m * (k + n) for m, k, n, _ in layers[:2])
+    dense_acts = sum(m * (k + n) for m, k, n, _ in layers[2:])
+    params = sum(k * n + n for m, k, n, _ in layers)
+    want = (flops + 3000 * dense_acts + 4300 * conv_acts + 1300 * params  # docs/protocol.md §6
+            + 100_000_000 * 1 + 800_000_000 * 2 + 140_000_000)
     assert CNN.work_units(spec) == want
 
 
