@@ -33,7 +33,6 @@ then counted as already known.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -54,7 +53,7 @@ from chain.chain import Chain, decode_header
 from chain.db import DatadirLocked, LevelDB
 from chain.errors import ChainError, InvalidBlock, MalformedBlock, UnknownParent, WrongChain
 from chain.sealing import NoProofEngine
-from genesis.format import DEFAULT_GENESIS_PATH, GenesisConfig, parse_genesis
+from genesis.format import DEFAULT_GENESIS_PATH, GenesisConfig, loads_genesis_json, parse_genesis
 
 log = logging.getLogger("node")
 
@@ -129,8 +128,8 @@ def read_genesis(spec: Optional[str]) -> GenesisSource:
     path = DEV_GENESIS_PATH if spec == "dev" else DEFAULT_GENESIS_PATH if spec is None else Path(spec)
     text = path.read_text()  # OSError: reported by the CLI with the path
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
+        raw = loads_genesis_json(text)
+    except ValueError as exc:
         raise NodeError(f"{path}: not valid JSON: {exc}") from None
     try:
         config = parse_genesis(raw)

@@ -34,10 +34,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import safejson
+
 DEFAULT_DIR = Path(".devnet")
 STATE_FILE = "devnet.json"
 PID_FILE = "node.pid"
 LOG_FILE = "node.log"
+MAX_REPLY_BYTES = 1 << 20
+"""JSON-RPC replies the devnet reads are small; whatever answers on a port is untrusted."""
 
 # The first five keys of the PUBLIC test mnemonic "test test ... junk", funded by the
 # shipped genesis files. Anyone can spend from them: DEVNET ONLY, never with value.
@@ -185,7 +189,7 @@ def rpc(port: int, method: str, params: Sequence[Any] = (), timeout: float = 3.0
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        reply = json.loads(response.read())
+        reply = safejson.loads(response.read(MAX_REPLY_BYTES + 1), max_depth=64, max_bytes=MAX_REPLY_BYTES)
     if "error" in reply:
         raise DevnetError(f"{method}: {reply['error'].get('message')}")
     return reply["result"]

@@ -18,6 +18,7 @@ from eth_utils import is_checksum_address, keccak, to_canonical_address
 
 from eth_typing import Address
 
+import safejson
 from chain.errors import GenesisError
 from consensus.difficulty import DifficultyParams
 
@@ -159,16 +160,25 @@ def canonical_parameters_json(config: GenesisConfig) -> str:
 # --- Loading -------------------------------------------------------------------------
 
 
+GENESIS_JSON_DEPTH = 32
+"""A genesis file nests about 5 deep; deeper text is refused before parsing (safejson)."""
+
+
+def loads_genesis_json(text: str) -> Any:
+    """Parse a genesis file's text, its nesting bounded first (ValueError if bad)."""
+    return safejson.loads(text, max_depth=GENESIS_JSON_DEPTH)
+
+
 def load_genesis(source: str | Path | Mapping[str, Any]) -> GenesisConfig:
     """Read and check a genesis file (a path, or an already parsed JSON object)."""
     if isinstance(source, Mapping):
         raw = source
     else:
         try:
-            raw = json.loads(Path(source).read_text())
+            raw = loads_genesis_json(Path(source).read_text())
         except OSError as exc:
             raise GenesisError("genesis", f"cannot read {source}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:
             raise GenesisError("genesis", f"not valid JSON: {exc}") from None
     return parse_genesis(raw)
 

@@ -7,7 +7,6 @@ executor and encode the answer; a request the node refuses is -32000 with the re
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Optional
 
 from eth_abi import decode as abi_decode
@@ -16,7 +15,7 @@ from eth_utils import to_checksum_address
 from consensus.params import MAX_SPEC_BYTES, MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, STANDING_JOB_BASE
 from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, JobRecord
 from pouw.errors import PouwError, SpecError
-from pouw.spec import FAMILIES, JobSpec
+from pouw.spec import FAMILIES, JobSpec, loads_spec_json
 from rpc.backend import TransactionRejected
 from rpc.context import CallContext
 from rpc.errors import InvalidParams, LimitExceeded, RpcError, ServerError
@@ -59,7 +58,7 @@ def parse_spec(value: Any) -> dict[str, Any]:
         if len(value) > MAX_SPEC_BYTES:
             raise ValueError(f"spec text longer than {MAX_SPEC_BYTES} bytes")
         try:
-            value = json.loads(value)
+            value = loads_spec_json(value)
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"spec is not valid JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -35,6 +35,15 @@ def test_invalid_size_is_checked_before_json() -> None:
         m.decode("blocks " + " " * 200, 100)
 
 
+def test_invalid_deeply_nested_body_is_refused_before_parsing() -> None:
+    """The frame that segfaulted a node (issue 12): refused as malformed, nothing parsed."""
+    with pytest.raises(MalformedMessage, match="nested deeper"):
+        m.decode("txs " + "[" * 100_000, 1 << 20)
+    with pytest.raises(MalformedMessage, match="nested deeper"):
+        m.decode("blocks " + '{"id":1,"blocks":' + "[" * 9 + "]" * 9 + "}", 1 << 20)
+    assert m.decode('blocks {"id":1,"blocks":[["0x00",null]]}', 1 << 20).body["id"] == 1
+
+
 @pytest.mark.parametrize("frame", ["", "new_block", "NEW_BLOCK {}", "new_block {", "new_block 1", "txs []"])
 def test_invalid_frames(frame: str) -> None:
     with pytest.raises(MalformedMessage):
