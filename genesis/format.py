@@ -20,7 +20,13 @@ from eth_typing import Address
 
 import safejson
 from chain.errors import GenesisError
-from consensus.difficulty import DifficultyParams
+from consensus.difficulty import (
+    DEFAULT_MAXIMUM_DIFFICULTY,
+    DEFAULT_SMOOTHING,
+    DEFAULT_WINDOW,
+    MAXIMUM_DIFFICULTY_LIMIT,
+    DifficultyParams,
+)
 
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1
@@ -90,6 +96,12 @@ class GenesisConfig:
     minimum_difficulty: int
     max_adjust_up_percent: int
     max_adjust_down_percent: int
+    maximum_difficulty: int
+    """Ceiling of every block's difficulty (so no value, and no score, overflows)."""
+    retarget_window: int
+    """Blocks per span the retarget measures (consensus/difficulty.py)."""
+    retarget_smoothing: int
+    """Spans averaged: how many timestamps each end of the window is the mean of."""
     block_rewards: tuple[RewardEra, ...]
     coinbase_maturity: int
     pouw: PouwParams
@@ -101,6 +113,9 @@ class GenesisConfig:
             minimum_difficulty=self.minimum_difficulty,
             max_adjust_up_percent=self.max_adjust_up_percent,
             max_adjust_down_percent=self.max_adjust_down_percent,
+            maximum_difficulty=self.maximum_difficulty,
+            window=self.retarget_window,
+            smoothing=self.retarget_smoothing,
         )
 
     @property
@@ -143,6 +158,9 @@ def canonical_parameters_json(config: GenesisConfig) -> str:
             "minimumDifficulty": config.minimum_difficulty,
             "maxAdjustUpPercent": config.max_adjust_up_percent,
             "maxAdjustDownPercent": config.max_adjust_down_percent,
+            "maximumDifficulty": config.maximum_difficulty,
+            "retargetWindow": config.retarget_window,
+            "retargetSmoothing": config.retarget_smoothing,
             "blockReward": [{"fromBlock": e.from_block, "reward": e.reward} for e in config.block_rewards],
             "coinbaseMaturity": config.coinbase_maturity,
         },
@@ -193,7 +211,8 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
     consensus = _Obj(top.required("consensus", _is_object), "consensus")
     consensus.allow_only(
         "sealEngine", "targetBlockTime", "initialDifficulty", "minimumDifficulty",
-        "maxAdjustUpPercent", "maxAdjustDownPercent", "blockReward", "coinbaseMaturity",
+        "maxAdjustUpPercent", "maxAdjustDownPercent", "maximumDifficulty", "retargetWindow",
+        "retargetSmoothing", "blockReward", "coinbaseMaturity",
     )
     pouw = _Obj(top.required("pouw", _is_object), "pouw")
     pouw.allow_only(
@@ -211,6 +230,14 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
             "consensus.initialDifficulty",
             f"must be >= minimumDifficulty ({minimum_difficulty}), got {initial_difficulty}",
         )
+    maximum_difficulty = consensus.number(
+        "maximumDifficulty", default=DEFAULT_MAXIMUM_DIFFICULTY, low=1, high=MAXIMUM_DIFFICULTY_LIMIT
+    )
+    if maximum_difficulty < initial_difficulty:
+        raise GenesisError(
+            "consensus.maximumDifficulty",
+            f"must be >= initialDifficulty ({initial_difficulty}), got {maximum_difficulty}",
+        )
 
     return GenesisConfig(
         chain_id=top.number("chainId", low=1, high=UINT64_MAX),
@@ -227,6 +254,9 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
         minimum_difficulty=minimum_difficulty,
         max_adjust_up_percent=consensus.number("maxAdjustUpPercent", low=1, high=1000),
         max_adjust_down_percent=consensus.number("maxAdjustDownPercent", low=1, high=99),
+        maximum_difficulty=maximum_difficulty,
+        retarget_window=consensus.number("retargetWindow", default=DEFAULT_WINDOW, low=1, high=10_000),
+        retarget_smoothing=consensus.number("retargetSmoothing", default=DEFAULT_SMOOTHING, low=1, high=1_000),
         block_rewards=_parse_rewards(consensus.required("blockReward", _is_list)),
         coinbase_maturity=consensus.number("coinbaseMaturity"),
         pouw=PouwParams(
