@@ -9,13 +9,16 @@ results and turns every error into one ``error: ...`` line on stderr):
   on a pouw chain);
 - ``export`` / ``import``: canonical blocks to and from a block file (geth's format).
 
-Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted.
+Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted,
+141 stdout closed by its reader (``pouw-node ... | head``: stopped quietly, as Unix tools
+do when SIGPIPE ends them).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -28,6 +31,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
 
 BLOCK_FILE_HELP = """\
 Block file format: entries back to back, each one RLP item. A block without a work
@@ -73,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         coinbase = parse_coinbase(args.coinbase)
         check_mining_allowed(read_datadir_genesis(args.datadir))
+        check_device(args.device)
     dev_coinbase = _dev_coinbase(args.coinbase) if (args.dev_period or args.automine) and not args.mine else None
     config = NodeConfig(
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
@@ -99,6 +104,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         head = datadir.chain.head()
         log.info("stopped at head #%d %s; closing the datadir", head.block_number, encode_hex(head.hash))
     return EXIT_OK
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` this machine's torch cannot train on, saying why and what
+    to do (the miner would fail later, with less to go on)."""
+    from chain.node import NodeError
+
+    if device in ("auto", "cpu"):
+        return
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise NodeError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        raise NodeError(
+            f"--device {device}: the installed torch {torch.__version__} is a CPU-only build (no CUDA); "
+            "install a CUDA build (e.g. pip install torch --index-url https://download.pytorch.org/whl/cu128, "
+            "see https://pytorch.org/get-started/locally/) or use --device cpu"
+        )
+    if not torch.cuda.is_available():
+        raise NodeError(
+            f"--device {device}: torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable CUDA "
+            "device (no GPU, or no driver: nvidia-smi should list one); use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise NodeError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
 
 
 def _dev_coinbase(text: Optional[str]) -> Optional[bytes]:
@@ -319,6 +352,39 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except OSError:  # stderr closed as well: nothing left to tell
+        pass
+
+
+def report_error(message: str) -> None:
+    """The one line a failed command prints: ``error: ...`` on stderr (nothing more)."""
+    _say(f"error: {message}")
+
+
+def closed_pipe() -> int:
+    """stdout's reader went away (``... | head``): stop quietly, as a Unix tool killed by
+    SIGPIPE does; stdout is pointed at /dev/null so the interpreter's final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_CLOSED_PIPE
+
+
+def unexpected_error(exc: BaseException) -> int:
+    """The last line of defence: a bug still gets one line, never a traceback, unless
+    POUW_TRACEBACK=1 asks for it."""
+    if os.environ.get("POUW_TRACEBACK") == "1":
+        raise exc
+    log.debug("unexpected error", exc_info=exc)
+    report_error(f"{type(exc).__name__}: {exc} (set POUW_TRACEBACK=1 for the traceback)")
+    return EXIT_ERROR
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from chain.errors import ChainError
 
@@ -331,14 +397,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command != "run":  # run handles signals on its event loop
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except KeyboardInterrupt:
         hint = " (blocks imported so far are kept; run import again to resume)" if args.command == "import" else ""
-        print(f"interrupted{hint}", file=sys.stderr)
+        _say(f"interrupted{hint}")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return closed_pipe()
     except (ChainError, OSError) as exc:
-        print(f"error: {_describe(exc)}", file=sys.stderr)
+        report_error(_describe(exc))
         return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - PouwError and anything else: one line
+        from pouw.errors import PouwError
+
+        if isinstance(exc, PouwError):
+            report_error(str(exc))
+            return EXIT_ERROR
+        return unexpected_error(exc)
 
 
 if __name__ == "__main__":

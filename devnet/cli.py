@@ -510,15 +510,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    from chain.cli import closed_pipe, report_error, unexpected_error
     from chain.errors import ChainError
 
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe (pouw-devnet status | head) shows here
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
     except (DevnetError, ChainError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        return unexpected_error(exc)
 
 
 if __name__ == "__main__":
