@@ -81,7 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     dev_coinbase = _dev_coinbase(args.coinbase) if (args.dev_period or args.automine) and not args.mine else None
     config = NodeConfig(
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
-        dev_period=args.dev_period, coinbase=dev_coinbase,
+        dev_period=args.dev_period, coinbase=dev_coinbase, dataset_quota=args.dataset_quota,
+        ws_max_per_client=args.ws_max_per_client,
     )
     with open_datadir(args.datadir) as datadir:
         node = Node(datadir, config)
@@ -249,6 +250,20 @@ def _positive(text: str) -> int:
     return value
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+               "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def _size(text: str) -> int:
+    """A byte count: ``1073741824``, ``512MiB``, ``1GiB``, ``10GB``."""
+    stripped = text.strip().lower()
+    number = stripped.rstrip("kmgtib")
+    unit = stripped[len(number):]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 1073741824, 512MiB, 1GiB), got {text}")
+    return int(number) * _SIZE_UNITS[unit]
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -280,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rpc-addr", default="127.0.0.1", help="JSON-RPC listen address (default 127.0.0.1)")
     run.add_argument("--rpc-port", type=_port, default=8545, help="JSON-RPC port (default 8545; 0 = any free port)")
     run.add_argument("--no-rpc", action="store_true", help="do not serve JSON-RPC")
+    run.add_argument(
+        "--dataset-quota", type=_size, default=1 << 30, metavar="SIZE",
+        help="bytes of uploaded datasets that no posted job names yet, kept at most; the oldest "
+        "(over an hour old) are collected to make room, else an upload is refused (default 1GiB)",
+    )
+    run.add_argument(
+        "--ws-max-per-client", type=_positive, default=32, metavar="N",
+        help="WebSocket connections one client address may hold open; more are refused with HTTP 429 (default 32)",
+    )
     run.add_argument(
         "--automine", action="store_true",
         help="build a block whenever the pool holds transactions (development genesis only)",

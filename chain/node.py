@@ -15,6 +15,7 @@ Datadir layout::
     DIR/genesis.json     copy of the genesis file the datadir was initialised with
     DIR/chaindata/       LevelDB (chain/db.py): blocks, state, receipts, work payloads;
                          chaindata/pouw.lock is held by the one process using it
+    DIR/uploads/         dataset uploads being received (spool files; emptied at start)
 
 Block files
 -----------
@@ -59,6 +60,7 @@ log = logging.getLogger("node")
 
 GENESIS_FILENAME = "genesis.json"
 CHAINDATA_DIRNAME = "chaindata"
+UPLOADS_DIRNAME = "uploads"
 DEV_GENESIS_PATH = DEFAULT_GENESIS_PATH.with_name("dev.json")
 """The no-proof development genesis (chain id 1337): ``--genesis dev``."""
 
@@ -517,6 +519,10 @@ class NodeConfig:
     pool's transactions; 0 = off. No-proof (dev) chains only, like geth's --dev.period."""
     coinbase: Optional[bytes] = None
     """Coinbase of the blocks the dev producer and automine build (None: automine's)."""
+    dataset_quota: int = 1 << 30
+    """Bytes of uploaded datasets no posted job names that the node keeps (rpc/uploads.py)."""
+    ws_max_per_client: int = 32
+    """WebSocket connections one client address may hold open."""
 
 
 class Node:
@@ -581,7 +587,14 @@ class Node:
         from rpc.config import RpcConfig
         from rpc.server import SERVICES, create_app
 
-        config = RpcConfig(host=self.config.rpc_host, port=self.config.rpc_port)
+        uploads = self.datadir.path / UPLOADS_DIRNAME
+        if uploads.is_dir():  # spool files of uploads a previous run did not finish
+            for leftover in uploads.glob("upload-*.part"):
+                leftover.unlink(missing_ok=True)
+        config = RpcConfig(
+            host=self.config.rpc_host, port=self.config.rpc_port, dataset_quota_bytes=self.config.dataset_quota,
+            upload_dir=str(uploads), max_ws_per_client=self.config.ws_max_per_client,
+        )
         app = create_app(self.backend, config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

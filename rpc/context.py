@@ -31,6 +31,8 @@ class Services:
     filters: "FilterManager"
     executor: ThreadPoolExecutor
     loop: asyncio.AbstractEventLoop
+    uploads: Any = None
+    """rpc.uploads.DatasetUploads: dataset uploads under the quota (set by create_app)."""
 
     async def run_blocking(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run ``func(*args)`` in the thread executor and await its result."""

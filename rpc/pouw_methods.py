@@ -24,6 +24,7 @@ from rpc.hexcodec import data, parse_address, parse_data, parse_hash, parse_quan
 from rpc.params import LATEST, BlockId, parse_block_id, parse_block_number
 from rpc.pouw_view import STATUS_CODES, STATUS_NAMES, DatasetInfo, PouwView, PouwViewError, posted_job_id
 from rpc.registry import Param, Registry
+from rpc.uploads import UploadError
 
 pouw = Registry()
 
@@ -224,10 +225,14 @@ def put_dataset(ctx: CallContext, blob: bytes) -> dict[str, Any]:
     view = _view(ctx)
     if len(blob) > view.max_dataset_bytes:
         raise ServerError(f"dataset refused: {len(blob)} bytes is over this chain's limit of {view.max_dataset_bytes}")
+    uploads = ctx.services.uploads
     try:
-        return dataset_json(view.put_dataset(blob))
+        info = view.put_dataset(blob) if uploads is None else uploads.store_bytes(blob)
     except PouwViewError as exc:
         raise _refuse(exc) from None
+    except UploadError as exc:  # the dataset quota
+        raise ServerError(str(exc)) from None
+    return dataset_json(info)
 
 
 @pouw.method("pouw_getDataset", Param("id", parse_dataset_id), Param("includeData", _bool, default=False), blocking=True)
