@@ -37,7 +37,9 @@ BLOCK_FILE_HELP = """\
 Block file format: entries back to back, each one RLP item. A block without a work
 payload is its plain RLP, as geth's export writes it (so a payload-less chain, such as
 every dev chain, exports to a geth-compatible file); a block with a work payload is the
-RLP list [block, payload]. Block 0 may be present; import checks it is our genesis."""
+RLP list [block, payload]. Block 0 may be present; import checks it is our genesis.
+The datasets and checkpoint states that verifying the blocks reads go to FILE.blobs
+beside the block file (RLP entries [hash, data]); import reads it when present."""
 
 
 # --- Commands --------------------------------------------------------------------------
@@ -202,13 +204,24 @@ async def _run_until_signal(
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from chain.node import export_blocks, open_datadir
+    from chain.errors import SealEngineUnavailable
+    from chain.node import export_blocks, open_datadir, read_datadir_genesis
     from chain.sealing import NoProofEngine
 
-    # Export reads stored blocks only: no seal engine is needed to write them out.
-    with open_datadir(args.datadir, seal_engine=NoProofEngine) as datadir:
-        count = export_blocks(datadir.chain, args.file, start=args.start, end=args.end)
-    print(f"exported {count} blocks to {args.file}")
+    # The chain's own seal engine names the blobs each block needs; where it is not in
+    # this build, the blocks alone are written (they need no engine to be read out).
+    engine = None
+    if not args.no_blobs:
+        try:
+            from chain.sealing import seal_engine_for
+
+            engine = seal_engine_for(read_datadir_genesis(args.datadir))
+        except SealEngineUnavailable as exc:
+            log.warning("exporting blocks without blobs: %s", exc)
+    with open_datadir(args.datadir, seal_engine=engine or NoProofEngine) as datadir:
+        stats = export_blocks(datadir.chain, args.file, start=args.start, end=args.end, blobs=engine is not None)
+    blobs = f", {stats.blobs} blobs ({stats.blob_bytes} bytes) to {stats.blobs_path}" if stats.blobs_path else ""
+    print(f"exported {stats.blocks} blocks to {args.file}{blobs}")
     return EXIT_OK
 
 
@@ -224,7 +237,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_datadir(args.datadir) as datadir:
         head = datadir.chain.head()
         log.info("importing %s into %s (head #%d)", args.file, args.datadir, head.block_number)
-        stats = import_blocks(datadir.chain, args.file, progress_every=args.progress, on_progress=progress)
+        stats = import_blocks(
+            datadir.chain, args.file, progress_every=args.progress, on_progress=progress, blobs_path=args.blobs
+        )
     print(
         f"imported {stats.imported} blocks ({stats.transactions} transactions) in {stats.seconds:.2f} s: "
         f"{stats.blocks_per_second:.1f} blocks/s, {stats.txs_per_second:.1f} txs/s; "
@@ -331,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("file", type=Path, metavar="FILE")
     export.add_argument("--from", dest="start", type=_non_negative, default=0, metavar="N", help="first block (default 0)")
     export.add_argument("--to", dest="end", type=_non_negative, default=None, metavar="M", help="last block (default: head)")
+    export.add_argument(
+        "--no-blobs", action="store_true",
+        help="write the blocks alone, not FILE.blobs (the datasets and checkpoint states the blocks' "
+        "verification reads; an import without them needs peers that have them)",
+    )
 
     import_ = command(
         "import", cmd_import,
@@ -340,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_.add_argument("file", type=Path, metavar="FILE")
     import_.add_argument("--progress", type=_positive, default=1000, metavar="N", help="log progress every N blocks")
+    import_.add_argument(
+        "--blobs", type=Path, default=None, metavar="PATH",
+        help="the blob file holding the datasets and checkpoint states the blocks need (default: FILE.blobs if present)",
+    )
     from rpc.jobcli import add_job_commands
 
     add_job_commands(commands)  # job submit|status|list|result: a JSON-RPC client of a node (rpc/jobcli.py)
