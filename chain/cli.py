@@ -191,6 +191,8 @@ async def _run_until_signal(
             f"cannot listen on {args.p2p_addr}:{args.p2p_port} (p2p): {exc.strerror or exc}"
             " (choose another --p2p-port, or --no-p2p)"
         ) from None
+    if p2p is not None:
+        node.p2p_port = p2p.port  # type: ignore[attr-defined]
     if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
         p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now

@@ -16,6 +16,9 @@ Datadir layout::
     DIR/chaindata/       LevelDB (chain/db.py): blocks, state, receipts, work payloads;
                          chaindata/pouw.lock is held by the one process using it
     DIR/uploads/         dataset uploads being received (spool files; emptied at start)
+    DIR/running.json     while ``run`` serves JSON-RPC: its pid, JSON-RPC URL and p2p port,
+                         written once the ports are bound, removed at exit (pouw-devnet
+                         checks that the process it started is the one on its ports)
 
 Block files
 -----------
@@ -44,6 +47,7 @@ the import with its number and the blob's hash.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -70,6 +74,7 @@ log = logging.getLogger("node")
 GENESIS_FILENAME = "genesis.json"
 CHAINDATA_DIRNAME = "chaindata"
 UPLOADS_DIRNAME = "uploads"
+RUNNING_FILENAME = "running.json"
 DEV_GENESIS_PATH = DEFAULT_GENESIS_PATH.with_name("dev.json")
 """The no-proof development genesis (chain id 1337): ``--genesis dev``."""
 
@@ -701,6 +706,8 @@ class Node:
         self.chain.txpool = TxPool(self.chain.genesis.chain_id, self.chain.state_view())  # type: ignore[arg-type]
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
+        self.p2p_port: Optional[int] = None
+        """Set by the CLI once the p2p service listens (reported in running.json)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         automine = None
@@ -755,13 +762,36 @@ class Node:
                 raise NodeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
             port = runner.addresses[0][1] if runner.addresses else config.port
             self.rpc_url = f"http://{config.host}:{port}"
+            write_running_file(self.datadir.path, self.rpc_url, self.p2p_port)
             log.info("JSON-RPC listening on %s (HTTP and WebSocket)", self.rpc_url)
             await stop.wait()
         finally:
+            remove_running_file(self.datadir.path)
             services = app.get(SERVICES)
             await runner.cleanup()
             if services is not None:  # wait for requests still running in its threads
                 await asyncio.get_running_loop().run_in_executor(None, services.executor.shutdown, True)
+
+
+def write_running_file(datadir: Path, rpc_url: str, p2p_port: Optional[int]) -> None:
+    """DIR/running.json: who serves this datadir and where, once its ports are bound."""
+    info = {"pid": os.getpid(), "rpc": rpc_url, "p2p_port": p2p_port, "started": time.time()}
+    _write_atomically(datadir / RUNNING_FILENAME, (json.dumps(info) + "\n").encode())
+
+
+def read_running_file(datadir: Path) -> Optional[dict[str, Any]]:
+    """The running.json of a datadir, or None when absent or unreadable."""
+    try:
+        info = json.loads((datadir / RUNNING_FILENAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def remove_running_file(datadir: Path) -> None:
+    info = read_running_file(datadir)
+    if info is not None and info.get("pid") == os.getpid():
+        (datadir / RUNNING_FILENAME).unlink(missing_ok=True)
 
 
 class AutomineClock:

@@ -272,3 +272,42 @@ def test_pouw_devnet_job_posted_at_a_validator_is_mined_and_verified_everywhere(
         assert "prefetched dataset of job 1" in (root / "node0" / cli.LOG_FILE).read_text()
     finally:
         cli.main(["down", "--datadir", str(root)])
+
+
+def test_invalid_devnet_up_fails_loudly_when_a_port_is_taken(tmp_path: Path, capsys) -> None:
+    """Another process holds node1's JSON-RPC port and answers JSON-RPC there (as another
+    devnet's node would): `up` must not take that answer for node1's. node1 exits
+    ("cannot listen"), and `up` says so, naming the node and the reason, exit status 1."""
+    import http.server
+    import threading
+
+    rpc_base = free_base_port(2)
+    p2p_base = free_base_port(2)
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b'{"jsonrpc":"2.0","id":1,"result":"0x5"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", rpc_base + 1), Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    root = tmp_path / "devnet"
+    try:
+        code = cli.main(["up", "--datadir", str(root), "--nodes", "2", "--miners", "1", "--genesis", "dev",
+                         "--block-time", "1", "--rpc-port", str(rpc_base), "--p2p-port", str(p2p_base), "--wait", "60"])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert "node1" in err and "exited while starting" in err and f"cannot listen on 127.0.0.1:{rpc_base + 1}" in err, err
+        assert "1 of 2 nodes up" in err
+        assert "node0" not in err.split("(1 of 2")[0]  # node0 itself came up fine
+    finally:
+        impostor.shutdown()
+        cli.main(["down", "--datadir", str(root)])
