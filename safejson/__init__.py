@@ -14,7 +14,6 @@ specs carried by transactions, dataset metadata, replies of other nodes) goes th
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Callable, Optional
 
 import numpy as np

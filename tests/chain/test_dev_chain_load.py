@@ -90,28 +90,19 @@ def _check_landed(node: RunningNode, head: int) -> None:
 
 
 @pytest.mark.slow
-def test_two_thousand_transfers_land_with_automine(past_the_old_overflow: Path, tmp_path: Path) -> None:
-    datadir = tmp_path / "automine"
+@pytest.mark.parametrize("producer, failure", [
+    (("--automine",), "automine failed"),
+    (("--dev-period", "1"), "dev block producer failed"),
+], ids=["automine", "dev-period-1"])
+def test_two_thousand_transfers_land(past_the_old_overflow: Path, tmp_path: Path, producer: tuple[str, ...],
+                                     failure: str) -> None:
+    datadir = tmp_path / "node"
     shutil.copytree(past_the_old_overflow, datadir)
-    node = RunningNode(datadir, "--automine", "--no-p2p")
+    node = RunningNode(datadir, *producer, "--no-p2p")
     try:
         head = _send_all(node, timeout=240)
         _check_landed(node, head)
     finally:
         code, log = node.stop()
     assert code == 0, log
-    assert "Traceback" not in log and "automine failed" not in log
-
-
-@pytest.mark.slow
-def test_two_thousand_transfers_land_with_dev_period_1(past_the_old_overflow: Path, tmp_path: Path) -> None:
-    datadir = tmp_path / "period"
-    shutil.copytree(past_the_old_overflow, datadir)
-    node = RunningNode(datadir, "--dev-period", "1", "--no-p2p")
-    try:
-        head = _send_all(node, timeout=240)
-        _check_landed(node, head)
-    finally:
-        code, log = node.stop()
-    assert code == 0, log
-    assert "Traceback" not in log and "dev block producer failed" not in log
+    assert "Traceback" not in log and failure not in log

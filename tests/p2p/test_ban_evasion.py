@@ -9,7 +9,6 @@ import asyncio
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest

@@ -21,7 +21,6 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import aiohttp
@@ -32,7 +31,7 @@ from aiohttp import WSMsgType
 from p2p import messages as m
 from p2p.config import PROTOCOL_VERSION, WS_PATH
 from p2p.peer import Hello
-from tests.p2p.node_process import NodeProcess, wait_until
+from tests.p2p.node_process import NodeProcess
 
 N_FRAMES = 10_000
 WORKERS = 6

@@ -10,14 +10,13 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
+import safejson
 from tests.p2p.node_process import NodeProcess
 from tests.p2p.test_fuzz_frames import RpcWatch
-import safejson
 from tests.rpc.test_fuzz import check_response, random_body
 
 N_BODIES = 10_000
