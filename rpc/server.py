@@ -105,6 +105,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         for connection in list(app[CONNECTIONS].live):
             await connection.ws.close()
+        services.uploads.close()
         # Wait for running chain reads: the node closes its database right after we stop,
         # and a LevelDB read still running in a thread would then crash the process.
         await loop.run_in_executor(None, lambda: executor.shutdown(wait=True, cancel_futures=True))

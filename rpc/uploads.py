@@ -108,6 +108,10 @@ class DatasetUploads:
         # behind them, and their 1 MiB buffers come and go in one heap arena.
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="upload-spool")
 
+    def close(self) -> None:
+        """Stop the spool thread (the app stops; an upload in progress was cancelled)."""
+        self._writer.shutdown(wait=False, cancel_futures=True)
+
     # --- receiving (event loop) -------------------------------------------------------
 
     @contextlib.asynccontextmanager
