@@ -106,8 +106,11 @@ def test_devnet_converges_mines_txs_and_recovers_from_sigkill(devnet, capsys) ->
     wait_until(lambda: converged_at(root, target), 60, "node2 to catch up")
 
     # status prints a table; down stops cleanly and keeps the data.
-    assert cli.main(["status", "--datadir", str(root)]) == 0
-    assert "all running nodes agree on the head" in capsys.readouterr().out
+    def status_agrees() -> bool:  # a block a second: a status may fall between two heads
+        assert cli.main(["status", "--datadir", str(root)]) == 0
+        return "all running nodes agree on the head" in capsys.readouterr().out
+
+    wait_until(status_agrees, 20, "status to report one head")
     assert cli.main(["down", "--datadir", str(root)]) == 0
     assert "stopped cleanly" in capsys.readouterr().out
     assert (root / "node2" / "chaindata").is_dir() and (root / "node2" / "node.log").stat().st_size > 0
