@@ -97,7 +97,7 @@ from chain.transactions import (
 )
 from chain.sealing import SealEngine, WorkContext, seal_engine_for
 from chain.vm import PouwVM, build_vm_class
-from consensus.difficulty import next_difficulty
+from consensus.difficulty import BlockPoint, next_difficulty, window_pairs
 from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
 
 MAX_FUTURE_SECONDS = 15
@@ -244,6 +244,38 @@ class PouwChainDB(ChainDB):
         return abandoned[::-1]
 
 
+class BranchAncestry:
+    """Ancestors of one block, by number, on that block's own branch (canonical or a
+    side branch being imported): side-branch headers are walked through parent hashes
+    down to the first canonical one; below it, the canonical index answers directly."""
+
+    def __init__(self, chaindb: "PouwChainDB", tip: BlockHeaderAPI) -> None:
+        self.chaindb = chaindb
+        self.tip = tip
+        self._walked: dict[int, BlockHeaderAPI] = {tip.block_number: tip}
+        self._lowest = tip  # lowest header walked so far
+        self._canonical_from: Optional[int] = None  # numbers <= this are canonical
+
+    def header(self, number: int) -> BlockHeaderAPI:
+        if not 0 <= number <= self.tip.block_number:
+            raise ValueError(f"block #{number} is not an ancestor of #{self.tip.block_number}")
+        while number not in self._walked and (self._canonical_from is None or number > self._canonical_from):
+            if self._is_canonical(self._lowest):
+                self._canonical_from = self._lowest.block_number
+                break
+            self._lowest = self.chaindb.get_block_header_by_hash(self._lowest.parent_hash)
+            self._walked[self._lowest.block_number] = self._lowest
+        if number in self._walked:
+            return self._walked[number]
+        return self.chaindb.get_canonical_block_header_by_number(BlockNumber(number))
+
+    def _is_canonical(self, header: BlockHeaderAPI) -> bool:
+        try:
+            return bool(self.chaindb.get_canonical_block_hash(BlockNumber(header.block_number)) == header.hash)
+        except HeaderNotFound:
+            return False
+
+
 # --- The chain -------------------------------------------------------------------------
 
 
@@ -261,7 +293,7 @@ class Chain:
         self.db = db
         self.genesis = genesis
         self.engine_class = engine_class
-        self.vm_class: type[PouwVM] = build_vm_class(engine_class, genesis.difficulty_params)
+        self.vm_class: type[PouwVM] = build_vm_class(engine_class)
         self.engine = engine_class(ConsensusContext(db))
         self.chain_context = ChainContext(genesis.chain_id)
         self.chaindb = PouwChainDB(db)
@@ -371,7 +403,7 @@ class Chain:
             validate_payload_size(payload, self.engine)
             self._seal_check(self.engine.validate_seal, block.header)
             parent = self._get_parent(block.header)                              # stage 2
-            validate_header_against_parent(block.header, parent, self.genesis)
+            validate_header_against_parent(block.header, parent, self.genesis, self.difficulty_for_child(parent))
             self._seal_check(self.engine.validate_seal_extension, block.header, (parent,))
             validate_body(block, self.genesis)                                   # stage 3
             with batch_view(self.db) as view:
@@ -479,7 +511,8 @@ class Chain:
             transactions = list(self.txpool.pending()) if self.txpool is not None else []
         transactions = [normalize_transaction(tx) for tx in transactions]
         header = self.vm_class.create_header_from_parent(
-            parent, coinbase=coinbase, timestamp=timestamp, extra_data=extra_data
+            parent, coinbase=coinbase, timestamp=timestamp, extra_data=extra_data,
+            difficulty=self.difficulty_for_child(parent),
         )
         view = batch_view(self.db)
         try:
@@ -572,6 +605,21 @@ class Chain:
         if index >= len(block.transactions) or block.transactions[index].hash != tx_hash:
             return None  # a stale lookup must never return another transaction
         return TransactionLocation(block.transactions[index], block.hash, index)
+
+    def difficulty_for_child(self, parent: BlockHeaderAPI) -> int:
+        """The difficulty a child of ``parent`` must carry: the retarget rule
+        (``consensus/difficulty.py``) over ``parent``'s own branch of ancestors."""
+        params = self.genesis.difficulty_params
+        pairs = window_pairs(parent.block_number, params)
+        if not pairs:
+            return next_difficulty(parent.difficulty, (), params)
+        ancestry = BranchAncestry(self.chaindb, parent)
+
+        def point(number: int) -> BlockPoint:
+            header = ancestry.header(number)
+            return BlockPoint(header.timestamp, self.chaindb.get_score(header.hash))
+
+        return next_difficulty(parent.difficulty, [(point(end), point(start)) for end, start in pairs], params)
 
     def score(self, block_hash: Hash32) -> int:
         """Cumulative difficulty of the chain ending at ``block_hash`` (fork choice)."""
@@ -714,8 +762,12 @@ def validate_payload_size(payload: Optional[bytes], engine: SealEngine) -> None:
 
 
 def validate_header_against_parent(
-    header: BlockHeaderAPI, parent: BlockHeaderAPI, genesis: GenesisConfig
+    header: BlockHeaderAPI, parent: BlockHeaderAPI, genesis: GenesisConfig, expected_difficulty: int
 ) -> None:
+    """``expected_difficulty``: the retarget rule over the parent's ancestors
+    (:meth:`Chain.difficulty_for_child`). Timestamps strictly increase, as on Ethereum
+    (contracts rely on it); so a block's timestamp also exceeds the median of its last
+    11 ancestors' (Bitcoin's median-time-past rule) without a check of its own."""
     if header.block_number != parent.block_number + 1:
         raise InvalidBlockNumber("number must be parent's + 1", expected=parent.block_number + 1, got=header.block_number)
     if header.timestamp <= parent.timestamp:
@@ -726,9 +778,6 @@ def validate_header_against_parent(
     expected_base_fee = calculate_expected_base_fee_per_gas(parent)
     if header.base_fee_per_gas != expected_base_fee:
         raise InvalidBaseFee("base fee differs from EIP-1559", expected=expected_base_fee, got=header.base_fee_per_gas)
-    expected_difficulty = next_difficulty(
-        parent.difficulty, parent.timestamp, header.timestamp, genesis.difficulty_params
-    )
     if header.difficulty != expected_difficulty:
         raise InvalidDifficulty("difficulty differs from the retarget rule", expected=expected_difficulty, got=header.difficulty)
 

@@ -13,13 +13,16 @@ results and turns every error into one ``error: ...`` line on stderr):
 
 Logging: ``--verbosity`` and ``--log-format`` on init/run/export/import (chain/logs.py).
 
-Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted.
+Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted,
+141 stdout closed by its reader (``pouw-node ... | head``: stopped quietly, as Unix tools
+do when SIGPIPE ends them).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,12 +34,15 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
 
 BLOCK_FILE_HELP = """\
 Block file format: entries back to back, each one RLP item. A block without a work
 payload is its plain RLP, as geth's export writes it (so a payload-less chain, such as
 every dev chain, exports to a geth-compatible file); a block with a work payload is the
-RLP list [block, payload]. Block 0 may be present; import checks it is our genesis."""
+RLP list [block, payload]. Block 0 may be present; import checks it is our genesis.
+The datasets and checkpoint states that verifying the blocks reads go to FILE.blobs
+beside the block file (RLP entries [hash, data]); import reads it when present."""
 
 
 # --- Commands --------------------------------------------------------------------------
@@ -76,11 +82,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         coinbase = parse_coinbase(args.coinbase)
         check_mining_allowed(read_datadir_genesis(args.datadir))
+        check_device(args.device)
     dev_coinbase = _dev_coinbase(args.coinbase) if (args.dev_period or args.automine) and not args.mine else None
     config = NodeConfig(
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
         dev_period=args.dev_period, coinbase=dev_coinbase, dashboard=not args.no_dashboard, metrics=not args.no_metrics,
         rpc_config=rpc_config_from_args(args), txpool_limits=txpool_limits_from_args(args),
+        dataset_quota=args.dataset_quota, ws_max_per_client=args.ws_max_per_client,
     )
     with open_datadir(args.datadir) as datadir:
         node = Node(datadir, config)
@@ -106,6 +114,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         head = datadir.chain.head()
         log.info("stopped at head #%d %s; closing the datadir", head.block_number, encode_hex(head.hash))
     return EXIT_OK
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` this machine's torch cannot train on, saying why and what
+    to do (the miner would fail later, with less to go on)."""
+    from chain.node import NodeError
+
+    if device in ("auto", "cpu"):
+        return
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise NodeError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        raise NodeError(
+            f"--device {device}: the installed torch {torch.__version__} is a CPU-only build (no CUDA); "
+            "install a CUDA build (e.g. pip install torch --index-url https://download.pytorch.org/whl/cu128, "
+            "see https://pytorch.org/get-started/locally/) or use --device cpu"
+        )
+    if not torch.cuda.is_available():
+        raise NodeError(
+            f"--device {device}: torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable CUDA "
+            "device (no GPU, or no driver: nvidia-smi should list one); use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise NodeError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
 
 
 def _dev_coinbase(text: Optional[str]) -> Optional[bytes]:
@@ -166,6 +202,7 @@ async def _run_until_signal(
         node.backend.p2p = p2p  # type: ignore[attr-defined]  # admin_nodeInfo, admin_peers
         if hasattr(node, "imports"):
             node.imports.attribute_p2p(p2p)  # the per-block log line names the peer  # type: ignore[attr-defined]
+        node.p2p_port = p2p.port  # type: ignore[attr-defined]
     if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
         p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now
@@ -179,13 +216,24 @@ async def _run_until_signal(
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from chain.node import export_blocks, open_datadir
+    from chain.errors import SealEngineUnavailable
+    from chain.node import export_blocks, open_datadir, read_datadir_genesis
     from chain.sealing import NoProofEngine
 
-    # Export reads stored blocks only: no seal engine is needed to write them out.
-    with open_datadir(args.datadir, seal_engine=NoProofEngine) as datadir:
-        count = export_blocks(datadir.chain, args.file, start=args.start, end=args.end)
-    print(f"exported {count} blocks to {args.file}")
+    # The chain's own seal engine names the blobs each block needs; where it is not in
+    # this build, the blocks alone are written (they need no engine to be read out).
+    engine = None
+    if not args.no_blobs:
+        try:
+            from chain.sealing import seal_engine_for
+
+            engine = seal_engine_for(read_datadir_genesis(args.datadir))
+        except SealEngineUnavailable as exc:
+            log.warning("exporting blocks without blobs: %s", exc)
+    with open_datadir(args.datadir, seal_engine=engine or NoProofEngine) as datadir:
+        stats = export_blocks(datadir.chain, args.file, start=args.start, end=args.end, blobs=engine is not None)
+    blobs = f", {stats.blobs} blobs ({stats.blob_bytes} bytes) to {stats.blobs_path}" if stats.blobs_path else ""
+    print(f"exported {stats.blocks} blocks to {args.file}{blobs}")
     return EXIT_OK
 
 
@@ -201,7 +249,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_datadir(args.datadir) as datadir:
         head = datadir.chain.head()
         log.info("importing %s into %s (head #%d)", args.file, args.datadir, head.block_number)
-        stats = import_blocks(datadir.chain, args.file, progress_every=args.progress, on_progress=progress)
+        stats = import_blocks(
+            datadir.chain, args.file, progress_every=args.progress, on_progress=progress, blobs_path=args.blobs
+        )
     print(
         f"imported {stats.imported} blocks ({stats.transactions} transactions) in {stats.seconds:.2f} s: "
         f"{stats.blocks_per_second:.1f} blocks/s, {stats.txs_per_second:.1f} txs/s; "
@@ -225,6 +275,20 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+               "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def _size(text: str) -> int:
+    """A byte count: ``1073741824``, ``512MiB``, ``1GiB``, ``10GB``."""
+    stripped = text.strip().lower()
+    number = stripped.rstrip("kmgtib")
+    unit = stripped[len(number):]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 1073741824, 512MiB, 1GiB), got {text}")
+    return int(number) * _SIZE_UNITS[unit]
 
 
 def _port(text: str) -> int:
@@ -350,6 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard at GET / on the RPC port")
     run.add_argument("--no-metrics", action="store_true", help="do not serve Prometheus metrics at /metrics on the RPC port")
     run.add_argument(
+        "--dataset-quota", type=_size, default=1 << 30, metavar="SIZE",
+        help="bytes of uploaded datasets that no posted job names yet, kept at most; the oldest "
+        "(over an hour old) are collected to make room, else an upload is refused (default 1GiB)",
+    )
+    run.add_argument(
+        "--ws-max-per-client", type=_positive, default=32, metavar="N",
+        help="WebSocket connections one client address may hold open; more are refused with HTTP 429 (default 32)",
+    )
+    run.add_argument(
         "--automine", action="store_true",
         help="build a block whenever the pool holds transactions (development genesis only)",
     )
@@ -380,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("file", type=Path, metavar="FILE")
     export.add_argument("--from", dest="start", type=_non_negative, default=0, metavar="N", help="first block (default 0)")
     export.add_argument("--to", dest="end", type=_non_negative, default=None, metavar="M", help="last block (default: head)")
+    export.add_argument(
+        "--no-blobs", action="store_true",
+        help="write the blocks alone, not FILE.blobs (the datasets and checkpoint states the blocks' "
+        "verification reads; an import without them needs peers that have them)",
+    )
 
     import_ = command(
         "import", cmd_import,
@@ -389,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_.add_argument("file", type=Path, metavar="FILE")
     import_.add_argument("--progress", type=_positive, default=1000, metavar="N", help="log progress every N blocks")
+    import_.add_argument(
+        "--blobs", type=Path, default=None, metavar="PATH",
+        help="the blob file holding the datasets and checkpoint states the blocks need (default: FILE.blobs if present)",
+    )
     from rpc.jobcli import add_job_commands
 
     add_job_commands(commands)  # job submit|status|list|result|cancel|watch: a JSON-RPC client of a node (rpc/jobcli.py)
@@ -432,6 +514,39 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except OSError:  # stderr closed as well: nothing left to tell
+        pass
+
+
+def report_error(message: str) -> None:
+    """The one line a failed command prints: ``error: ...`` on stderr (nothing more)."""
+    _say(f"error: {message}")
+
+
+def closed_pipe() -> int:
+    """stdout's reader went away (``... | head``): stop quietly, as a Unix tool killed by
+    SIGPIPE does; stdout is pointed at /dev/null so the interpreter's final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_CLOSED_PIPE
+
+
+def unexpected_error(exc: BaseException) -> int:
+    """The last line of defence: a bug still gets one line, never a traceback, unless
+    POUW_TRACEBACK=1 asks for it."""
+    if os.environ.get("POUW_TRACEBACK") == "1":
+        raise exc
+    log.debug("unexpected error", exc_info=exc)
+    report_error(f"{type(exc).__name__}: {exc} (set POUW_TRACEBACK=1 for the traceback)")
+    return EXIT_ERROR
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from chain.errors import ChainError
 
@@ -446,14 +561,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command != "run":  # run handles signals on its event loop
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except KeyboardInterrupt:
         hint = " (blocks imported so far are kept; run import again to resume)" if args.command == "import" else ""
-        print(f"interrupted{hint}", file=sys.stderr)
+        _say(f"interrupted{hint}")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return closed_pipe()
     except (ChainError, OSError) as exc:
-        print(f"error: {_describe(exc)}", file=sys.stderr)
+        report_error(_describe(exc))
         return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - PouwError and anything else: one line
+        from pouw.errors import PouwError
+
+        if isinstance(exc, PouwError):
+            report_error(str(exc))
+            return EXIT_ERROR
+        return unexpected_error(exc)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ from eth.abc import AtomicDatabaseAPI, AtomicWriteBatchAPI, DatabaseAPI
 from eth.db.backends.base import BaseAtomicDB, BaseDB
 from eth.db.diff import DBDiff, DBDiffTracker, DiffMissingError
 
+from chain import schema
 from chain.errors import ChainError
 
 __all__ = [
@@ -83,6 +84,18 @@ __all__ = [
 
 #: Our own lock file inside the LevelDB directory (not LevelDB's ``LOCK``; see above).
 LOCK_FILENAME = "pouw.lock"
+
+#: Blob values (``chain.schema.blob`` keys) longer than this are stored in pieces of
+#: PIECE_BYTES: LevelDB keeps a value whole in one block, so a 60 MiB dataset would cost
+#: 60 MiB buffers in the memtable, the table builder and every compaction that moves it
+#: (six uploads took a node to 1.7 GB). Readers see the whole value, as before.
+LARGE_VALUE_BYTES = 4 * 1024 * 1024
+PIECE_BYTES = 1024 * 1024
+PIECE_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _piecewise(key: bytes) -> bool:
+    return key.startswith(schema.BLOB_PREFIX)
 
 
 # --------------------------------------------------------------------------- errors
@@ -233,22 +246,76 @@ class LevelDB(BaseAtomicDB):
     def __getitem__(self, key: bytes) -> bytes:
         value: Optional[bytes] = self._handle().get(key)
         if value is None:
-            raise KeyError(key)
+            head = self._pieces_head(key)
+            if head is None:
+                raise KeyError(key)
+            return self._read_pieces(key, head)
         return value
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._handle().put(key, value, sync=self.sync)
+        if len(value) > LARGE_VALUE_BYTES and _piecewise(key):
+            self._write_pieces(key, value)
+            return
+        db = self._handle()
+        db.put(key, value, sync=self.sync)
+        if _piecewise(key) and db.get(schema.pieces_head(key)) is not None:
+            self._delete_pieces(key)
 
     def __delitem__(self, key: bytes) -> None:
         # LevelDB deletes are blind; MutableMapping (and py-evm's MemoryDB) raise on an
         # absent key, so check first to behave the same on every backend.
         db = self._handle()
-        if db.get(key) is None:
+        if db.get(key) is not None:
+            db.delete(key, sync=self.sync)
+        elif self._pieces_head(key) is not None:
+            self._delete_pieces(key)
+        else:
             raise KeyError(key)
-        db.delete(key, sync=self.sync)
 
     def _exists(self, key: bytes) -> bool:
-        return self._handle().get(key) is not None
+        return self._handle().get(key) is not None or self._pieces_head(key) is not None
+
+    # -- large blobs, stored in pieces
+
+    def _pieces_head(self, key: bytes) -> Optional[tuple[int, int]]:
+        """(total length, piece count) of a value stored in pieces, or None."""
+        if not _piecewise(key):
+            return None
+        head = self._handle().get(schema.pieces_head(key))
+        if head is None:
+            return None
+        return int.from_bytes(head[:8], "big"), int.from_bytes(head[8:12], "big")
+
+    def _write_pieces(self, key: bytes, value: bytes) -> None:
+        """Pieces first, in batches of a few MiB, then the head that makes them visible
+        (a crash in between leaves only unreferenced pieces, rewritten by a retry)."""
+        db = self._handle()
+        view = memoryview(value)
+        count = (len(value) + PIECE_BYTES - 1) // PIECE_BYTES
+        per_batch = max(1, PIECE_BATCH_BYTES // PIECE_BYTES)
+        for first in range(0, count, per_batch):
+            with db.write_batch(sync=self.sync) as wb:
+                for i in range(first, min(count, first + per_batch)):
+                    wb.put(schema.piece(key, i), bytes(view[i * PIECE_BYTES : (i + 1) * PIECE_BYTES]))
+        with db.write_batch(transaction=True, sync=self.sync) as wb:
+            wb.put(schema.pieces_head(key), len(value).to_bytes(8, "big") + count.to_bytes(4, "big"))
+            wb.delete(key)
+
+    def _read_pieces(self, key: bytes, head: tuple[int, int]) -> bytes:
+        total, count = head
+        db = self._handle()
+        pieces = [db.get(schema.piece(key, i)) for i in range(count)]
+        if any(piece is None for piece in pieces) or sum(len(p) for p in pieces if p is not None) != total:
+            raise DatabaseCorrupt(f"value of {key!r} stored in pieces is incomplete", path=self.path)
+        return b"".join(pieces)  # type: ignore[arg-type]
+
+    def _delete_pieces(self, key: bytes) -> None:
+        head = self._pieces_head(key)
+        db = self._handle()
+        with db.write_batch(transaction=True, sync=self.sync) as wb:
+            wb.delete(schema.pieces_head(key))
+            for i in range(head[1] if head is not None else 0):
+                wb.delete(schema.piece(key, i))
 
     @contextmanager
     def atomic_batch(self, *, sync: Optional[bool] = None) -> Iterator[AtomicWriteBatchAPI]:

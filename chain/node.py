@@ -15,6 +15,10 @@ Datadir layout::
     DIR/genesis.json     copy of the genesis file the datadir was initialised with
     DIR/chaindata/       LevelDB (chain/db.py): blocks, state, receipts, work payloads;
                          chaindata/pouw.lock is held by the one process using it
+    DIR/uploads/         dataset uploads being received (spool files; emptied at start)
+    DIR/running.json     while ``run`` serves JSON-RPC: its pid, JSON-RPC URL and p2p port,
+                         written once the ports are bound, removed at exit (pouw-devnet
+                         checks that the process it started is the one on its ports)
 
 Block files
 -----------
@@ -29,6 +33,16 @@ A block file is a sequence of entries, each one RLP item, back to back, no heade
 
 Block 0 may be in a file (geth exports it): on import it must be our genesis, and it is
 then counted as already known.
+
+Blob files
+----------
+Verifying a block of a pouw chain reads blobs besides its payload: the job's dataset and
+its checkpoint state (``SealEngine.blobs_for_block`` names them, by the hash the chain
+uses). ``export`` writes them to ``FILE.blobs`` beside the block file, each once, as RLP
+entries ``[hash, data]`` back to back; ``import`` reads an index of that file first and
+puts each blob into the node's blob store just before the first block that needs it, so
+an export imports on a node with no peers. A block whose blob is in neither place stops
+the import with its number and the blob's hash.
 """
 from __future__ import annotations
 
@@ -46,7 +60,6 @@ from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 import rlp
 from eth.db.atomic import AtomicDB
-from eth_hash.auto import keccak
 from eth_typing import Hash32
 from eth_utils import encode_hex
 
@@ -55,12 +68,14 @@ from chain.chain import Chain, decode_header
 from chain.db import DatadirLocked, LevelDB
 from chain.errors import ChainError, InvalidBlock, MalformedBlock, UnknownParent, WrongChain
 from chain.sealing import NoProofEngine
-from genesis.format import DEFAULT_GENESIS_PATH, GenesisConfig, parse_genesis
+from genesis.format import DEFAULT_GENESIS_PATH, GenesisConfig, loads_genesis_json, parse_genesis
 
 log = logging.getLogger("node")
 
 GENESIS_FILENAME = "genesis.json"
 CHAINDATA_DIRNAME = "chaindata"
+UPLOADS_DIRNAME = "uploads"
+RUNNING_FILENAME = "running.json"
 DEV_GENESIS_PATH = DEFAULT_GENESIS_PATH.with_name("dev.json")
 """The no-proof development genesis (chain id 1337): ``--genesis dev``."""
 
@@ -104,6 +119,15 @@ class CorruptBlockFile(BlockFileError):
     """The bytes at ``offset`` are not a block file entry (bad RLP, truncated file)."""
 
 
+class MissingBlob(BlockFileError):
+    """A block's verification needs a blob that neither the node nor the blob file holds."""
+
+    def __init__(self, message: str, *, offset: int, number: int, blob_hash: bytes) -> None:
+        self.number = number
+        self.blob_hash = blob_hash
+        super().__init__(message, offset=offset)
+
+
 class InvalidBlockInFile(BlockFileError):
     """A well-formed block in the file breaks a rule; ``error`` is the chain's verdict."""
 
@@ -130,8 +154,8 @@ def read_genesis(spec: Optional[str]) -> GenesisSource:
     path = DEV_GENESIS_PATH if spec == "dev" else DEFAULT_GENESIS_PATH if spec is None else Path(spec)
     text = path.read_text()  # OSError: reported by the CLI with the path
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
+        raw = loads_genesis_json(text)
+    except ValueError as exc:
         raise NodeError(f"{path}: not valid JSON: {exc}") from None
     try:
         config = parse_genesis(raw)
@@ -401,6 +425,7 @@ def import_blocks(
     *,
     progress_every: int = 1000,
     on_progress: Optional[Callable[[ImportStats, int], None]] = None,
+    blobs_path: Optional[Path] = None,
 ) -> ImportStats:
     """Import every block of the file at ``path`` through ``chain.import_block``.
 
@@ -408,18 +433,24 @@ def import_blocks(
     interruption resumes where it stopped); every other block is validated in full.
     Stops at the first corrupt entry or invalid block, keeping the blocks before it.
     ``on_progress(stats, number)`` is called every ``progress_every`` imported blocks.
+    Blobs the blocks need come from the blob file ``blobs_path`` (default: ``path``
+    + ``.blobs`` when it exists; see "Blob files" above).
     """
     stats = ImportStats()
     started = time.perf_counter()
     max_entry = chain.genesis.max_block_bytes + chain.engine.max_payload_bytes() + 64
+    if blobs_path is None and blob_file_path(path).is_file():
+        blobs_path = blob_file_path(path)
+    blob_file = BlobFile(blobs_path) if blobs_path is not None else None
     with open(path, "rb", buffering=1 << 20) as f:
         for entry in read_block_file(f, max_entry_bytes=max_entry, name=str(path)):
             try:
-                number, block_hash = _peek_header(entry.block_rlp)
+                header = _peek_header(entry.block_rlp)
             except (ValueError, TypeError, rlp.DecodingError, rlp.DeserializationError) as exc:
                 raise CorruptBlockFile(
                     f"{path}: corrupt block at offset {entry.offset}: {exc}", offset=entry.offset
                 ) from None
+            number, block_hash = int(header.block_number), bytes(header.hash)
             if chain.chaindb.header_exists(Hash32(block_hash)):
                 stats.known += 1
                 continue
@@ -429,6 +460,7 @@ def import_blocks(
                     f"({encode_hex(block_hash)} != ours {encode_hex(chain.genesis_hash)})",
                     offset=entry.offset, number=0, error=ChainError("foreign genesis"),
                 )
+            _provide_blobs(chain, header, blob_file, path, entry.offset)
             try:
                 result = chain.import_block(entry.block_rlp, entry.payload)
             except MalformedBlock as exc:
@@ -446,6 +478,11 @@ def import_blocks(
                     f"{path}: block #{number} at offset {entry.offset} does not continue this chain: {exc}",
                     offset=entry.offset, number=number, error=exc,
                 ) from None
+            except ChainError as exc:  # transient: e.g. a dataset the node lacks
+                raise BlockFileError(
+                    f"{path}: block #{number} at offset {entry.offset} cannot be verified on this node: {exc}",
+                    offset=entry.offset,
+                ) from None
             stats.imported += 1
             stats.transactions += len(result.imported.transactions)
             if on_progress is not None and stats.imported % progress_every == 0:
@@ -457,15 +494,101 @@ def import_blocks(
     return stats
 
 
-def _peek_header(block_rlp: bytes) -> tuple[int, bytes]:
-    """Number and hash of a block from its RLP, decoding only the header."""
+def _peek_header(block_rlp: bytes) -> Any:
+    """A block's header from its RLP, decoding only the header."""
     _, prefix, _ = _item_prefix(block_rlp, 0)
     is_list, header_prefix, header_len = _item_prefix(block_rlp, prefix)
     if not is_list:
         raise ValueError("a block's first item must be its header (a list)")
-    header_rlp = block_rlp[prefix : prefix + header_prefix + header_len]
-    header = decode_header(header_rlp)
-    return header.block_number, keccak(header_rlp)
+    return decode_header(block_rlp[prefix : prefix + header_prefix + header_len])
+
+
+def _put_named(store: Any, name: bytes, data: bytes) -> bytes:
+    from pouw.blobstore import put_named
+
+    return put_named(store, name, data)
+
+
+def _provide_blobs(chain: Chain, header: Any, blob_file: Optional["BlobFile"], path: Path, offset: int) -> None:
+    """Put into the blob store the blobs the block's verification reads that the store
+    lacks, from the blob file; MissingBlob (naming the block and the blob) when neither
+    has one. A block the engine cannot even read (unknown parent, unknown job) is left to
+    import_block, which says what is wrong with it."""
+    store = chain.engine.blobs
+    if store is None or not chain.chaindb.header_exists(header.parent_hash):
+        return
+    try:
+        names = chain.engine.blobs_for_block(header, chain.state_at(chain.get_header_by_hash(header.parent_hash)))
+    except ChainError:
+        return
+    for name in names:
+        if store.has(name):
+            continue
+        data = blob_file.get(name) if blob_file is not None else None
+        if data is None:
+            where = f"nor in {blob_file.path}" if blob_file is not None else "and there is no blob file"
+            raise MissingBlob(
+                f"{path}: block #{header.block_number} at offset {offset} needs blob {encode_hex(name)} "
+                f"(a dataset or checkpoint state its verification reads), which is not in this node's blob "
+                f"store {where}: export the chain with its blobs (pouw-node export writes FILE.blobs), "
+                "or import on a node whose peers have it",
+                offset=offset, number=int(header.block_number), blob_hash=bytes(name),
+            )
+        try:
+            _put_named(store, name, data)  # a dataset under its keccak256, a state under its state hash
+        except ValueError:
+            raise CorruptBlockFile(
+                f"{blob_file.path if blob_file else path}: blob {encode_hex(name)} (for block "
+                f"#{header.block_number}) does not match its hash", offset=offset,
+            ) from None
+
+
+def blob_file_path(block_file: Path) -> Path:
+    """Where ``export`` writes a block file's blobs: ``FILE.blobs`` beside it."""
+    return block_file.with_name(block_file.name + ".blobs")
+
+
+class BlobFile:
+    """An index (hash -> offset, length) of a blob file, read without loading any blob;
+    ``get`` reads one blob when a block needs it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.index: dict[bytes, tuple[int, int]] = {}
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            offset = 0
+            while offset < size:
+                try:
+                    head = f.read(9)
+                    is_list, prefix, length = _item_prefix(head, 0)
+                    if not is_list or offset + prefix + length > size:
+                        raise ValueError("not a [hash, data] entry")
+                    f.seek(offset + prefix)
+                    inner = f.read(min(length, 33 + 9))
+                    hash_list, hash_prefix, hash_len = _item_prefix(inner, 0)
+                    if hash_list or hash_len != 32:
+                        raise ValueError("the first item of an entry must be a 32-byte hash")
+                    blob_hash = inner[hash_prefix : hash_prefix + 32]
+                    data_list, data_prefix, data_len = _item_prefix(inner, hash_prefix + 32)
+                    if data_list or hash_prefix + 32 + data_prefix + data_len != length:
+                        raise ValueError("the second item of an entry must be the blob's bytes")
+                except ValueError as exc:
+                    raise CorruptBlockFile(f"{path}: corrupt blob entry at offset {offset}: {exc}", offset=offset) from None
+                self.index[bytes(blob_hash)] = (offset + prefix + hash_prefix + 32 + data_prefix, data_len)
+                offset += prefix + length
+                f.seek(offset)
+
+    def get(self, blob_hash: bytes) -> Optional[bytes]:
+        where = self.index.get(bytes(blob_hash))
+        if where is None:
+            return None
+        with open(self.path, "rb") as f:
+            f.seek(where[0])
+            data = f.read(where[1])
+        if len(data) != where[1]:
+            raise CorruptBlockFile(f"{self.path}: blob {encode_hex(blob_hash)} is truncated", offset=where[0])
+        return data
 
 
 def _rule_name(exc: ChainError) -> str:
@@ -477,29 +600,68 @@ def _rule_name(exc: ChainError) -> str:
     return words or "invalid block"
 
 
-def export_blocks(chain: Chain, path: Path, *, start: int = 0, end: Optional[int] = None) -> int:
-    """Write canonical blocks ``start..end`` (default: to the head) to a block file.
+@dataclass(frozen=True)
+class ExportStats:
+    blocks: int
+    blobs: int
+    blob_bytes: int
+    blobs_path: Optional[Path]
+    """The blob file written, or None (no block needs a blob, or ``blobs`` was off)."""
 
-    Written to ``path.tmp`` and renamed, so ``path`` is never a partial file.
+
+def export_blocks(
+    chain: Chain, path: Path, *, start: int = 0, end: Optional[int] = None, blobs: bool = True
+) -> ExportStats:
+    """Write canonical blocks ``start..end`` (default: to the head) to a block file, and
+    (``blobs``) the blobs their verification reads to ``path.blobs`` (see "Blob files").
+
+    Written to ``.tmp`` files and renamed, so neither file is ever partial. A blob a
+    block needs that this node lacks stops the export (NodeError naming block and blob).
     """
     head = chain.head().block_number
     last = head if end is None else min(end, head)
     if start < 0 or start > last:
         raise NodeError(f"nothing to export: --from {start} is above --to {last} (head #{head})")
-    tmp = path.with_name(path.name + ".tmp")
+    store = chain.engine.blobs if blobs else None
+    blobs_path = blob_file_path(path)
+    tmp, blobs_tmp = path.with_name(path.name + ".tmp"), blobs_path.with_name(blobs_path.name + ".tmp")
     count = 0
+    written: set[bytes] = set()
+    blob_bytes = 0
     try:
-        with open(tmp, "wb", buffering=1 << 20) as f:
+        with open(tmp, "wb", buffering=1 << 20) as f, open(blobs_tmp, "wb", buffering=1 << 20) as bf:
             for number in range(start, last + 1):
                 block_hash = chain.get_canonical_hash(number)
                 block = chain.get_block_by_hash(block_hash)
-                f.write(encode_entry(rlp.encode(block), chain.get_payload(block_hash)))
+                payload = chain.get_payload(block_hash)
+                f.write(encode_entry(rlp.encode(block), payload))
                 count += 1
+                if store is None or payload is None or number == 0:
+                    continue
+                parent_state = chain.state_at(chain.get_header_by_hash(block.header.parent_hash))
+                for name in chain.engine.blobs_for_block(block.header, parent_state):
+                    if name in written:
+                        continue
+                    if not store.has(name):
+                        raise NodeError(
+                            f"cannot export block #{number} with its blobs: blob {encode_hex(name)} (a dataset or "
+                            "checkpoint state its verification reads) is not in this node's blob store "
+                            "(--no-blobs exports the blocks alone)"
+                        )
+                    data = bytes(store.get(name))
+                    bf.write(rlp.encode([bytes(name), data]))
+                    written.add(bytes(name))
+                    blob_bytes += len(data)
         os.replace(tmp, path)
+        if written:
+            os.replace(blobs_tmp, blobs_path)
+        elif blobs_path.exists() and store is not None:
+            blobs_path.unlink()  # a stale blob file of an earlier export would mislead import
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return count
+        for leftover in (tmp, blobs_tmp):
+            if leftover.exists():
+                leftover.unlink()
+    return ExportStats(count, len(written), blob_bytes, blobs_path if written else None)
 
 
 # --- The running node ------------------------------------------------------------------
@@ -528,6 +690,10 @@ class NodeConfig:
     """Serve the dashboard at GET / on the RPC port (``--no-dashboard``)."""
     metrics: bool = True
     """Serve Prometheus metrics at /metrics on the RPC port (``--no-metrics``)."""
+    dataset_quota: int = 1 << 30
+    """Bytes of uploaded datasets no posted job names that the node keeps (rpc/uploads.py)."""
+    ws_max_per_client: int = 32
+    """WebSocket connections one client address may hold open."""
 
 
 class Node:
@@ -564,6 +730,8 @@ class Node:
         # one log line and a timing record per imported block, whoever imports it
         self.imports = ImportLog(self.chain).attach()
         self.backend.imports = self.imports  # type: ignore[attr-defined]  # read by /metrics and pouw_blockImports
+        self.p2p_port: Optional[int] = None
+        """Set by the CLI once the p2p service listens (reported in running.json)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         automine = None
@@ -599,9 +767,16 @@ class Node:
         from rpc.config import RpcConfig
         from rpc.server import SERVICES, create_app
 
-        config = dataclasses.replace(self.config.rpc_config or RpcConfig(), host=self.config.rpc_host,
-                                     port=self.config.rpc_port, dashboard=self.config.dashboard,
-                                     metrics=self.config.metrics)
+        uploads = self.datadir.path / UPLOADS_DIRNAME
+        if uploads.is_dir():  # spool files of uploads a previous run did not finish
+            for leftover in uploads.glob("upload-*.part"):
+                leftover.unlink(missing_ok=True)
+        config = dataclasses.replace(
+            self.config.rpc_config or RpcConfig(), host=self.config.rpc_host, port=self.config.rpc_port,
+            dashboard=self.config.dashboard, metrics=self.config.metrics,
+            dataset_quota_bytes=self.config.dataset_quota, upload_dir=str(uploads),
+            max_ws_per_client=self.config.ws_max_per_client,
+        )
         app = create_app(self.backend, config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -613,6 +788,7 @@ class Node:
                 raise NodeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
             port = runner.addresses[0][1] if runner.addresses else config.port
             self.rpc_url = f"http://{config.host}:{port}"
+            write_running_file(self.datadir.path, self.rpc_url, self.p2p_port)
             log.info("JSON-RPC listening on %s (HTTP and WebSocket)", self.rpc_url)
             if config.dashboard:
                 log.info("dashboard on %s/ (--no-dashboard to turn it off)", self.rpc_url)
@@ -620,10 +796,32 @@ class Node:
                 log.info("Prometheus metrics on %s/metrics", self.rpc_url)
             await stop.wait()
         finally:
+            remove_running_file(self.datadir.path)
             services = app.get(SERVICES)
             await runner.cleanup()
             if services is not None:  # wait for requests still running in its threads
                 await asyncio.get_running_loop().run_in_executor(None, services.executor.shutdown, True)
+
+
+def write_running_file(datadir: Path, rpc_url: str, p2p_port: Optional[int]) -> None:
+    """DIR/running.json: who serves this datadir and where, once its ports are bound."""
+    info = {"pid": os.getpid(), "rpc": rpc_url, "p2p_port": p2p_port, "started": time.time()}
+    _write_atomically(datadir / RUNNING_FILENAME, (json.dumps(info) + "\n").encode())
+
+
+def read_running_file(datadir: Path) -> Optional[dict[str, Any]]:
+    """The running.json of a datadir, or None when absent or unreadable."""
+    try:
+        info = json.loads((datadir / RUNNING_FILENAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def remove_running_file(datadir: Path) -> None:
+    info = read_running_file(datadir)
+    if info is not None and info.get("pid") == os.getpid():
+        (datadir / RUNNING_FILENAME).unlink(missing_ok=True)
 
 
 class AutomineClock:

@@ -33,6 +33,13 @@ ours (``pouw/`` namespace; never 32 bytes long, so never a content hash)
 ``pouw/blob/`` + content_hash (32 B)    blob bytes (datasets,        pouw BlobStore
                                         checkpoints)
 ``pouw/job/`` + job_id (32 B)           job registry aux data        reserved
+``pouw/pieces/`` + blob key (42 B)      length (8 B) || count (4 B)  chain/db.py, for
+                                        of a blob over 4 MiB, stored blob values over 4 MiB
+``pouw/pieces/`` + blob key + i (4 B)   its i-th 1 MiB piece         (LevelDB keeps a
+                                                                     value whole in memory)
+``pouw/upload/`` + content_hash (32 B)  rlp([size, unix time]) of a  rpc/uploads.py
+                                        dataset uploaded over RPC
+                                        that no posted job named yet
 ======================================  ===========================  ==================
 
 Why py-evm's keys are enough where they exist:
@@ -46,8 +53,9 @@ Why py-evm's keys are enough where they exist:
 - Receipts: stored in each block's receipt trie, found from the header's receipt root.
 
 Collision freedom: our dynamic prefixes are prefix-free (no one is a prefix of
-another, nor of a fixed meta key), every argument is exactly 32 bytes, and every key
-of ours is longer than 32 bytes and starts with ``pouw/``, which no py-evm key does.
+another, nor of a fixed meta key), every argument is exactly 32 bytes (``pieces/``:
+a 42-byte blob key, plus a 4-byte index for a piece), and every key of ours is longer
+than 32 bytes and starts with ``pouw/``, which no py-evm key does.
 ``tests/chain/test_schema.py`` checks all three.
 """
 from __future__ import annotations
@@ -81,6 +89,8 @@ FIXED_KEYS: tuple[bytes, ...] = (SCHEMA_VERSION_KEY, CHAIN_ID_KEY, GENESIS_HASH_
 WORK_PAYLOAD_PREFIX = NAMESPACE + b"work/"
 BLOB_PREFIX = NAMESPACE + b"blob/"
 JOB_AUX_PREFIX = NAMESPACE + b"job/"
+UPLOAD_PREFIX = NAMESPACE + b"upload/"
+PIECES_PREFIX = NAMESPACE + b"pieces/"
 
 
 class SchemaError(ValidationError):
@@ -116,11 +126,38 @@ def job_aux(job_id: bytes) -> bytes:
     return JOB_AUX_PREFIX + _hash_arg("job_id", job_id)
 
 
+def dataset_upload(content_hash: bytes) -> bytes:
+    """Key of the upload record (size, time) of a dataset a client uploaded: what the
+    dataset quota counts and may collect while no posted job names the dataset."""
+    return UPLOAD_PREFIX + _hash_arg("content_hash", content_hash)
+
+
+def pieces_head(blob_key: bytes) -> bytes:
+    """Key of the head (length, piece count) of a blob value stored in pieces; the
+    argument is the blob's own key (``blob(hash)``), so heads are all the same length."""
+    return PIECES_PREFIX + _blob_key_arg(blob_key)
+
+
+def piece(blob_key: bytes, index: int) -> bytes:
+    """Key of piece ``index`` of a blob value stored in pieces (4 bytes longer than a head)."""
+    if not 0 <= index < 2**32:
+        raise SchemaError("piece index out of range", expected="< 2**32", got=index)
+    return PIECES_PREFIX + _blob_key_arg(blob_key) + index.to_bytes(4, "big")
+
+
+def _blob_key_arg(blob_key: bytes) -> bytes:
+    if not (isinstance(blob_key, (bytes, bytearray)) and len(blob_key) == len(BLOB_PREFIX) + HASH_LENGTH
+            and bytes(blob_key).startswith(BLOB_PREFIX)):
+        raise SchemaError("expected a blob key (pouw/blob/ + 32 bytes)", got=blob_key)
+    return bytes(blob_key)
+
+
 #: Our key functions by prefix, for tests and for scans with ``LevelDB.iterate(prefix)``.
 KEY_FUNCTIONS: Dict[bytes, Callable[[bytes], bytes]] = {
     WORK_PAYLOAD_PREFIX: work_payload,
     BLOB_PREFIX: blob,
     JOB_AUX_PREFIX: job_aux,
+    UPLOAD_PREFIX: dataset_upload,
 }
 
 # --------------------------------------------------- py-evm's keys, referenced here

@@ -30,7 +30,7 @@ Engines get the genesis config as the class attribute ``genesis`` (set with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from eth._utils.datatypes import Configurable
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ConsensusAPI, StateAPI
@@ -56,6 +56,9 @@ class SealEngine(Configurable, ConsensusAPI):
 
     name: str = "abstract"
     genesis: "GenesisConfig" = None  # type: ignore[assignment]
+    blobs: Any = None
+    """The content-addressed store (``pouw.blobstore.BlobStore``) the engine reads
+    datasets and checkpoint states from; None for an engine that reads none."""
 
     def __init__(self, context: object) -> None:
         # py-evm passes a ConsensusContext (holding the db); engines that need it keep it.
@@ -92,6 +95,13 @@ class SealEngine(Configurable, ConsensusAPI):
         (not a verdict on the block).
         """
         raise NotImplementedError
+
+    def blobs_for_block(self, header: BlockHeaderAPI, parent_state: StateAPI) -> tuple[bytes, ...]:
+        """The blobs (datasets, checkpoint states) that verifying this block reads from
+        the engine's blob store (``self.blobs``) besides its payload, by the hash the chain
+        names them with; blobs every node derives itself are left out. Block files carry
+        them (``pouw-node export``), so an import needs no peer. Default: none."""
+        return ()
 
     # --- execution hooks --------------------------------------------------------------
 

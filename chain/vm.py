@@ -12,8 +12,9 @@ What differs from py-evm's PragueVM:
 
 * blocks use :class:`chain.header.PouwBlockHeader` (seal fields instead of mix_hash and
   nonce; difficulty is real);
-* ``create_header_from_parent`` computes difficulty with ``consensus/difficulty.py`` and
-  the base fee with EIP-1559 from the parent;
+* ``create_header_from_parent`` computes the base fee with EIP-1559 from the parent;
+  difficulty needs the parent's ancestors (``consensus/difficulty.py``), so the chain
+  computes it and passes it in (``Chain.difficulty_for_child``);
 * block rewards come from the seal engine (``SealEngine.apply_block_rewards``), which
   applies the genesis reward schedule by default;
 * :meth:`PouwVM.execute_block` executes a block without trusting any of its
@@ -25,7 +26,7 @@ this class only executes.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from eth import constants
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI
@@ -42,7 +43,6 @@ from eth_utils import ValidationError as EthValidationError
 from chain.errors import InvalidBlockTransaction
 from chain.header import PouwBlock, PouwBlockHeader
 from chain.sealing import NoProofEngine, SealEngine
-from consensus.difficulty import DifficultyParams, next_difficulty
 from consensus.params import REGISTRY_ADDRESS
 from consensus.registry import registry_precompile
 
@@ -80,31 +80,26 @@ class PouwState(PragueState):
 # --- Header construction ----------------------------------------------------------------
 
 
-def create_pouw_header_from_parent(
-    parent: Optional[BlockHeaderAPI],
-    difficulty_params: DifficultyParams,
-    **fields: Any,
-) -> PouwBlockHeader:
-    """A header for a child of ``parent`` with every derived field already right.
+def create_pouw_header_from_parent(parent: Optional[BlockHeaderAPI], **fields: Any) -> PouwBlockHeader:
+    """A header for a child of ``parent`` with the derived fields it can know.
 
     Derived fields: number, parent hash, state root (the parent's, until execution),
-    difficulty (retarget rule), base fee (EIP-1559), gas limit (the parent's). The
-    caller supplies coinbase, timestamp, extra data and, optionally, others; a passed
-    ``difficulty`` or ``base_fee_per_gas`` is respected (tests build invalid blocks).
+    base fee (EIP-1559), gas limit (the parent's). The caller supplies coinbase,
+    timestamp, extra data and the difficulty, which the retarget reads from the
+    parent's ancestors (``Chain.difficulty_for_child``); left out, it is the parent's
+    (enough for a header only used to execute calls: PREVRANDAO reads ``mix_hash``). A
+    passed ``base_fee_per_gas`` is respected (tests build invalid blocks).
     """
     fields.pop("mix_hash", None)
     fields.pop("nonce", None)
     if parent is None:
         return PouwBlockHeader(**fields)
-    timestamp = fields.setdefault("timestamp", parent.timestamp + 1)
+    fields.setdefault("timestamp", parent.timestamp + 1)
     fields.setdefault("block_number", parent.block_number + 1)
     fields.setdefault("parent_hash", parent.hash)
     fields.setdefault("state_root", parent.state_root)
     fields.setdefault("gas_limit", parent.gas_limit)
-    fields.setdefault(
-        "difficulty",
-        next_difficulty(parent.difficulty, parent.timestamp, timestamp, difficulty_params),
-    )
+    fields.setdefault("difficulty", parent.difficulty)
     fields.setdefault("base_fee_per_gas", calculate_expected_base_fee_per_gas(parent))
     return PouwBlockHeader(**fields)
 
@@ -112,9 +107,9 @@ def create_pouw_header_from_parent(
 # --- Per-chain configuration ---------------------------------------------------------------
 
 
-def build_vm_class(engine_class: type[SealEngine], difficulty_params: DifficultyParams) -> type["PouwVM"]:
-    """Our VM configured for one chain: its seal engine, its difficulty rule, and the
-    engine's extra precompiles (if any) merged into the computation class."""
+def build_vm_class(engine_class: type[SealEngine]) -> type["PouwVM"]:
+    """Our VM configured for one chain: its seal engine, and the engine's extra
+    precompiles (if any) merged into the computation class."""
     state_class: type[PouwState] = PouwState
     extra = dict(engine_class.extra_precompiles())
     if extra:
@@ -126,7 +121,6 @@ def build_vm_class(engine_class: type[SealEngine], difficulty_params: Difficulty
         state_class = type("PouwStateWithEngine", (PouwState,), {"computation_class": computation_class})
     return PouwVM.configure(
         consensus_class=engine_class,
-        difficulty_params=difficulty_params,
         _state_class=state_class,
     )
 
@@ -137,20 +131,19 @@ def build_vm_class(engine_class: type[SealEngine], difficulty_params: Difficulty
 class PouwVM(PragueVM):
     """Prague + CLZ, with our header, seal engine and reward hook.
 
-    Configure per chain: ``PouwVM.configure(consensus_class=Engine, difficulty_params=...)``.
+    Configure per chain: ``PouwVM.configure(consensus_class=Engine)`` (``build_vm_class``).
     """
 
     fork = "pouw-prague"
     block_class = PouwBlock
     _state_class = PouwState
     consensus_class = NoProofEngine
-    difficulty_params: ClassVar[DifficultyParams] = None  # type: ignore[assignment]
 
     @classmethod
     def create_header_from_parent(  # type: ignore[override]
         cls, parent_header: Optional[BlockHeaderAPI], **header_params: Any
     ) -> BlockHeaderAPI:
-        return create_pouw_header_from_parent(parent_header, cls.difficulty_params, **header_params)
+        return create_pouw_header_from_parent(parent_header, **header_params)
 
     def configure_header(self, **header_params: Any) -> BlockHeaderAPI:  # type: ignore[override]
         header_params.pop("mix_hash", None)

@@ -41,7 +41,7 @@ from consensus.errors import (
     UnknownJob,
     WrongStartCheckpoint,
 )
-from consensus.jobs import checkpoint_state_bytes, current_checkpoint, load_dataset
+from consensus.jobs import checkpoint_state_bytes, current_checkpoint, digits_dataset_id, load_dataset
 from consensus.params import MAX_STEPS_PER_BLOCK, ConsensusConfig, config_from_genesis, register_config
 from consensus.payload import WorkPayload
 from consensus.registry import JobRecord, read_job
@@ -138,6 +138,16 @@ class PouwEngine(SealEngine):
             raise WorkVerificationUnavailable(f"recomputation failed on this node: {exc}") from exc
         if self.blobs is not None:
             self.blobs.put_state(serialize_state(spec, checkpoint))  # the job's new checkpoint, for the next miner
+
+    def blobs_for_block(self, block_header: BlockHeaderAPI, parent_state: StateAPI) -> tuple[bytes, ...]:
+        """The job's dataset (unless built in) and its start checkpoint state (unless the
+        initial one, derived from the spec): what block files carry for an offline import."""
+        job = self.open_job(parent_state, cast(PouwBlockHeader, block_header))
+        assert job.spec is not None
+        names = [] if job.spec.dataset == digits_dataset_id() else [bytes.fromhex(job.spec.dataset[2:])]
+        if job.checkpoint != ZERO32:
+            names.append(bytes(job.checkpoint))
+        return tuple(names)
 
     # --- finalisation ---------------------------------------------------------------------
 

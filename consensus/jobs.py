@@ -11,9 +11,10 @@
 """
 from __future__ import annotations
 
+import collections
 import functools
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Optional
 
 from eth_utils import keccak
 
@@ -30,8 +31,64 @@ if TYPE_CHECKING:
 
 ZERO32 = b"\x00" * 32
 
-_lock = threading.Lock()
-_datasets: dict[bytes, Dataset] = {}
+DATASET_CACHE_BYTES: Final = 512 * 1024 * 1024
+"""Decoded datasets a node keeps in memory (miners and validators reuse them every
+block); past this, the least recently used is dropped and decoded again when needed."""
+
+
+class DatasetCache:
+    """Verified datasets by content hash, bounded in bytes, least recently used evicted.
+    One process-wide instance: every job naming a dataset shares its decoded copy."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: "collections.OrderedDict[bytes, tuple[Dataset, int]]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, content_hash: bytes) -> Optional[Dataset]:
+        with self._lock:
+            item = self._items.get(content_hash)
+            if item is None:
+                return None
+            self._items.move_to_end(content_hash)
+            return item[0]
+
+    def put(self, content_hash: bytes, dataset: Dataset) -> None:
+        """Keep ``dataset`` unless it alone is over the bound; evict the oldest to fit."""
+        size = dataset_bytes(dataset)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(content_hash, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._items[content_hash] = (dataset, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, freed) = self._items.popitem(last=False)
+                self.bytes -= freed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+    def __contains__(self, content_hash: object) -> bool:
+        with self._lock:
+            return content_hash in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def dataset_bytes(dataset: Dataset) -> int:
+    """Memory held by a decoded dataset's tensors."""
+    tensors = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+    return sum(int(t.element_size()) * int(t.nelement()) for t in tensors)
+
+
+_datasets = DatasetCache(DATASET_CACHE_BYTES)
 
 
 def job_seed(job_id: int, spec: JobSpec) -> bytes:
@@ -99,8 +156,7 @@ def load_dataset(spec: JobSpec, blobs: "BlobStore | None", max_bytes: int) -> Da
     Raises :class:`DatasetUnavailable` (transient: the node may fetch it later).
     """
     want = bytes.fromhex(spec.dataset[2:])
-    with _lock:
-        cached = _datasets.get(want)
+    cached = _datasets.get(want)
     if cached is not None:
         return cached
     blob: bytes | None = None
@@ -116,6 +172,5 @@ def load_dataset(spec: JobSpec, blobs: "BlobStore | None", max_bytes: int) -> Da
         dataset = dataset_from_bytes(blob, expected_hash=want, max_bytes=max_bytes)
     except DatasetError as exc:
         raise DatasetUnavailable(f"dataset {spec.dataset} unusable: {exc}") from None
-    with _lock:
-        _datasets[want] = dataset
+    _datasets.put(want, dataset)
     return dataset

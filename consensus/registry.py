@@ -62,7 +62,7 @@ from consensus.params import (
     config_for_chain,
 )
 from pouw.errors import PouwError
-from pouw.spec import JobSpec
+from pouw.spec import JobSpec, loads_spec_json
 
 # --- constants -----------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ def _spec_from_stored(spec_bytes: bytes, config: ConsensusConfig) -> JobSpec | N
     cached = _SPEC_CACHE.get(key)
     if cached is None:
         try:
-            cached = JobSpec.from_dict(json.loads(spec_bytes), config.limits)
+            cached = JobSpec.from_dict(loads_spec_json(spec_bytes), config.limits)
         except (PouwError, ValueError, TypeError):
             return None
         if len(_SPEC_CACHE) > 4096:
@@ -295,7 +295,7 @@ def _post_job(computation: ComputationAPI, args: bytes, config: ConsensusConfig)
     if len(spec_raw) > MAX_SPEC_BYTES:
         raise _revert(f"spec: at most {MAX_SPEC_BYTES} bytes")
     try:
-        spec = JobSpec.from_dict(json.loads(spec_raw), config.limits)
+        spec = JobSpec.from_dict(loads_spec_json(spec_raw), config.limits)
     except PouwError as exc:
         raise _revert(f"spec: {exc}") from None
     except (ValueError, TypeError, RecursionError) as exc:

@@ -34,10 +34,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import safejson
+
 DEFAULT_DIR = Path(".devnet")
 STATE_FILE = "devnet.json"
 PID_FILE = "node.pid"
 LOG_FILE = "node.log"
+MAX_REPLY_BYTES = 1 << 20
+"""JSON-RPC replies the devnet reads are small; whatever answers on a port is untrusted."""
 
 # The first five keys of the PUBLIC test mnemonic "test test ... junk", funded by the
 # shipped genesis files. Anyone can spend from them: DEVNET ONLY, never with value.
@@ -136,7 +140,10 @@ def node_command(state: DevnetState, spec: NodeSpec, root: Path) -> list[str]:
 
 
 def start_node(state: DevnetState, spec: NodeSpec, root: Path) -> int:
+    from chain.node import RUNNING_FILENAME
+
     node_dir = root / spec.name
+    (node_dir / RUNNING_FILENAME).unlink(missing_ok=True)  # a crashed run's: must not vouch for this one
     log = open(node_dir / LOG_FILE, "ab")
     proc = subprocess.Popen(
         node_command(state, spec, root), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -185,10 +192,51 @@ def rpc(port: int, method: str, params: Sequence[Any] = (), timeout: float = 3.0
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        reply = json.loads(response.read())
+        reply = safejson.loads(response.read(MAX_REPLY_BYTES + 1), max_depth=64, max_bytes=MAX_REPLY_BYTES)
     if "error" in reply:
         raise DevnetError(f"{method}: {reply['error'].get('message')}")
     return reply["result"]
+
+
+def verify_node(spec: NodeSpec, root: Path, pid: int, timeout: float) -> None:
+    """Wait until the node we started (``pid``) serves its own ports, or fail loudly.
+
+    A JSON-RPC answer on the port proves nothing (another devnet's node may hold it). The
+    node writes DIR/running.json with its pid and ports once it has bound them; the port
+    is ours only if that file names our pid and our ports and the process is alive.
+    """
+    from chain.node import read_running_file
+
+    node_dir = root / spec.name
+    deadline = time.monotonic() + timeout
+    while True:
+        if not pid_alive(pid):
+            raise DevnetError(f"{spec.name} (pid {pid}) exited while starting: {last_error(node_dir / LOG_FILE)}; "
+                              f"see {node_dir / LOG_FILE}")
+        info = read_running_file(node_dir)
+        if info is not None and info.get("pid") == pid:
+            rpc_url, p2p_port = info.get("rpc"), info.get("p2p_port")
+            if rpc_url != f"http://127.0.0.1:{spec.rpc_port}" or p2p_port != spec.p2p_port:
+                raise DevnetError(f"{spec.name} (pid {pid}) serves {rpc_url} and p2p port {p2p_port}, "
+                                  f"not 127.0.0.1:{spec.rpc_port} and {spec.p2p_port}")
+            if wait_rpc(spec.rpc_port, max(1.0, deadline - time.monotonic())):
+                return
+        if time.monotonic() > deadline:
+            raise DevnetError(f"{spec.name} (pid {pid}) did not come up on ports {spec.rpc_port}/{spec.p2p_port} "
+                              f"within {timeout:.0f} s; see {node_dir / LOG_FILE}")
+        time.sleep(0.2)
+
+
+def last_error(log_file: Path) -> str:
+    """The node's last ``error: ...`` line (its one-line reason), else its last line."""
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("error: ")]
+    return (errors[-1] if errors else lines[-1] if lines else "no output").strip()
 
 
 def wait_rpc(port: int, timeout: float) -> bool:
@@ -249,13 +297,22 @@ def cmd_up(args: argparse.Namespace) -> int:
             init_datadir(root / spec.name, genesis)
         state.save(root)
     started = []
+    pids: dict[str, int] = {}
     for spec in state.nodes:
-        if read_pid(root / spec.name) is None:
-            start_node(state, spec, root)
+        pid = read_pid(root / spec.name)
+        if pid is None:
+            pid = start_node(state, spec, root)
             started.append(spec.name)
+        pids[spec.name] = pid
+    failures = []
     for spec in state.nodes:
-        if not wait_rpc(spec.rpc_port, args.wait):
-            raise DevnetError(f"{spec.name} did not answer on port {spec.rpc_port}; see {root / spec.name / LOG_FILE}")
+        try:
+            verify_node(spec, root, pids[spec.name], args.wait)
+        except DevnetError as exc:
+            failures.append(str(exc))
+    if failures:
+        up = len(state.nodes) - len(failures)
+        raise DevnetError("; ".join(failures) + f" ({up} of {len(state.nodes)} nodes up: `pouw-devnet down` stops them)")
     print_up(state, root, started)
     return 0
 
@@ -429,11 +486,9 @@ def _restart_all(state: DevnetState, root: Path, wait: float) -> None:
     stop_pids([pid for pid in pids.values() if pid is not None])
     for spec in state.nodes:
         (root / spec.name / PID_FILE).unlink(missing_ok=True)
+    started = {spec.name: start_node(state, spec, root) for spec in state.nodes}
     for spec in state.nodes:
-        start_node(state, spec, root)
-    for spec in state.nodes:
-        if not wait_rpc(spec.rpc_port, wait):
-            raise DevnetError(f"{spec.name} did not answer on port {spec.rpc_port}; see {root / spec.name / LOG_FILE}")
+        verify_node(spec, root, started[spec.name], wait)
 
 
 def cmd_partition(args: argparse.Namespace) -> int:
@@ -506,15 +561,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    from chain.cli import closed_pipe, report_error, unexpected_error
     from chain.errors import ChainError
 
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe (pouw-devnet status | head) shows here
+        return code
+    except BrokenPipeError:
+        return closed_pipe()
     except (DevnetError, ChainError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        return unexpected_error(exc)
 
 
 if __name__ == "__main__":

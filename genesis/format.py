@@ -18,8 +18,15 @@ from eth_utils import is_checksum_address, keccak, to_canonical_address
 
 from eth_typing import Address
 
+import safejson
 from chain.errors import GenesisError
-from consensus.difficulty import DifficultyParams
+from consensus.difficulty import (
+    DEFAULT_MAXIMUM_DIFFICULTY,
+    DEFAULT_SMOOTHING,
+    DEFAULT_WINDOW,
+    MAXIMUM_DIFFICULTY_LIMIT,
+    DifficultyParams,
+)
 
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1
@@ -89,6 +96,12 @@ class GenesisConfig:
     minimum_difficulty: int
     max_adjust_up_percent: int
     max_adjust_down_percent: int
+    maximum_difficulty: int
+    """Ceiling of every block's difficulty (so no value, and no score, overflows)."""
+    retarget_window: int
+    """Blocks per span the retarget measures (consensus/difficulty.py)."""
+    retarget_smoothing: int
+    """Spans averaged: how many timestamps each end of the window is the mean of."""
     block_rewards: tuple[RewardEra, ...]
     coinbase_maturity: int
     pouw: PouwParams
@@ -100,6 +113,9 @@ class GenesisConfig:
             minimum_difficulty=self.minimum_difficulty,
             max_adjust_up_percent=self.max_adjust_up_percent,
             max_adjust_down_percent=self.max_adjust_down_percent,
+            maximum_difficulty=self.maximum_difficulty,
+            window=self.retarget_window,
+            smoothing=self.retarget_smoothing,
         )
 
     @property
@@ -142,6 +158,9 @@ def canonical_parameters_json(config: GenesisConfig) -> str:
             "minimumDifficulty": config.minimum_difficulty,
             "maxAdjustUpPercent": config.max_adjust_up_percent,
             "maxAdjustDownPercent": config.max_adjust_down_percent,
+            "maximumDifficulty": config.maximum_difficulty,
+            "retargetWindow": config.retarget_window,
+            "retargetSmoothing": config.retarget_smoothing,
             "blockReward": [{"fromBlock": e.from_block, "reward": e.reward} for e in config.block_rewards],
             "coinbaseMaturity": config.coinbase_maturity,
         },
@@ -159,16 +178,25 @@ def canonical_parameters_json(config: GenesisConfig) -> str:
 # --- Loading -------------------------------------------------------------------------
 
 
+GENESIS_JSON_DEPTH = 32
+"""A genesis file nests about 5 deep; deeper text is refused before parsing (safejson)."""
+
+
+def loads_genesis_json(text: str) -> Any:
+    """Parse a genesis file's text, its nesting bounded first (ValueError if bad)."""
+    return safejson.loads(text, max_depth=GENESIS_JSON_DEPTH)
+
+
 def load_genesis(source: str | Path | Mapping[str, Any]) -> GenesisConfig:
     """Read and check a genesis file (a path, or an already parsed JSON object)."""
     if isinstance(source, Mapping):
         raw = source
     else:
         try:
-            raw = json.loads(Path(source).read_text())
+            raw = loads_genesis_json(Path(source).read_text())
         except OSError as exc:
             raise GenesisError("genesis", f"cannot read {source}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:
             raise GenesisError("genesis", f"not valid JSON: {exc}") from None
     return parse_genesis(raw)
 
@@ -183,7 +211,8 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
     consensus = _Obj(top.required("consensus", _is_object), "consensus")
     consensus.allow_only(
         "sealEngine", "targetBlockTime", "initialDifficulty", "minimumDifficulty",
-        "maxAdjustUpPercent", "maxAdjustDownPercent", "blockReward", "coinbaseMaturity",
+        "maxAdjustUpPercent", "maxAdjustDownPercent", "maximumDifficulty", "retargetWindow",
+        "retargetSmoothing", "blockReward", "coinbaseMaturity",
     )
     pouw = _Obj(top.required("pouw", _is_object), "pouw")
     pouw.allow_only(
@@ -201,6 +230,14 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
             "consensus.initialDifficulty",
             f"must be >= minimumDifficulty ({minimum_difficulty}), got {initial_difficulty}",
         )
+    maximum_difficulty = consensus.number(
+        "maximumDifficulty", default=DEFAULT_MAXIMUM_DIFFICULTY, low=1, high=MAXIMUM_DIFFICULTY_LIMIT
+    )
+    if maximum_difficulty < initial_difficulty:
+        raise GenesisError(
+            "consensus.maximumDifficulty",
+            f"must be >= initialDifficulty ({initial_difficulty}), got {maximum_difficulty}",
+        )
 
     return GenesisConfig(
         chain_id=top.number("chainId", low=1, high=UINT64_MAX),
@@ -217,6 +254,9 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
         minimum_difficulty=minimum_difficulty,
         max_adjust_up_percent=consensus.number("maxAdjustUpPercent", low=1, high=1000),
         max_adjust_down_percent=consensus.number("maxAdjustDownPercent", low=1, high=99),
+        maximum_difficulty=maximum_difficulty,
+        retarget_window=consensus.number("retargetWindow", default=DEFAULT_WINDOW, low=1, high=10_000),
+        retarget_smoothing=consensus.number("retargetSmoothing", default=DEFAULT_SMOOTHING, low=1, high=1_000),
         block_rewards=_parse_rewards(consensus.required("blockReward", _is_list)),
         coinbase_maturity=consensus.number("coinbaseMaturity"),
         pouw=PouwParams(

@@ -59,6 +59,10 @@ class P2PConfig:
     # Scores and bans.
     ban_seconds: float = 600.0
     ban_score: int = -100
+    address_strikes: int = 3
+    """Invalid blocks (or corrupt blobs) from one IP address, under any node ids, within
+    ``address_window_s`` that ban the address itself (p2p/scoring.py AddressStrikes)."""
+    address_window_s: float = 3600.0
 
     # Timing.
     handshake_timeout_s: float = 5.0

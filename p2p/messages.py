@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import safejson
 from p2p.errors import MalformedMessage, OversizedMessage
 
 KIB = 1024
@@ -40,6 +41,9 @@ MAX_TXS = 64
 """Most transactions in one txs message."""
 BLOB_CHUNK = 1 * MIB
 """Largest chunk of a blob in one blob response."""
+MAX_JSON_DEPTH = 8
+"""Deepest nesting of a message body (the deepest real one, ``blocks``, is 3). Checked
+before parsing: a frame of ``[[[[...`` would otherwise overflow the C stack."""
 
 PENALTY_MALFORMED = 40
 PENALTY_OVERSIZED = 40
@@ -101,7 +105,11 @@ def decode(frame: str, max_bytes: int) -> Message:
             f"{type_} message too large", penalty=PENALTY_OVERSIZED, expected=f"<= {limit}", got=len(frame)
         )
     try:
-        body = json.loads(rest)
+        body = safejson.loads(rest, max_depth=MAX_JSON_DEPTH)
+    except safejson.JsonTooDeep:
+        raise MalformedMessage(
+            f"{type_}: body nested deeper than {MAX_JSON_DEPTH} levels", penalty=PENALTY_MALFORMED
+        ) from None
     except (ValueError, RecursionError):
         raise MalformedMessage(f"{type_}: body is not JSON", penalty=PENALTY_MALFORMED) from None
     if not isinstance(body, dict):

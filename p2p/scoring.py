@@ -1,16 +1,26 @@
-"""Per-peer rate limits, scores and bans.
+"""Per-peer rate limits, scores and bans, by identity and by remote address.
 
 A peer starts at score 0. Each violation subtracts its penalty; at ``ban_score`` the
 peer is disconnected and banned for ``ban_seconds``. Bans are kept by peer identity:
 the node id it announced and its dialable address (host and announced listen port),
-so a banned peer cannot come straight back on another connection. Nothing is banned by
-IP alone, since every devnet node shares 127.0.0.1.
+so a banned peer cannot come straight back on another connection.
+
+Node ids are self-chosen, so identity alone is shed for free. The offences that cost a
+validator real work (an invalid block, a blob that does not match its hash: penalties of
+``PENALTY_INVALID_BLOCK`` and more) are therefore also counted against the remote IP
+address (:class:`AddressStrikes`): ``strikes`` of them within ``window_s``, from any
+identities, ban the address itself, for ``ban_seconds`` doubled on each further ban (up
+to a day). Cheaper offences (rate, malformed frames) never count against an address, so
+several honest nodes behind one address are not cut off by one noisy neighbour, and the
+addresses of the node's static peers (operator-configured, e.g. every node of a loopback
+devnet on 127.0.0.1) are never banned as a whole: their identities still are.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 # Penalties (points off the score). An invalid block costs a ban at once.
 PENALTY_INVALID_BLOCK = 100
@@ -98,3 +108,67 @@ class PeerBook:
     def score(self, key: str) -> int:
         rec = self.records.get(key)
         return 0 if rec is None else rec.score
+
+
+@dataclass
+class AddressRecord:
+    strikes: deque[float] = field(default_factory=deque)
+    """Monotonic times of the expensive offences still inside the window."""
+    bans: int = 0
+    banned_until: float = 0.0
+    ban_reason: str = ""
+
+
+class AddressStrikes:
+    """Expensive offences (invalid blocks, corrupt blobs) per remote IP address, whatever
+    node id the peer announced; ``strikes`` within ``window_s`` ban the address."""
+
+    MAX_BAN_S = 24 * 3600.0
+
+    def __init__(
+        self, strikes: int, window_s: float, ban_seconds: float, exempt: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic, max_addresses: int = 65536,
+    ) -> None:
+        self.strikes = strikes
+        self.window_s = window_s
+        self.ban_seconds = ban_seconds
+        self.exempt = set(exempt)
+        self.clock = clock
+        self.max_addresses = max_addresses
+        self.records: dict[str, AddressRecord] = {}
+
+    def strike(self, address: str, reason: str) -> Optional[float]:
+        """Count one expensive offence from ``address``; the ban's length in seconds when
+        this one bans it, else None. Exempt addresses are never counted."""
+        if address in self.exempt:
+            return None
+        now = self.clock()
+        record = self.records.get(address)
+        if record is None:
+            if len(self.records) >= self.max_addresses:
+                self._forget_idle(now)
+            record = self.records[address] = AddressRecord()
+        while record.strikes and record.strikes[0] <= now - self.window_s:
+            record.strikes.popleft()
+        record.strikes.append(now)
+        if len(record.strikes) < self.strikes:
+            return None
+        length = min(self.MAX_BAN_S, self.ban_seconds * 2**record.bans)
+        record.bans += 1
+        record.banned_until = now + length
+        record.ban_reason = f"{len(record.strikes)} invalid blocks or blobs from {address} (last: {reason})"
+        record.strikes.clear()
+        return length
+
+    def banned(self, address: str) -> Optional[str]:
+        """The reason ``address`` is banned now, or None."""
+        record = self.records.get(address)
+        if record is None or record.banned_until <= self.clock() or address in self.exempt:
+            return None
+        return record.ban_reason
+
+    def _forget_idle(self, now: float) -> None:
+        """Bound the table: drop addresses neither banned nor struck within the window."""
+        for address in [a for a, r in self.records.items()
+                        if r.banned_until <= now and (not r.strikes or r.strikes[-1] <= now - self.window_s)]:
+            del self.records[address]

@@ -51,6 +51,7 @@ from p2p.scoring import (
     PENALTY_BAD_TX,
     PENALTY_INVALID_BLOCK,
     PENALTY_LYING_HEAD,
+    AddressStrikes,
     PeerBook,
 )
 
@@ -92,6 +93,11 @@ class P2PService:
         self.node_id = node_id or os.urandom(16)
         self.peers: dict[bytes, Peer] = {}
         self.book = PeerBook(config.ban_score, config.ban_seconds)
+        self.addresses = AddressStrikes(
+            config.address_strikes, config.address_window_s, config.ban_seconds,
+            exempt={p.host for p in config.static_peers},
+        )
+        """Invalid blocks per remote IP, whatever node id (scoring.py); static peers exempt."""
         self.stats = SyncStats()
         self.port: Optional[int] = None
         self._import_executor = ThreadPoolExecutor(1, thread_name_prefix="p2p-import")
@@ -132,6 +138,12 @@ class P2PService:
         loop = asyncio.get_running_loop()
         self._running = True
         self._session = aiohttp.ClientSession()
+        for peer_address in self.config.static_peers:  # exempt by IP too, as inbound peers show up
+            try:
+                infos = await loop.getaddrinfo(peer_address.host, peer_address.port)
+            except OSError:
+                continue
+            self.addresses.exempt.update(str(info[4][0]) for info in infos)
         if self.config.listen:
             app = web.Application()
             app.router.add_get(WS_PATH, self._handle_inbound)
@@ -254,9 +266,12 @@ class P2PService:
         return peer
 
     async def _handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        remote = request.remote or "?"
+        banned = self.addresses.banned(remote)
+        if banned is not None:  # refused before the upgrade: costs no handshake
+            return web.Response(status=403, text=f"banned: {banned}")
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, heartbeat=self.config.heartbeat_s)
         await ws.prepare(request)
-        remote = request.remote or "?"
         try:
             hello = await exchange_hello(ws, self._hello(), self.config.handshake_timeout_s, self.config.max_message_bytes)
             peer = self._admit(ws, hello, outbound=False, remote_host=remote)
@@ -293,7 +308,7 @@ class P2PService:
         if hello.listen_port and PeerAddress(remote_host, hello.listen_port) in self._paused:
             raise HandshakeRefused("not peering with this address")
         peer = Peer(self, ws, hello, outbound=outbound, remote_host=remote_host)
-        reason = self.book.banned(peer.keys)
+        reason = self.book.banned(peer.keys) or self.addresses.banned(remote_host)
         if reason is not None:
             raise HandshakeRefused(f"banned: {reason}")
         existing = self.peers.get(hello.node_id)
@@ -330,15 +345,31 @@ class P2PService:
             pass
 
     async def penalise(self, peer: Peer, penalty: int, reason: str) -> None:
-        """Take ``penalty`` from the peer's score; ban and disconnect at the threshold."""
+        """Take ``penalty`` from the peer's score; ban and disconnect at the threshold.
+        Invalid data (a penalty of an invalid block or more) also strikes its address."""
         if self.book.penalise(peer.keys, penalty, reason):
             log.warning("peer %s banned for %.0f s: %s", peer.name, self.config.ban_seconds, reason)
             await peer.close(f"banned: {reason}")
+        if penalty >= PENALTY_INVALID_BLOCK:
+            await self._strike_address(peer, reason)
 
     async def ban(self, peer: Peer, reason: str) -> None:
+        """Ban the peer's identity (an invalid block), and strike its address."""
         self.book.ban(peer.keys, reason)
         log.warning("peer %s banned for %.0f s: %s", peer.name, self.config.ban_seconds, reason)
         await peer.close(f"banned: {reason}")
+        await self._strike_address(peer, reason)
+
+    async def _strike_address(self, peer: Peer, reason: str) -> None:
+        """Count an expensive offence against the peer's IP address; when that bans the
+        address, every connection from it goes (a new node id does not shed the ban)."""
+        length = self.addresses.strike(peer.remote_host, reason)
+        if length is None:
+            return
+        log.warning("address %s banned for %.0f s: %s", peer.remote_host, length, self.addresses.banned(peer.remote_host))
+        for other in list(self.peers.values()):
+            if other.remote_host == peer.remote_host:
+                await other.close(f"banned: {self.addresses.banned(peer.remote_host)}")
 
     # --- chain access -------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+import safejson
 from pouw.errors import DatasetError
 from pouw.prng import derive_key, keccak256, prng_bytes, uniform_below
 
@@ -78,6 +79,8 @@ DIGITS_TEST_SIZE: Final = 297
 DIGITS_SPLIT_LABEL: Final = b"pouw/digits-split"
 
 _SAFETENSORS_MAX_HEADER: Final = 100 * 1024 * 1024
+_HEADER_JSON_DEPTH: Final = 8
+"""A safetensors header nests 3 deep (header, tensor, shape); our metadata 1."""
 _ZIP_MAGIC: Final = b"PK\x03\x04"
 
 
@@ -195,7 +198,8 @@ def _from_safetensors(blob: bytes) -> Dataset:
     if header_len > min(len(blob) - 8, _SAFETENSORS_MAX_HEADER) or blob[8:9] != b"{":
         raise DatasetError("dataset blob is neither safetensors nor npz (bad header)")
     try:
-        meta_raw = json.loads(blob[8 : 8 + header_len]).get("__metadata__") or {}
+        # Depth-bounded before parsing (safejson): the header is untrusted bytes.
+        meta_raw = safejson.loads(blob[8 : 8 + header_len], max_depth=_HEADER_JSON_DEPTH).get("__metadata__") or {}
         tensors = st_load(blob)
     except Exception as exc:  # any parser failure on untrusted bytes is a bad blob
         raise DatasetError(f"corrupt safetensors dataset: {exc}") from exc
@@ -206,7 +210,7 @@ def _from_safetensors(blob: bytes) -> Dataset:
             got=sorted(meta_raw) if isinstance(meta_raw, dict) else meta_raw,
         )
     try:
-        meta = json.loads(meta_raw[METADATA_KEY])
+        meta = safejson.loads(meta_raw[METADATA_KEY], max_depth=_HEADER_JSON_DEPTH)
         fmt, name, num_classes = meta["format"], meta["name"], meta["num_classes"]
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"bad {METADATA_KEY} metadata: {exc}") from exc

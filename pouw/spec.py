@@ -19,9 +19,20 @@ from typing import Any, Final
 
 from eth_utils import keccak
 
+import safejson
 from pouw.errors import SpecError
 
-__all__ = ["JobSpec", "Limits", "DEFAULT_LIMITS", "validate_spec", "FAMILIES"]
+__all__ = ["JobSpec", "Limits", "DEFAULT_LIMITS", "validate_spec", "FAMILIES", "loads_spec_json"]
+
+MAX_SPEC_JSON_DEPTH: Final = 4
+"""A spec is an object of scalars and flat lists (depth 2); deeper text is refused before
+``json.loads`` sees it (a transaction's spec bytes are untrusted: see ``safejson``)."""
+
+
+def loads_spec_json(raw: str | bytes) -> Any:
+    """Parse a spec's JSON text from outside (a transaction, an RPC call) with its nesting
+    bounded first; raises ``ValueError`` (bad or too deeply nested JSON)."""
+    return safejson.loads(raw, max_depth=MAX_SPEC_JSON_DEPTH)
 
 FAMILIES: Final = ("mlp", "cnn")
 """The task catalogue, in the order families were added."""

@@ -28,6 +28,9 @@ class RpcConfig:
     filter_timeout_s: float = 300.0
     #: Most subscriptions one WebSocket connection may hold.
     max_subscriptions_per_conn: int = 128
+    #: Most WebSocket connections open at once from one client address (``--ws-max-per-client``);
+    #: one more is refused with HTTP 429 before the upgrade.
+    max_ws_per_client: int = 32
     #: Requests one WebSocket connection may have in flight (further messages wait).
     max_inflight_per_conn: int = 64
     #: Gas cap for eth_call / eth_estimateGas / eth_simulateV1 (geth's --rpc.gascap: 50M).
@@ -48,3 +51,12 @@ class RpcConfig:
     dashboard: bool = True
     #: Serve Prometheus metrics at GET /metrics (rpc/metrics.py; ``--no-metrics``).
     metrics: bool = True
+    #: Dataset uploads (``POST /pouw/datasets``) received at once; more wait up to
+    #: ``upload_wait_s`` for a turn, then get 503. Each is spooled to disk, and checked
+    #: and stored one at a time, so memory holds one dataset at most (rpc/uploads.py).
+    max_concurrent_uploads: int = 2
+    upload_wait_s: float = 60.0
+    #: Most bytes of uploaded datasets that no posted job names (``--dataset-quota``).
+    dataset_quota_bytes: int = 1 << 30
+    #: Where uploads are spooled (the node: DATADIR/uploads); None: the system's temp dir.
+    upload_dir: str | None = None

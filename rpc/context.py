@@ -33,6 +33,8 @@ class Services:
     loop: asyncio.AbstractEventLoop
     #: Runs EVM simulations (eth_call, ...); defaults to ``executor``.
     evm_executor: ThreadPoolExecutor | None = None
+    uploads: Any = None
+    """rpc.uploads.DatasetUploads: dataset uploads under the quota (set by create_app)."""
 
     async def run_blocking(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run ``func(*args)`` in the thread executor and await its result."""

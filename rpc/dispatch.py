@@ -8,12 +8,13 @@ handler raises, the client gets a well-formed error and the server keeps serving
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import math
-import re
 from typing import Any
+
+import safejson
+from safejson import JsonTooDeep
 
 from rpc.context import CallContext
 from rpc.errors import (
@@ -35,33 +36,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON literal {name}")
 
 
-_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_DEPTH_DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
-
-
-def nesting_depth(text: str) -> int:
-    """Deepest bracket nesting outside string literals (C-speed passes only)."""
-    if text.count("[") + text.count("{") == 0:
-        return 0
-    brackets = _NOT_BRACKETS.sub("", _STRING_LITERAL.sub("", text))
-    if not brackets:
-        return 0
-    return max(itertools.accumulate(map(_DEPTH_DELTA.__getitem__, brackets.encode("ascii"))))
-
-
 def decode_json(text: str | bytes, max_depth: int = 64) -> Any:
     """Strict JSON decoding; raises ParseError for anything that is not plain JSON.
 
-    Nesting is checked first: CPython's C decoder recurses per level and a body of
-    ``[[[[...`` a few MB deep can exhaust the C stack (a segfault, not an exception).
+    Nesting is checked first (``safejson``): CPython's C decoder recurses per level and a
+    body of ``[[[[...`` a few MB deep can exhaust the C stack (a segfault, not an exception).
     """
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        if text.count("[") + text.count("{") > max_depth and nesting_depth(text) > max_depth:
-            raise ParseError(f"parse error: JSON nested deeper than {max_depth} levels")
-        return json.loads(text, parse_constant=_reject_constant)
+        return safejson.loads(text, max_depth=max_depth, parse_constant=_reject_constant)
+    except JsonTooDeep:
+        raise ParseError(f"parse error: JSON nested deeper than {max_depth} levels") from None
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ParseError(f"parse error: {str(exc)[:200]}") from None
 

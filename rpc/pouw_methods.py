@@ -7,7 +7,6 @@ executor and encode the answer; a request the node refuses is -32000 with the re
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Optional
 
 from eth_abi import decode as abi_decode
@@ -16,7 +15,7 @@ from eth_utils import to_checksum_address
 from consensus.params import MAX_SPEC_BYTES, MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, STANDING_JOB_BASE
 from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, JobRecord
 from pouw.errors import PouwError, SpecError
-from pouw.spec import FAMILIES, JobSpec
+from pouw.spec import FAMILIES, JobSpec, loads_spec_json
 from rpc.backend import TransactionRejected
 from rpc.context import CallContext
 from rpc.errors import InvalidParams, LimitExceeded, RpcError, ServerError
@@ -25,6 +24,7 @@ from rpc.hexcodec import data, parse_address, parse_data, parse_hash, parse_quan
 from rpc.params import LATEST, BlockId, parse_block_id, parse_block_number
 from rpc.pouw_view import STATUS_CODES, STATUS_NAMES, DatasetInfo, PouwView, PouwViewError, posted_job_id
 from rpc.registry import Param, Registry
+from rpc.uploads import UploadError
 
 pouw = Registry()
 
@@ -65,7 +65,7 @@ def parse_spec(value: Any) -> dict[str, Any]:
         if len(value) > MAX_SPEC_BYTES:
             raise ValueError(f"spec text longer than {MAX_SPEC_BYTES} bytes")
         try:
-            value = json.loads(value)
+            value = loads_spec_json(value)
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"spec is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -231,10 +231,14 @@ def put_dataset(ctx: CallContext, blob: bytes) -> dict[str, Any]:
     view = _view(ctx)
     if len(blob) > view.max_dataset_bytes:
         raise ServerError(f"dataset refused: {len(blob)} bytes is over this chain's limit of {view.max_dataset_bytes}")
+    uploads = ctx.services.uploads
     try:
-        return dataset_json(view.put_dataset(blob))
+        info = view.put_dataset(blob) if uploads is None else uploads.store_bytes(blob)
     except PouwViewError as exc:
         raise _refuse(exc) from None
+    except UploadError as exc:  # the dataset quota
+        raise ServerError(str(exc)) from None
+    return dataset_json(info)
 
 
 @pouw.method("pouw_getDataset", Param("id", parse_dataset_id), Param("includeData", _bool, default=False), blocking=True)

@@ -272,13 +272,28 @@ class PouwView:
         return int(self.config.limits.max_dataset_bytes)
 
     def put_dataset(self, blob: bytes) -> DatasetInfo:
-        """Check and store a dataset file; its id is keccak256 of the bytes."""
+        """Check and store a dataset file; its id is keccak256 of the bytes. (Uploads
+        through the RPC go through ``rpc.uploads.DatasetUploads``, which adds the quota.)"""
+        info = self.check_dataset(blob)
+        self.blobs.put(blob)
+        return info
+
+    def check_dataset(self, blob: bytes, dataset_hash: Optional[bytes] = None) -> DatasetInfo:
+        """Parse and check a dataset file without storing it; the decoded tensors are
+        released on return (only the summary is kept), so a caller storing the bytes
+        next never holds both."""
         try:
             dataset = _datasets().dataset_from_bytes(blob, max_bytes=self.max_dataset_bytes)
         except PouwError as exc:
             raise PouwViewError(f"dataset refused: {exc}") from None
-        dataset_hash = self.blobs.put(blob)
+        if dataset_hash is None:
+            dataset_hash = _datasets().content_hash(blob)
         return self._remember(dataset_hash, len(blob), dataset)
+
+    def forget_dataset(self, dataset_hash: bytes) -> None:
+        """Drop the summary of a dataset that was deleted from the blob store."""
+        with self._lock:
+            self._datasets.pop(dataset_hash, None)
 
     def dataset_info(self, dataset_hash: bytes) -> Optional[DatasetInfo]:
         with self._lock:

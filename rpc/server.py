@@ -12,6 +12,7 @@ removed blocks) -> filters and each connection's subscriptions.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +24,13 @@ from rpc.backend import Backend
 from rpc.config import RpcConfig
 from rpc.context import CallContext, Services
 from rpc.dispatch import Dispatcher, encode_json, error_response
-from rpc.errors import InvalidRequest
+from rpc.errors import InvalidRequest, LimitExceeded
 from rpc.events import Event, NewHead, NewTransaction
 from rpc.filters import FilterManager
 from rpc.metrics import CONTENT_TYPE_LATEST, NodeMetrics
 from rpc.registry import Registry
 from rpc.subscriptions import SubscriptionSet
+from rpc.uploads import DatasetUploads, UploadError
 
 log = logging.getLogger("rpc")
 
@@ -41,10 +43,12 @@ METRICS = web.AppKey("rpc_metrics", NodeMetrics)
 
 
 class Connections:
-    """The open WebSocket connections of one app (event fan-out goes to each)."""
+    """The open WebSocket connections of one app (event fan-out goes to each), and how
+    many each client address holds (``max_ws_per_client``)."""
 
     def __init__(self) -> None:
         self.live: set["WsConnection"] = set()
+        self.per_address: collections.Counter[str] = collections.Counter()
 
 
 CONNECTIONS = web.AppKey("rpc_connections", Connections)
@@ -100,6 +104,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     evm_executor = ThreadPoolExecutor(config.evm_threads, thread_name_prefix="rpc-evm")
     filters = FilterManager(config.max_filters, config.filter_timeout_s)
     services = Services(backend, config, backend.events, filters, executor, loop, evm_executor)
+    services.uploads = DatasetUploads(backend, config)
     app[SERVICES] = services
     queue: asyncio.Queue[Event] = asyncio.Queue()
     unlisten = backend.events.listen(loop, queue.put_nowait)
@@ -116,6 +121,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         for connection in list(app[CONNECTIONS].live):
             await connection.ws.close()
+        services.uploads.close()
         # Wait for running chain reads: the node closes its database right after we stop,
         # and a LevelDB read still running in a thread would then crash the process.
         await loop.run_in_executor(None, lambda: executor.shutdown(wait=True, cancel_futures=True))
@@ -200,7 +206,8 @@ def _json_answer(status: int, body: Any) -> web.Response:
 async def handle_dataset_upload(request: web.Request) -> web.StreamResponse:
     """``POST /pouw/datasets`` with the file as the body: pouw_putDataset without hex and
     without the JSON-RPC body limit; the chain's maxDatasetBytes bounds it instead. The body
-    is streamed, and refused as soon as it passes the limit."""
+    is streamed to disk and refused as soon as it passes the limit; uploads take turns and
+    are kept under the node's dataset quota (rpc/uploads.py)."""
     from rpc.pouw_methods import dataset_json
     from rpc.pouw_view import PouwViewError
 
@@ -209,18 +216,22 @@ async def handle_dataset_upload(request: web.Request) -> web.StreamResponse:
     if view is None:
         return _json_answer(404, {"error": "this node does not serve the pouw_ namespace"})
     limit = view.max_dataset_bytes
-    too_large = {"error": f"dataset refused: larger than this chain's limit of {limit} bytes"}
     if request.content_length is not None and request.content_length > limit:
-        return _json_answer(413, too_large)
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(_UPLOAD_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            return _json_answer(413, too_large)
-        parts.append(chunk)
+        return _json_answer(413, {"error": f"dataset refused: larger than this chain's limit of {limit} bytes"})
+    uploads: DatasetUploads = services.uploads
     try:
-        info = await services.run_blocking(view.put_dataset, b"".join(parts))
+        async with uploads.turn():
+            spooled = await uploads.receive(request.content.iter_chunked(_UPLOAD_CHUNK), limit)
+            try:
+                info = await services.run_blocking(uploads.store_file, spooled)
+            finally:
+                spooled.remove()
+    except UploadError as exc:
+        headers = {"Retry-After": "10"} if exc.status == 503 else None
+        response = _json_answer(exc.status, {"error": str(exc)})
+        if headers:
+            response.headers.update(headers)
+        return response
     except PouwViewError as exc:
         return _json_answer(400, {"error": str(exc)})
     return _json_answer(200, dataset_json(info))
@@ -267,6 +278,26 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
 
             return dashboard_page()
         return web.Response(status=405, text="use POST for JSON-RPC over HTTP, or upgrade to WebSocket")
+    remote = request.remote or "unknown"
+    per_address = app[CONNECTIONS].per_address
+    if per_address[remote] >= config.max_ws_per_client:
+        error = LimitExceeded(
+            f"too many WebSocket connections from {remote}: at most {config.max_ws_per_client} "
+            "per client address (close one, or use HTTP)"
+        )
+        return web.Response(status=429, text=encode_json(error_response(error)), content_type="application/json")
+    per_address[remote] += 1  # counted before any await: a burst of upgrades cannot slip past
+    try:
+        return await _serve_websocket(request, ws)
+    finally:
+        per_address[remote] -= 1
+        if per_address[remote] <= 0:
+            del per_address[remote]
+
+
+async def _serve_websocket(request: web.Request, ws: web.WebSocketResponse) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
     await ws.prepare(request)
     connection = WsConnection(ws, config)
     ctx = CallContext(app[SERVICES], connection=connection)

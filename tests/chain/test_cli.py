@@ -290,3 +290,60 @@ def test_run_without_rpc_stops_on_sigint(dev_datadir: Path) -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "received SIGINT" in err
+
+
+# --- one line, never a traceback ----------------------------------------------------
+
+
+def test_invalid_device_cuda_without_cuda_says_why(tmp_path: Path) -> None:
+    """``--device cuda`` on a torch without CUDA (this suite's CPU build, or no GPU):
+    one line that names the cause and the way out, before the datadir is even opened."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    datadir = tmp_path / "pouw"
+    assert cli("init", "--datadir", datadir).returncode == 0
+    coinbase = "0x" + "c0" * 20
+    result = cli("run", "--datadir", datadir, "--mine", "--coinbase", coinbase, "--device", "cuda", "--no-p2p", "--no-rpc")
+    assert result.returncode == 1
+    line = one_line_error(result)
+    if not torch.backends.cuda.is_built():
+        assert "CPU-only build" in line and "pip install torch --index-url" in line and "--device cpu" in line
+    else:
+        assert "no usable CUDA device" in line
+    result = cli("run", "--datadir", datadir, "--mine", "--coinbase", coinbase, "--device", "tpu:0", "--no-p2p")
+    assert "--device: expected auto, cpu, cuda or cuda:N" in one_line_error(result)
+
+
+def test_closed_pipe_is_quiet(dev_datadir: Path, tmp_path: Path) -> None:
+    """``pouw-node ... | head``: the reader closes the pipe; the command stops without
+    ``error: Broken pipe`` or a traceback (status 141, as a tool killed by SIGPIPE)."""
+    for args in (["init", "--datadir", str(dev_datadir), "--genesis", "dev"],
+                 ["export", "--datadir", str(dev_datadir), str(tmp_path / "out.rlp")]):
+        proc = subprocess.Popen([*pouw_node(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # as `head -0` would
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        assert proc.returncode == 141, err
+        assert "error" not in err and "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_unexpected_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                        dev_datadir: Path) -> None:
+    """A bug in a command still ends in one line (POUW_TRACEBACK=1 shows the traceback)."""
+    import chain.cli as cli_module
+
+    def broken(args: Any) -> int:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(cli_module, "cmd_export", broken)
+    monkeypatch.delenv("POUW_TRACEBACK", raising=False)
+    assert cli_module.main(["export", "--datadir", str(dev_datadir), "x.rlp"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "error: KeyError: 'surprise' (set POUW_TRACEBACK=1 for the traceback)"
+    assert "Traceback" not in err
+    monkeypatch.setenv("POUW_TRACEBACK", "1")
+    with pytest.raises(KeyError):
+        cli_module.main(["export", "--datadir", str(dev_datadir), "x.rlp"])

@@ -174,6 +174,37 @@ def test_leveldb_iterate_prefix(tmp_path: Path) -> None:
         assert [k for k, _ in db.iterate()] == [b"a", b"a:1", b"a:2", b"b:1"]
 
 
+def test_leveldb_stores_large_blobs_in_pieces(tmp_path: Path) -> None:
+    """A blob value over 4 MiB goes to LevelDB in 1 MiB pieces (a whole 60 MiB value
+    costs 60 MiB buffers in the memtable and in every compaction); readers see it whole."""
+    from chain import schema
+    from chain.db import LARGE_VALUE_BYTES, PIECE_BYTES
+
+    key = schema.blob(b"\x11" * 32)
+    value = os.urandom(LARGE_VALUE_BYTES + 3 * PIECE_BYTES + 17)
+    db = LevelDB(tmp_path / "db")
+    db[key] = value
+    assert db[key] == value and key in db
+    assert db._handle().get(key) is None  # not one LevelDB value
+    pieces = [k for k, _ in db.iterate(schema.PIECES_PREFIX)]
+    assert len(pieces) == 1 + 8  # the head and ceil(size / 1 MiB) pieces
+    assert [k for k, _ in db.iterate(schema.BLOB_PREFIX)] == []  # blob scans see no pieces
+    db.close()
+    db = LevelDB(tmp_path / "db")
+    assert db[key] == value
+    db[key] = b"small"  # overwritten by a small value: the pieces go
+    assert db[key] == b"small" and list(db.iterate(schema.PIECES_PREFIX)) == []
+    db[key] = value
+    del db[key]
+    assert key not in db and list(db.iterate(schema.PIECES_PREFIX)) == []
+    with pytest.raises(KeyError):
+        del db[key]
+    other = b"state-node-key-" + b"\x00" * 20  # not a blob: stored whole whatever its size
+    db[other] = value
+    assert db._handle().get(other) == value
+    db.close()
+
+
 def test_invalid_second_open_in_same_process_is_datadir_locked(tmp_path: Path) -> None:
     with LevelDB(tmp_path / "db"):
         with pytest.raises(DatadirLocked) as info:

@@ -121,7 +121,7 @@ def test_export_import_round_trip(built: BuiltChain, tmp_path: Path) -> None:
         assert dd.chain.get_storage(built.contracts[0], 0) != 0 or len(built.contracts) > 1
         # Exported again, the chain gives back the very same bytes.
         out = tmp_path / "again.rlp"
-        assert export_blocks(dd.chain, out) == 51
+        assert export_blocks(dd.chain, out).blocks == 51
     assert out.read_bytes() == built.path.read_bytes()
 
 
@@ -140,8 +140,8 @@ def test_export_range(built: BuiltChain, tmp_path: Path) -> None:
     with open_datadir(datadir) as dd:
         import_blocks(dd.chain, built.path)
         first, second = tmp_path / "a.rlp", tmp_path / "b.rlp"
-        assert export_blocks(dd.chain, first, end=20) == 21
-        assert export_blocks(dd.chain, second, start=21) == 30
+        assert export_blocks(dd.chain, first, end=20).blocks == 21
+        assert export_blocks(dd.chain, second, start=21).blocks == 30
     target = fresh_datadir(tmp_path, "target")
     with open_datadir(target) as dd:
         assert import_blocks(dd.chain, first).imported == 20
@@ -190,3 +190,81 @@ def test_invalid_block_file_entry(data: bytes, reason: str) -> None:
     with pytest.raises(CorruptBlockFile, match="corrupt block at offset 0: ") as info:
         list(read_block_file(io.BytesIO(data), max_entry_bytes=10**6))
     assert reason in str(info.value)
+
+
+# --- pouw chains: blocks with the blobs their verification reads ------------------------------
+
+
+@pytest.fixture(scope="module")
+def pouw_chain_with_a_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A pouw datadir mined by the real miner code: a standing-job block, a block posting
+    a job on an uploaded dataset, then blocks training that job (their verification reads
+    the dataset, and from the second on the job's checkpoint state)."""
+    import json
+
+    from consensus.blobs import LevelDBBlobStore
+    from pouw.datasets import dataset_id, dataset_to_bytes, synthetic_blobs
+    from tests.consensus.helpers import mine_block, pouw_genesis_dict, post_job_tx, tiny_spec
+
+    root = tmp_path_factory.mktemp("pouwexport")
+    genesis_path = root / "genesis.json"
+    genesis_path.write_text(json.dumps(pouw_genesis_dict(expected_steps=6, k=3, maturity=2)))
+    datadir = root / "source"
+    init_datadir(datadir, read_genesis(str(genesis_path)))
+    dataset = dataset_to_bytes(synthetic_blobs(b"\x05" * 32, 256, 64, (16,), 4))
+    spec = tiny_spec(steps=60, dataset=dataset_id(dataset), input_shape=[16], num_classes=4, hidden=8, batch=8)
+    with open_datadir(datadir) as dd:
+        chain = dd.chain
+        LevelDBBlobStore(chain.db).put(dataset)  # as pouw_putDataset stores it
+        mine_block(chain, MINER)
+        mine_block(chain, MINER, transactions=[post_job_tx(DEV_KEYS[0], 0, spec, 10**9, 10**9 * 60)])
+        jobs = [mine_block(chain, MINER).job_id for _ in range(3)]
+        assert jobs == [1, 1, 1]
+        head = chain.head()
+        checkpoint = bytes(chain.get_block_by_number(3).header.final_state)
+    return {"root": root, "genesis": genesis_path, "datadir": datadir, "head": bytes(head.hash),
+            "dataset": bytes.fromhex(dataset_id(dataset)[2:]), "checkpoint": checkpoint}
+
+
+def test_export_writes_blobs_and_import_needs_no_peer(pouw_chain_with_a_job: dict, tmp_path: Path) -> None:
+    """`pouw-node export` writes FILE.blobs (the job's dataset, its checkpoint states),
+    and `pouw-node import` into a fresh datadir, with no peer, reaches the same head."""
+    from tests.chain.test_cli import cli, head_of
+
+    built = pouw_chain_with_a_job
+    out = tmp_path / "chain.rlp"
+    result = cli("export", "--datadir", built["datadir"], out)
+    assert result.returncode == 0, result.stderr
+    # the dataset, and the checkpoint states blocks 2, 4 and 5 start from (standing job, job 1)
+    assert "4 blobs" in result.stdout and "chain.rlp.blobs" in result.stdout, result.stdout
+    blobs = (tmp_path / "chain.rlp.blobs").read_bytes()
+    assert built["dataset"] in blobs and built["checkpoint"] in blobs
+
+    target = tmp_path / "target"
+    assert cli("init", "--datadir", target, "--genesis", built["genesis"]).returncode == 0
+    result = cli("import", "--datadir", target, out, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert head_of(target)[1] == built["head"]
+
+
+def test_invalid_import_without_blobs_names_block_and_blob(pouw_chain_with_a_job: dict, tmp_path: Path) -> None:
+    """Without the blob file, import stops at the first block that trains the posted job
+    with one line naming the block number and the missing dataset; blocks before it stay."""
+    from tests.chain.test_cli import cli, head_of, one_line_error
+
+    built = pouw_chain_with_a_job
+    out = tmp_path / "chain.rlp"
+    assert cli("export", "--datadir", built["datadir"], out, "--no-blobs").returncode == 0
+    assert not (tmp_path / "chain.rlp.blobs").exists()
+    target = tmp_path / "target"
+    assert cli("init", "--datadir", target, "--genesis", built["genesis"]).returncode == 0
+    result = cli("import", "--datadir", target, out, timeout=300)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "block #3 " in line and "0x" + built["dataset"].hex() in line and "FILE.blobs" in line, line
+    assert head_of(target)[0] == 2
+    # A blob file that lies about a blob is refused, naming it.
+    bad = tmp_path / "bad.blobs"
+    bad.write_bytes(rlp.encode([built["dataset"], b"not the dataset"]))
+    result = cli("import", "--datadir", target, out, "--blobs", bad, timeout=300)
+    assert result.returncode == 1 and "does not match its hash" in one_line_error(result)

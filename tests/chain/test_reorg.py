@@ -14,6 +14,7 @@ from tests.chain.helpers import (
     STORAGE_INIT,
     address_of,
     contract_address,
+    dev_genesis,
     mine,
     open_chain,
     sign_tx,
@@ -144,24 +145,28 @@ def test_reorg_back_and_forth(genesis, forks) -> None:
     assert chain.get_storage(forks["contract"], 0) == 111
 
 
-def test_reorg_to_shorter_heavier_branch(genesis) -> None:
+def test_reorg_to_shorter_heavier_branch() -> None:
     """Three slow (lighter) blocks lose to two fast (heavier) ones; the abandoned
-    blocks above the new head's height are reported and their lookups removed."""
+    blocks above the new head's height are reported and their lookups removed. (The
+    retarget reads ancestors only, so the branches share a prefix long enough for
+    their own blocks to move difficulty, and a +100 % clamp lets one block double it.)"""
+    genesis = dev_genesis(maxAdjustUpPercent=100)
     scratch = open_chain(genesis=genesis)
+    prefix = [mine(scratch, dt=5), mine(scratch, dt=5)]
     slow, fast = [], []
-    parent = scratch.head().hash
+    parent = prefix[-1].hash
     for nonce in range(3):
         block = mine(scratch, [transfer(ALICE, nonce, X)], parent_hash=parent, dt=10)
         slow.append(block)
         parent = block.hash
-    parent = scratch.genesis_hash
+    parent = prefix[-1].hash
     for nonce in range(2):
         block = mine(scratch, [transfer(BOB, nonce, X)], parent_hash=parent, dt=1)
         fast.append(block)
         parent = block.hash
     pool = RecordingPool()
     chain = open_chain(genesis=genesis, txpool=pool)
-    for block in slow:
+    for block in prefix + slow:
         chain.import_block(block)
     assert chain.import_block(fast[0]).new_canonical == ()
     result = chain.import_block(fast[1])

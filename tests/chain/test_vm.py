@@ -1,5 +1,5 @@
-"""Our VM and header: opcode table, CLZ, PREVRANDAO, header encoding, template hash,
-and the difficulty retarget rule the header validation applies."""
+"""Our VM and header: opcode table, CLZ, PREVRANDAO, header encoding, template hash.
+(The difficulty rule the header validation applies: tests/consensus/test_difficulty.py.)"""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,6 @@ from chain.chain import Chain, PouwChainDB, Seal
 from chain.db import batch_view
 from chain.header import SEAL_FIELDS, TEMPLATE_FIELDS, PouwBlockHeader, template_hash
 from chain.vm import CLZ, CLZ_GAS, POUW_OPCODES
-from consensus.difficulty import DifficultyParams, next_difficulty
 from tests.chain.helpers import ALICE, MINER, address_of, contract_address, mine, sign_tx
 
 
@@ -114,35 +113,3 @@ def test_genesis_hash_is_deterministic(genesis) -> None:
     from tests.chain.helpers import open_chain
 
     assert open_chain(AtomicDB(), genesis).genesis_hash == open_chain(AtomicDB(), genesis).genesis_hash
-
-
-# --- difficulty ----------------------------------------------------------------------
-
-PARAMS = DifficultyParams(target_block_time=5, minimum_difficulty=1000, max_adjust_up_percent=25,
-                          max_adjust_down_percent=20)
-
-
-def test_difficulty_steady_on_target() -> None:
-    assert next_difficulty(10**10, 100, 105, PARAMS) == 10**10
-
-
-def test_difficulty_proportional_inside_clamps() -> None:
-    assert next_difficulty(10**10, 100, 106, PARAMS) == 10**10 * 5 // 6
-    assert next_difficulty(10**10, 100, 104, PARAMS) == 10**10 * 5 // 4
-
-
-def test_difficulty_clamped() -> None:
-    assert next_difficulty(10**10, 100, 101, PARAMS) == 10**10 * 125 // 100
-    assert next_difficulty(10**10, 100, 100, PARAMS) == 10**10 * 125 // 100  # actual floored to 1
-    assert next_difficulty(10**10, 100, 10_000, PARAMS) == 10**10 * 80 // 100
-
-
-def test_difficulty_floor_and_growth_from_small() -> None:
-    assert next_difficulty(1000, 100, 200, PARAMS) == 1000  # minimum
-    small = DifficultyParams(5, 1, 25, 20)
-    assert next_difficulty(3, 100, 101, small) == 4  # +1 at least, so tiny D can grow
-
-
-def test_difficulty_is_integer_and_deterministic() -> None:
-    values = {next_difficulty(123456789, 0, dt, PARAMS) for dt in (3, 3, 3)}
-    assert len(values) == 1 and isinstance(values.pop(), int)

@@ -83,6 +83,9 @@ def test_invalid_post_bad_spec_reverts_with_reason() -> None:
     assert "hidden" in decode_revert_reason(out.output)
     out = chain.call(REGISTRY_ADDRESS, encode_post_job(b"{not json", 1), sender=address_of(ALICE))
     assert out.is_error and "JSON" in decode_revert_reason(out.output)
+    deep = b'{"family":' + b"[" * 4000 + b"]" * 4000 + b"}"  # under MAX_SPEC_BYTES, refused before parsing
+    out = chain.call(REGISTRY_ADDRESS, encode_post_job(deep[:4096], 1), sender=address_of(ALICE))
+    assert out.is_error and "JSON" in decode_revert_reason(out.output)
     huge = tiny_spec(hidden=4096 * 4)  # state too large for the genesis limit? (2 MiB)
     out = chain.call(REGISTRY_ADDRESS, encode_post_job(huge, 1), sender=address_of(ALICE))
     assert out.is_error

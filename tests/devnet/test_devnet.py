@@ -106,8 +106,11 @@ def test_devnet_converges_mines_txs_and_recovers_from_sigkill(devnet, capsys) ->
     wait_until(lambda: converged_at(root, target), 60, "node2 to catch up")
 
     # status prints a table; down stops cleanly and keeps the data.
-    assert cli.main(["status", "--datadir", str(root)]) == 0
-    assert "all running nodes agree on the head" in capsys.readouterr().out
+    def status_agrees() -> bool:  # a block a second: a status may fall between two heads
+        assert cli.main(["status", "--datadir", str(root)]) == 0
+        return "all running nodes agree on the head" in capsys.readouterr().out
+
+    wait_until(status_agrees, 20, "status to report one head")
     assert cli.main(["down", "--datadir", str(root)]) == 0
     assert "stopped cleanly" in capsys.readouterr().out
     assert (root / "node2" / "chaindata").is_dir() and (root / "node2" / "node.log").stat().st_size > 0
@@ -271,4 +274,43 @@ def test_pouw_devnet_job_posted_at_a_validator_is_mined_and_verified_everywhere(
             assert "banned" not in log_text  # no honest node is punished
         assert "prefetched dataset of job 1" in (root / "node0" / cli.LOG_FILE).read_text()
     finally:
+        cli.main(["down", "--datadir", str(root)])
+
+
+def test_invalid_devnet_up_fails_loudly_when_a_port_is_taken(tmp_path: Path, capsys) -> None:
+    """Another process holds node1's JSON-RPC port and answers JSON-RPC there (as another
+    devnet's node would): `up` must not take that answer for node1's. node1 exits
+    ("cannot listen"), and `up` says so, naming the node and the reason, exit status 1."""
+    import http.server
+    import threading
+
+    rpc_base = free_base_port(2)
+    p2p_base = free_base_port(2)
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b'{"jsonrpc":"2.0","id":1,"result":"0x5"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", rpc_base + 1), Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    root = tmp_path / "devnet"
+    try:
+        code = cli.main(["up", "--datadir", str(root), "--nodes", "2", "--miners", "1", "--genesis", "dev",
+                         "--block-time", "1", "--rpc-port", str(rpc_base), "--p2p-port", str(p2p_base), "--wait", "60"])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert "node1" in err and "exited while starting" in err and f"cannot listen on 127.0.0.1:{rpc_base + 1}" in err, err
+        assert "1 of 2 nodes up" in err
+        assert "node0" not in err.split("(1 of 2")[0]  # node0 itself came up fine
+    finally:
+        impostor.shutdown()
         cli.main(["down", "--datadir", str(root)])

@@ -36,7 +36,8 @@ def test_default_genesis_loads() -> None:
     assert g.block_reward(0) == g.block_reward(999_999) == 2 * 10**18
     assert g.block_reward(1_000_000) == 10**18
     assert g.pouw.challenge_count >= 1
-    assert g.difficulty_params.minimum_difficulty <= g.initial_difficulty
+    assert g.difficulty_params.minimum_difficulty <= g.initial_difficulty <= g.maximum_difficulty == 2**128
+    assert (g.retarget_window, g.retarget_smoothing) == (90, 15)  # defaults: absent from the file
 
 
 def test_numbers_as_int_or_hex_and_full_account() -> None:
@@ -66,7 +67,8 @@ def test_genesis_hash_is_deterministic_and_covers_the_file() -> None:
     assert genesis_hash(parse_genesis(r)) != genesis_hash(g)
     # parameters outside the header and state are committed too
     for section, key, value in [("consensus", "targetBlockTime", 6), ("pouw", "challengeCount", 9),
-                                (None, "chainId", 7358), ("consensus", "coinbaseMaturity", 1)]:
+                                (None, "chainId", 7358), ("consensus", "coinbaseMaturity", 1),
+                                ("consensus", "retargetWindow", 30), ("consensus", "maximumDifficulty", 2**100)]:
         r = raw()
         (r if section is None else r[section])[key] = value
         assert genesis_hash(parse_genesis(r)) != genesis_hash(g), key
@@ -171,6 +173,11 @@ def test_invalid_consensus_fields() -> None:
     refuse(r"consensus\.maxAdjustDownPercent", lambda r: r["consensus"].update(maxAdjustDownPercent=100))
     refuse(r"consensus\.maxAdjustUpPercent", lambda r: r["consensus"].update(maxAdjustUpPercent=0))
     refuse(r"consensus\.coinbaseMaturity", lambda r: r["consensus"].update(coinbaseMaturity="ten"))
+    refuse(r"consensus\.maximumDifficulty: must be >= initialDifficulty",
+           lambda r: r["consensus"].update(maximumDifficulty=r["consensus"]["initialDifficulty"] - 1))
+    refuse(r"consensus\.maximumDifficulty: expected a value in", lambda r: r["consensus"].update(maximumDifficulty=2**192 + 1))
+    refuse(r"consensus\.retargetWindow", lambda r: r["consensus"].update(retargetWindow=0))
+    refuse(r"consensus\.retargetSmoothing", lambda r: r["consensus"].update(retargetSmoothing=0))
     refuse(r"consensus\.blockReward: expected a JSON list", lambda r: r["consensus"].update(blockReward={}))
     refuse(r"consensus\.blockReward\.1\.fromBlock: eras must be in strictly increasing order",
            lambda r: r["consensus"].update(blockReward=[{"fromBlock": 5, "reward": 1}, {"fromBlock": 5, "reward": 2}]))
@@ -201,3 +208,6 @@ def test_invalid_file(tmp_path: Path) -> None:
         load_genesis(bad)
     with pytest.raises(GenesisError, match="cannot read"):
         load_genesis(tmp_path / "missing.json")
+    bad.write_text('{"comment": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    with pytest.raises(GenesisError, match="nested deeper"):  # refused before json.loads
+        load_genesis(bad)

@@ -185,6 +185,17 @@ class FakePeer:
             return None
         return m.decode(msg.data, 64 * 1024 * 1024)
 
+    async def receive_next(self, type_: str, timeout: float = 10.0) -> m.Message:
+        """The next message of ``type_``, skipping gossip (a ``new_block`` the node may
+        announce to a new peer at any moment)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.receive(timeout=max(0.1, deadline - time.monotonic()))
+            assert msg is not None, f"closed while waiting for {type_}"
+            if msg.type == type_:
+                return msg
+            assert msg.type in ("new_block", "txs"), f"expected {type_}, got {msg.type}"
+
     async def closed_reason(self, timeout: float = 10.0) -> str:
         """Read until the node closes the connection; the reason it gave."""
         reason = ""

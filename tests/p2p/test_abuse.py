@@ -124,11 +124,9 @@ async def test_invalid_lying_head_costs_only_the_connection(make_node, fake_peer
     fake = FakePeer(a)
     fake_peers.append(fake)
     await fake.connect(total_work=10**30, number=10**6, head=b"\x42" * 32)
-    request = await fake.receive()
-    assert request is not None and request.type == "get_chain"  # a believed it and asked
+    request = await fake.receive_next("get_chain")  # a believed it and asked
     await fake.send(m.encode("blocks", id=request.body["id"], blocks=[]))
-    again = await fake.receive()  # a re-asks once, fresh, before judging (a reply may be stale)
-    assert again is not None and again.type == "get_chain"
+    again = await fake.receive_next("get_chain")  # a re-asks once, fresh, before judging (a reply may be stale)
     await fake.send(m.encode("blocks", id=again.body["id"], blocks=[]))
     assert "more total work than it serves" in await fake.closed_reason()
     assert a.number == 3

@@ -35,6 +35,15 @@ def test_invalid_size_is_checked_before_json() -> None:
         m.decode("blocks " + " " * 200, 100)
 
 
+def test_invalid_deeply_nested_body_is_refused_before_parsing() -> None:
+    """The frame that segfaulted a node (issue 12): refused as malformed, nothing parsed."""
+    with pytest.raises(MalformedMessage, match="nested deeper"):
+        m.decode("txs " + "[" * 100_000, 1 << 20)
+    with pytest.raises(MalformedMessage, match="nested deeper"):
+        m.decode("blocks " + '{"id":1,"blocks":' + "[" * 9 + "]" * 9 + "}", 1 << 20)
+    assert m.decode('blocks {"id":1,"blocks":[["0x00",null]]}', 1 << 20).body["id"] == 1
+
+
 @pytest.mark.parametrize("frame", ["", "new_block", "NEW_BLOCK {}", "new_block {", "new_block 1", "txs []"])
 def test_invalid_frames(frame: str) -> None:
     with pytest.raises(MalformedMessage):
@@ -88,6 +97,32 @@ def test_peer_book_bans_and_expires() -> None:
     now[0] += 61
     assert book.banned(keys) is None
     assert book.penalise(keys, 50, "again")  # after a ban, one more offence bans again
+
+
+def test_address_strikes_ban_an_address_whatever_the_node_id() -> None:
+    """Invalid blocks count against the remote IP under any node id: the third within
+    the window bans the address; each later ban lasts twice as long; static peers'
+    addresses are never banned as a whole; old strikes leave the window."""
+    from p2p.scoring import AddressStrikes
+
+    now = [0.0]
+    strikes = AddressStrikes(3, window_s=3600, ban_seconds=600, exempt={"127.0.0.1"}, clock=lambda: now[0])
+    assert strikes.strike("10.0.0.9", "invalid block 1") is None
+    now[0] += 4000  # the first strike has left the window
+    assert strikes.strike("10.0.0.9", "invalid block 2") is None
+    assert strikes.strike("10.0.0.9", "invalid block 3") is None
+    assert strikes.banned("10.0.0.9") is None
+    assert strikes.strike("10.0.0.9", "invalid block 4") == 600
+    assert "3 invalid blocks or blobs from 10.0.0.9" in (strikes.banned("10.0.0.9") or "")
+    assert strikes.banned("10.0.0.8") is None  # another address is not touched
+    now[0] += 601
+    assert strikes.banned("10.0.0.9") is None
+    for i in range(3):
+        length = strikes.strike("10.0.0.9", f"again {i}")
+    assert length == 1200  # a second ban: twice as long
+    for _ in range(10):
+        assert strikes.strike("127.0.0.1", "a static peer's address") is None
+    assert strikes.banned("127.0.0.1") is None
 
 
 def test_locator_and_fork_point() -> None:

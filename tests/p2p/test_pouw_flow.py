@@ -124,7 +124,7 @@ async def test_prefetch_remembers_blobs_no_peer_has(make_node) -> None:
     await mine_on(b, transactions=[b.chain.txpool.get(tx.hash)])  # posts the job (B mines the standing job)
     await converged([a, b], timeout=60)
     await wait_for(lambda: asked, timeout=10, what="a prefetch of the missing dataset")
-    assert missing in b.p2p._blob_failures
+    await wait_for(lambda: missing in b.p2p._blob_failures, timeout=10, what="the failed fetch to be remembered")
     rounds = b.p2p.stats.prefetch_rounds
     for _ in range(2):  # more heads, more rounds: the dataset is not asked for again
         await mine_on(b)

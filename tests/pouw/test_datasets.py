@@ -222,6 +222,17 @@ def test_invalid_tensor_names_and_metadata(small: Dataset) -> None:
         dataset_from_bytes(_st(t, meta={METADATA_KEY: '{"format":1,"name":"t","num_classes":1}'}))
     with pytest.raises(DatasetError, match="format"):
         dataset_from_bytes(_st(t, meta={METADATA_KEY: '{"format":2,"name":"t","num_classes":4}'}))
+    with pytest.raises(DatasetError, match="nested deeper"):  # bounded before json.loads
+        dataset_from_bytes(_st(t, meta={METADATA_KEY: "[" * 100_000}))
+
+
+def test_invalid_deeply_nested_safetensors_header(small: Dataset) -> None:
+    blob = bytearray(_st(_tensors(small)))
+    header_len = int.from_bytes(blob[:8], "little")
+    deep = b'{"__metadata__":' + b"[" * (header_len - 20)
+    deep = deep[:header_len].ljust(header_len, b" ")
+    with pytest.raises(DatasetError, match="nested deeper"):
+        dataset_from_bytes(bytes(blob[:8]) + deep + bytes(blob[8 + header_len :]))
 
 
 def test_invalid_npz_names(small: Dataset) -> None:

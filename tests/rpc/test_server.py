@@ -410,3 +410,37 @@ async def test_pending_subscription_with_full_transactions(client: Any, backend:
         await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "eth_subscribe", "params": bad}))
         assert json.loads((await ws.receive()).data)["error"]["code"] == -32602, bad
     await ws.close()
+
+
+async def test_invalid_too_many_websockets_from_one_address(aiohttp_client: Any, backend: ChainBackend) -> None:
+    """One client address holds at most max_ws_per_client connections; one more is
+    refused before the upgrade with HTTP 429 and a JSON-RPC error saying why; closing
+    one makes room again. (40 connections x 128 subscriptions used to be 5,120 live
+    subscriptions from one client.)"""
+    import aiohttp
+
+    from rpc.config import RpcConfig
+    from rpc.server import create_app
+
+    client = await aiohttp_client(create_app(backend, RpcConfig(port=0, max_ws_per_client=3)))
+    sockets = [await client.ws_connect("/") for _ in range(3)]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/")
+    assert refused.value.status == 429
+    response = await client.get("/", headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert response.status == 429
+    error = (await response.json())["error"]
+    assert error["code"] == -32005 and "at most 3 per client address" in error["message"]
+    await sockets[0].send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}))
+    assert json.loads((await sockets[0].receive()).data)["result"] == hex(CHAIN_ID)  # the others still serve
+    await sockets.pop().close()
+    for _ in range(50):  # the server notices the close
+        try:
+            sockets.append(await client.ws_connect("/"))
+            break
+        except aiohttp.WSServerHandshakeError:
+            await asyncio.sleep(0.02)
+    assert len(sockets) == 3
+    for ws in sockets:
+        await ws.close()

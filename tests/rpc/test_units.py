@@ -12,7 +12,8 @@ import pytest
 
 from rpc import RpcConfig, create_app
 from rpc.backend import ChainBackend
-from rpc.dispatch import decode_json, nesting_depth
+from rpc.dispatch import decode_json
+from safejson import nesting_depth
 from rpc.errors import ExecutionReverted, InvalidParams, ParseError, decode_revert_reason
 from rpc.events import EventHub, NewHead
 from rpc.hexcodec import parse_data, parse_quantity, parse_storage_slot, quantity
