@@ -21,7 +21,7 @@ integers of the spec:
 
 ``work_units = sum(COEFFICIENT * count)``; the coefficients below were fitted on the
 reference machine (``bench/bench_work_units.py --fit``: least squares on measured step
-times over 18 specs, the per-flop cost measured apart on a large product). Every
+times over 19 specs, the per-flop cost measured apart on a large product). Every
 admissible spec then earns about the same work units per second on that machine
 (``bench/bench_work_units.py`` prints the spread against the standing job), so neither
 a tiny job nor a huge one moves the chain's block time, and a job's price per work unit
@@ -35,14 +35,15 @@ if TYPE_CHECKING:
     from pouw.spec import JobSpec
 
 # Picoseconds of the reference CPU miner (2-core AMD EPYC with AVX-512 VNNI, torch 2.13
-# CPU build, 2 threads), rounded from `bench/bench_work_units.py --fit` (2026-12-02):
-FLOP_UNITS: Final = 1  # measured 1.1 ps per flop of the exact int8 GEMM
-DENSE_ACT_UNITS: Final = 3_000
-CONV_ACT_UNITS: Final = 4_300
-PARAM_UNITS: Final = 1_300
-DENSE_LAYER_UNITS: Final = 100_000_000
-CONV_LAYER_UNITS: Final = 800_000_000
-FIXED_UNITS: Final = 140_000_000
+# CPU build, 2 threads, machine idle), rounded from `bench/bench_work_units.py --fit`
+# (2026-12-02):
+FLOP_UNITS: Final = 1  # measured 0.89 ps per flop of the exact int8 GEMM
+DENSE_ACT_UNITS: Final = 1_900
+CONV_ACT_UNITS: Final = 2_900
+PARAM_UNITS: Final = 940
+DENSE_LAYER_UNITS: Final = 76_000_000
+CONV_LAYER_UNITS: Final = 560_000_000
+FIXED_UNITS: Final = 88_000_000
 
 __all__ = ["dense_work", "layer_shapes", "cost_features", "work_units", "FLOP_UNITS", "DENSE_ACT_UNITS", "CONV_ACT_UNITS", "PARAM_UNITS",
            "DENSE_LAYER_UNITS", "CONV_LAYER_UNITS", "FIXED_UNITS"]

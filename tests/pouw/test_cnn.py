@@ -142,8 +142,8 @@ def test_work_units_formula() -> None:
     conv_acts = sum(m * (k + n) for m, k, n, _ in layers[:2])
     dense_acts = sum(m * (k + n) for m, k, n, _ in layers[2:])
     params = sum(k * n + n for m, k, n, _ in layers)
-    want = (flops + 3000 * dense_acts + 4300 * conv_acts + 1300 * params  # docs/protocol.md §6
-            + 100_000_000 * 1 + 800_000_000 * 2 + 140_000_000)
+    want = (flops + 1900 * dense_acts + 2900 * conv_acts + 940 * params  # docs/protocol.md §6
+            + 76_000_000 * 1 + 560_000_000 * 2 + 88_000_000)
     assert CNN.work_units(spec) == want
 
 

@@ -154,13 +154,13 @@ def test_work_units_formula() -> None:
     flops = 4 * b * 7 + sum(m * b * k * n + 2 * b * n + 2 * (k * n + n) for k, n, m in layers)
     acts = sum(b * (k + n) for k, n, _ in layers)
     params = sum(k * n + n for k, n, _ in layers)
-    fixed = 100_000_000 * 3 + 140_000_000  # docs/protocol.md §6
-    want = flops + 3000 * acts + 1300 * params + fixed
+    fixed = 76_000_000 * 3 + 88_000_000  # docs/protocol.md §6
+    want = flops + 1900 * acts + 940 * params + fixed
     assert MLP.work_units(spec) == want
     spec_m = small_spec(momentum_shift=4)  # momentum: 2 more flops and one more state element per parameter
-    assert MLP.work_units(spec_m) == want + (2 + 1300) * params
+    assert MLP.work_units(spec_m) == want + (2 + 940) * params
     big = small_spec(input_shape=[784], hidden=[1024, 1024], num_classes=10, batch_size=256)
-    assert MLP.work_units(big) == 9_071_533_276  # the example of §6
+    assert MLP.work_units(big) == 6_899_580_876  # the example of §6
 
 
 def shuffled_digits(seed: int = 1) -> Dataset:
