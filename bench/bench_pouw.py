@@ -9,15 +9,17 @@ Prints, for a small MLP (64-128-10, batch 32, digits) and a large MLP
   float32 torch step of the same architecture, batch and device (plain SGD, softmax
   cross-entropy), and of the miner's full step (``Trainer``: everything the protocol asks
   per step: the step, the BLAKE3 state hash and accumulator at every point, the ticket
-  check) at segment length m = 1 (serial and pipelined: the hash of point j overlaps
-  segment j+1) and at the segment length a miner on this machine uses at 5 s blocks
-  (``min(16, max_segment_steps(D, w, k))`` with D = 5 s of its own steps); the ratios
-  miner/exact are the protocol's efficiency (target: >= 0.8 on the large MLP, >= 0.7 on
-  the small one);
+  check) at segment lengths m = 1 (the most hashing the protocol can ask; also pipelined:
+  the hash of point j overlaps segment j+1), 2, 4 and 16 (the miner's default); the
+  ratios miner/exact are the protocol's efficiency (target: >= 0.8 on the large MLP,
+  >= 0.7 on the small one);
 * on CUDA, the GPU utilisation NVML reports while each loop runs;
 * where the time goes: the keccak batch draw and the state hash per step;
-* the validator's cost for such a block: recomputing its k + 5 segments (the most any
-  block asks), as a % of the miner's time for the block (target: <= 2%);
+* operating points: for 5 s blocks on a network of 1, 4 or 16 machines like this one,
+  the segment length a miner may use (``min(16, max_segment_steps(D, w, k))``), its
+  measured efficiency there, and the validator's cost for such a block (recomputing its
+  k + 5 segments, the most any block asks) as a % of the block's mining work (target:
+  <= 2%);
 * the digits usefulness figure: held-out accuracy of the exact model and of the
   float32 model trained with the same steps and batches.
 """
@@ -158,20 +160,17 @@ def bench_config(cfg: Config, backend: Backend, quick: bool) -> None:
     def exact(i: int) -> None:  # the bare exact step: keccak batch draw + family step
         box["s"] = compute_step(spec, ds, box["s"], SEED, i, backend)
 
-    # the segment length a miner on this machine uses at 5 s blocks: D = 5 s of its steps
+    # the segment lengths measured: 1 (the most hashing the protocol can ask), 2, 4 and the
+    # miner's default; which one a miner may use depends on the block size (the consensus
+    # bound max_segment_steps), printed below for networks of 1, 4 and 16 such machines
     warm = Loop.per_step(backend, exact)
     warm.run(max(2, n // ROUNDS))
-    steps_per_block = max(1, int(warm.best * TARGET_BLOCK_S))
-    m_block = min(DEFAULT_SEGMENT_STEPS, max_segment_steps(steps_per_block * w, w, K_CHALLENGES))
-
     keep = KeepPolicy(every=1 << 30)  # the miner keeps few states; keeping costs nothing per step
     pipelined = backend.device.type != "cpu"
-    block_label = f"5 s blocks, m={m_block}"
-    miners = {
-        "m=1": Trainer(spec, ds, s0, SEED, backend, m=1, keep=keep),
-        "m=1 pipelined": Trainer(spec, ds, s0, SEED, backend, m=1, keep=keep, pipeline=True),
-        block_label: Trainer(spec, ds, s0, SEED, backend, m=m_block, keep=keep, pipeline=pipelined),
-    }
+    lengths = [1, 2, 4, DEFAULT_SEGMENT_STEPS]
+    miners = {f"m={m}": Trainer(spec, ds, s0, SEED, backend, m=m, keep=keep, pipeline=pipelined) for m in lengths}
+    if not pipelined:
+        miners["m=1 pipelined"] = Trainer(spec, ds, s0, SEED, backend, m=1, keep=keep, pipeline=True)
 
     model = float_model(spec, s0, backend.device)
     opt = torch.optim.SGD(model.parameters(), lr=2.0 ** -spec.lr_shift)
@@ -187,27 +186,31 @@ def bench_config(cfg: Config, backend: Backend, quick: bool) -> None:
         opt.step()
 
     # a validator recomputing a segment from its carried start state (decode, steps, hash)
-    tr_v = Trainer(spec, ds, s0, SEED, backend, m=m_block, keep=KeepPolicy(every=1))
-    tr_v.run(max_steps=2 * m_block)
-    claim = SegmentClaim(2, m_block + 1, 2 * m_block, tr_v.batch_seed(2), tr_v.point_bytes(1), tr_v.points[1].c)
-    assert isinstance(verify_segment(spec, ds, claim, backend), Ok)
+    # a validator recomputing a segment of m steps from its carried start state (decode,
+    # m steps, hash), for each segment length measured
+    claims = {}
+    for m in lengths:
+        tr_v = Trainer(spec, ds, s0, SEED, backend, m=m, keep=KeepPolicy(every=1))
+        tr_v.run(max_steps=2 * m)
+        claims[m] = SegmentClaim(2, m + 1, 2 * m, tr_v.batch_seed(2), tr_v.point_bytes(1), tr_v.points[1].c)
+        assert isinstance(verify_segment(spec, ds, claims[m], backend), Ok)
 
-    def verify_n(n_segments: int) -> None:
-        for _ in range(n_segments):
-            verify_segment(spec, ds, claim, backend)
+    def verify_n(m: int, n_steps: int) -> None:
+        for _ in range(max(1, n_steps // m)):
+            verify_segment(spec, ds, claims[m], backend)
 
     loops = {
         "float": Loop.per_step(backend, float_step),
         "exact": Loop.per_step(backend, exact),
         **{name: Loop(backend, functools.partial(_run_trainer, tr)) for name, tr in miners.items()},
-        "verify": Loop(backend, verify_n, warmup=1),
+        **{f"verify m={m}": Loop(backend, functools.partial(verify_n, m), warmup=m) for m in lengths},
     }
-    per_round = max(m_block, n // ROUNDS)
+    per_round = max(DEFAULT_SEGMENT_STEPS, n // ROUNDS)
+    per_round -= per_round % DEFAULT_SEGMENT_STEPS  # whole segments for every segment length measured
     for _ in range(ROUNDS):
         for name, loop in loops.items():
-            loop.run(max(1, per_round // m_block) if name == "verify" else per_round)
+            loop.run(per_round)
     float_sps, exact_sps = loops["float"].best, loops["exact"].best
-    verify_segments_per_s = loops["verify"].best
 
     # parts of the step -------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -223,22 +226,27 @@ def bench_config(cfg: Config, backend: Backend, quick: bool) -> None:
     print(f"  exact step (compute_step)   {exact_sps:10.1f} steps/s   exact/float32 = {exact_sps / float_sps:.3f}")
     for name in miners:
         rate = loops[name].best
-        print(f"  miner step, {name:20s} {rate:10.1f} steps/s   miner/exact = {rate / exact_sps:.3f}   "
+        print(f"  miner step, {name:15s} {rate:10.1f} steps/s   miner/exact = {rate / exact_sps:.3f}   "
               f"miner/float32 = {rate / float_sps:.3f}")
-    best_miner = loops[block_label].best
     if backend.device.type == "cuda":
         fmt = lambda u: "n/a" if u is None else f"{u:.0f}%"  # noqa: E731
         print(f"  NVML GPU utilisation while training: exact {fmt(loops['exact'].utilisation())}, "
-              f"float32 {fmt(loops['float'].utilisation())}, miner {fmt(loops[block_label].utilisation())}")
+              f"float32 {fmt(loops['float'].utilisation())}, miner {fmt(loops[f'm={DEFAULT_SEGMENT_STEPS}'].utilisation())}")
     print(f"  parts: keccak batch draw {prng_us:.0f} us/step; BLAKE3 state hash {hash_ms:.2f} ms per point")
 
-    # the validator's share of a 5 s block ------------------------------------------------
-    miner_block_s = (steps_per_block + m_block) / best_miner  # point 1 never wins: one segment more
-    verify_block_s = (K_CHALLENGES + 5) / verify_segments_per_s
-    print(f"  a 5 s block on this machine: D = {steps_per_block} steps, segment length m = {m_block} "
-          f"(consensus bound {max_segment_steps(steps_per_block * w, w, K_CHALLENGES)}); a validator recomputes "
-          f"at most {K_CHALLENGES + 5} segments: {verify_block_s * 1e3:.1f} ms = "
-          f"{100 * verify_block_s / miner_block_s:.2f}% of the miner's {miner_block_s:.2f} s (target <= 2%)")
+    # operating points: 5 s blocks on a network of N machines like this one ------------
+    print(f"  at {TARGET_BLOCK_S} s blocks (k = {K_CHALLENGES}; a validator recomputes at most {K_CHALLENGES + 5} "
+          "segments of m steps):")
+    for machines in (1, 4, 16):
+        steps_per_block = max(1, int(warm.best * TARGET_BLOCK_S * machines))
+        bound = max_segment_steps(steps_per_block * w, w, K_CHALLENGES)
+        m = max(x for x in lengths if x <= min(DEFAULT_SEGMENT_STEPS, bound))
+        rate = loops[f"m={m}"].best
+        miner_block_s = (steps_per_block + m) / (rate * machines)  # point 1 never wins: one segment more
+        verify_block_s = (K_CHALLENGES + 5) * m / loops[f"verify m={m}"].best
+        print(f"    {machines:2d} machine(s): D = {steps_per_block:6d} steps, bound m <= {bound:3d}, m = {m:2d}: "
+              f"miner/exact = {rate / exact_sps:.3f}; validator {verify_block_s * 1e3:7.1f} ms = "
+              f"{100 * verify_block_s / (miner_block_s * machines):.2f}% of the block's work (target <= 2%)")
 
 
 def _run_trainer(tr: Trainer, n: int) -> None:
@@ -287,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} CPU threads; GPU: {gpu}")
     configs = [
         Config("small", [128], 32, load_digits,
-               {"cpu": 500, "cpu-quick": 150, "cuda": 1000, "cuda-quick": 200}),
+               {"cpu": 3200, "cpu-quick": 800, "cuda": 3200, "cuda-quick": 800}),
         Config("large", [1024, 1024], 256, lambda: synthetic_blobs(b"\x07" * 32, 4096, 512, (784,), 10),
-               {"cpu": 30, "cpu-quick": 8, "cuda": 300, "cuda-quick": 60}),
+               {"cpu": 160, "cpu-quick": 80, "cuda": 800, "cuda-quick": 160}),
     ]
     for cfg in configs:
         bench_config(cfg, backend, args.quick)

@@ -105,15 +105,11 @@ def encode_tensors(items: list[tuple[str, Tensor]]) -> bytes:
     return b"".join(p if isinstance(p, bytes) else p.tobytes() for p in _encoding_parts(items))
 
 
-_MULTITHREAD_BYTES: Final = 1 << 20
-"""From this size on, BLAKE3 hashes with several threads (its tree mode gives the same
-digest whatever the thread count): 15 MB in 1.5 ms on the reference CPU's 2 cores
-against 2.2 ms on one."""
-
-
 def _digest(items: list[tuple[str, Tensor]]) -> bytes:
-    size = sum(t.numel() * t.element_size() for _, t in items)
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO) if size >= _MULTITHREAD_BYTES else blake3.blake3()
+    # One thread: right after a torch step, BLAKE3's worker threads compete with torch's
+    # spinning OpenMP threads (measured on the reference CPU, 15 MB: 3.1 ms with threads,
+    # 2.5 ms without).
+    hasher = blake3.blake3()
     for part in _encoding_parts(items):
         hasher.update(part if isinstance(part, bytes) else memoryview(part).cast("B"))
     return hasher.digest()

@@ -225,7 +225,7 @@ def test_attack_selective_publication_never_beats_honest_training(capsys) -> Non
                                       "tweak carried start of n-2 (incremental)", "template re-roll (restart)"])
 def test_attack_selective_publication_with_segments(strategy: str) -> None:
     """The same with segments of m = 4 steps (draws weighted by their length)."""
-    m, k, per_block = 4, 8, 2_700
+    m, k, per_block = 4, 8, 3_400
     honest = lottery_sim.run("honest", blocks=40, steps_per_block=per_block, k=k, m=m, seed=5).per_block()
     cheat = lottery_sim.run(strategy, blocks=40, steps_per_block=per_block, k=k, m=m, seed=5).per_block()
     assert abs(honest - per_block) < 0.35 * per_block

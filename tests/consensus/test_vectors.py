@@ -20,7 +20,7 @@ VECTOR = {
     "k": 3,
     "m": 2,
     "budget": 5,
-    "difficulty": "800 * w",
+    "difficulty": "1100 * w",
     "h0": "615e156eeb173149512a5409e274ce2d4b784137ac7258bc0cb4a24d87a28929",
     "seed": "3771945da6b5bcf22a8f19ace3364b69415c831c984b9be74dc1ae5248214b68",
     "t": 808,
@@ -38,7 +38,7 @@ def seal_vector() -> dict:
     w = tiny_work_units()
     ds = load_dataset(spec, None, 1 << 30)
     s0 = initial_state_bytes(1, spec)
-    tr = simulate(spec, ds, backend_for("cpu"), s0, k=3, m=2, budget=5, difficulty=800 * w, work_units=w,
+    tr = simulate(spec, ds, backend_for("cpu"), s0, k=3, m=2, budget=5, difficulty=1100 * w, work_units=w,
                   template_hash=bytes.fromhex(VECTOR["template_hash"]), coinbase=bytes.fromhex(VECTOR["coinbase"]),
                   job_id=1)
     c = tr.claim

@@ -198,8 +198,8 @@ def test_max_segment_steps_keeps_recomputation_under_two_percent() -> None:
         m = max_segment_steps(w * steps_per_block, w, k)
         assert m >= 1
         if m > 1:
-            assert (k + 5) * m * w * 50 <= w * steps_per_block
-    assert max_segment_steps(w * 65_000, w, k) == 100
+            assert (k + 5) * m * w * 64 <= w * steps_per_block
+    assert max_segment_steps(w * 83_200, w, k) == 100
     assert max_segment_steps(2**200, 1, 8) == 2**16
 
 
