@@ -196,7 +196,7 @@ def _block_hash(block_rlp: Any) -> Optional[bytes]:
     try:
         from chain.node import _peek_header
 
-        return _peek_header(bytes(block_rlp))[1]
+        return bytes(_peek_header(bytes(block_rlp)).hash)
     except Exception:  # noqa: BLE001 - junk from a peer: the import says what is wrong
         return None
 

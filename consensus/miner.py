@@ -285,12 +285,12 @@ class Miner:
     def _log_progress(self, job_id: int, step: int, w: int, difficulty: int) -> None:
         """Every PROGRESS_LOG_S seconds: what the miner trains and when it expects a block."""
         now = time.monotonic()
+        if self._last_progress_log == 0.0:
+            self._last_progress_log = now  # the first line one interval after mining starts
+            return
         if now - self._last_progress_log < self.progress_log_s:
             return
-        first = self._last_progress_log == 0.0
         self._last_progress_log = now
-        if first:
-            return  # no rate measured yet
         steps_per_s, _ = self.meter.rates()
         eta = difficulty / (w * steps_per_s) if steps_per_s > 0 else float("inf")
         log.info("mining job %s: step %d of this block, %.1f steps/s, expected time to a block %.0f s",

@@ -165,7 +165,7 @@ def test_reopen_leveldb_keeps_head(tmp_path: Path, genesis) -> None:
 def test_invalid_open_with_another_genesis(genesis) -> None:
     db = AtomicDB()
     open_chain(db, genesis)
-    other = dev_genesis(initialDifficulty=12_345_678)
+    other = dev_genesis(initialDifficulty=12_345_678_901)
     with pytest.raises(WrongChain, match="datadir belongs to another chain"):
         Chain.open(db, other, seal_engine=NoProofEngine)
 

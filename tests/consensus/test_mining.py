@@ -111,7 +111,7 @@ def test_miner_logs_its_progress_periodically(caplog) -> None:  # type: ignore[n
 
     chain = open_pouw_chain(pouw_genesis(expected_steps=3000, k=2))
     miner = Miner(chain, MINER, device="cpu")
-    miner.progress_log_s = 0.2
+    miner.progress_log_s = 0.02
     with caplog.at_level(logging.INFO, logger="consensus.miner"):
         assert miner.mine_one() is not None
     lines = [r.getMessage() for r in caplog.records if "expected time to a block" in r.getMessage()]

@@ -37,7 +37,7 @@ async def test_mutual_static_peers_keep_one_connection(make_node) -> None:
 
 async def test_invalid_wrong_genesis_refused(make_node) -> None:
     a = await make_node("a").start()
-    other = await make_node("other", genesis=dev_genesis(initialDifficulty=12345678)).start([a])
+    other = await make_node("other", genesis=dev_genesis(initialDifficulty=12_345_678_901)).start([a])
     await asyncio.sleep(0.5)
     assert not a.p2p.peers and not other.p2p.peers
 
