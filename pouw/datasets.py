@@ -12,8 +12,14 @@ Canonical container: **safetensors** with exactly four tensors
 and a single metadata entry ``"pouw.dataset"`` holding canonical JSON
 (``{"format":1,"name":...,"num_classes":...}``, sorted keys, no spaces, plus
 ``"feature_scale"`` when the dataset records how its features were quantised). One key
-only: the safetensors writer emits several metadata keys in a per-process random order,
-which would make the content hash of one dataset differ between runs.
+only: the safetensors library writes several metadata keys in a per-process random
+order, which would make the content hash of one dataset differ between runs.
+
+The dataset id is keccak256 of the exact bytes, so :func:`dataset_to_bytes` writes them
+itself (:func:`canonical_safetensors`, docs/protocol.md §8 specifies every byte) rather
+than through the safetensors library: another writer, or another version of the
+library, cannot change the id of a dataset. The bytes are those the safetensors library
+writes for the same tensors (tested), so any safetensors reader loads them.
 
 Alternative input: **npz** read with ``numpy.load(..., allow_pickle=False)`` with the
 same four array names (integer labels of any width are widened to int64) and optional
@@ -41,7 +47,6 @@ from typing import Final
 import numpy as np
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 import safejson
 from pouw.errors import DatasetError
@@ -55,6 +60,7 @@ __all__ = [
     "content_hash",
     "dataset_id",
     "dataset_to_bytes",
+    "canonical_safetensors",
     "dataset_from_bytes",
     "quantize_int8",
     "quantization_scale",
@@ -154,13 +160,48 @@ def _metadata(num_classes: int, name: str, feature_scale: float | tuple[float, .
 def dataset_to_bytes(ds: Dataset) -> bytes:
     """The canonical safetensors blob of ``ds`` (deterministic: same dataset, same bytes)."""
     _validate(ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.num_classes, ds.name, ds.feature_scale)
-    tensors = {
-        "x_train": ds.x_train.contiguous().cpu(),
-        "y_train": ds.y_train.contiguous().cpu(),
-        "x_test": ds.x_test.contiguous().cpu(),
-        "y_test": ds.y_test.contiguous().cpu(),
-    }
-    return bytes(st_save(tensors, metadata=_metadata(ds.num_classes, ds.name, ds.feature_scale)))
+    tensors = {"x_train": ds.x_train, "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test}
+    return canonical_safetensors(tensors, _metadata(ds.num_classes, ds.name, ds.feature_scale))
+
+
+_ST_DTYPES: Final = {torch.int64: ("I64", 0), torch.int8: ("I8", 1)}
+"""safetensors dtype string of each tensor dtype a dataset holds, and its rank in the
+tensor order (the safetensors library orders tensors by dtype, widest first, then name)."""
+_ST_ALIGN: Final = 8
+
+
+def canonical_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The exact bytes of a dataset blob (docs/protocol.md §8, "Exact bytes").
+
+    ``uint64_le(len(header)) || header || data``. The header is compact JSON: first
+    ``"__metadata__"`` (string values, JSON-escaped), then one entry per tensor
+    ``{"dtype":D,"shape":[...],"data_offsets":[begin,end]}`` in tensor order (int64
+    tensors before int8 ones, each group by name), then spaces up to a multiple of 8
+    bytes. ``data`` is the tensors' row-major little-endian bytes, concatenated in the same
+    order. These are the bytes the safetensors library (0.8, tested) writes for the
+    same arguments; writing them here keeps dataset ids independent of the library.
+    """
+    order = sorted(tensors, key=lambda name: (_ST_DTYPES[tensors[name].dtype][1], name))
+    entries = []
+    chunks = []
+    offset = 0
+    for name in order:
+        t = tensors[name].detach().cpu().contiguous()
+        arr = t.numpy()
+        raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()  # row-major, little-endian
+        entries.append(
+            json.dumps(name) + ':{"dtype":"' + _ST_DTYPES[t.dtype][0] + '","shape":['
+            + ",".join(str(int(d)) for d in t.shape) + '],"data_offsets":[' + f"{offset},{offset + len(raw)}" + "]}"
+        )
+        chunks.append(raw)
+        offset += len(raw)
+    for text in (*metadata, *metadata.values()):
+        if not all(" " <= ch <= "~" for ch in text):  # then JSON escapes only '"' and '\\', as every writer does
+            raise ValueError(f"metadata must be printable ASCII: {text!r}")
+    meta = ",".join(json.dumps(key) + ":" + json.dumps(value) for key, value in sorted(metadata.items()))
+    header = ('{"__metadata__":{' + meta + "}," + ",".join(entries) + "}").encode("ascii")
+    header += b" " * (-len(header) % _ST_ALIGN)
+    return len(header).to_bytes(8, "little") + header + b"".join(chunks)
 
 
 # --------------------------------------------------------------------------- decode

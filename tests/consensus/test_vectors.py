@@ -1,69 +1,78 @@
-"""A fixed seal vector: pins the seed, segments, accumulator, ticket, challenges and payload
-encoding across refactors (an honest trajectory of the tiny job from its initial
-checkpoint, segment length 2, a budget point inside the block)."""
+"""The sealed-block vector of docs/protocol.md §12 (``vector block``), read from the document.
+
+It pins the seed, points, segments, accumulator, ticket, challenges and payload encoding
+across refactors: an honest trajectory of a small job from its initial checkpoint,
+segment length 2, a budget point inside the block, sealed at the first winning point
+and verified by the consensus checks. The document gives the inputs; every output line
+is recomputed here (tests/pouw/protocol_doc.py reads the block).
+``python -m tests.consensus.test_vectors`` prints the block as the code computes it.
+"""
 from __future__ import annotations
+
+import json
 
 from eth_utils import keccak
 
 from consensus.engine import backend_for
-from consensus.jobs import initial_checkpoint, initial_state_bytes, load_dataset
+from consensus.jobs import initial_checkpoint, initial_state_bytes, job_seed, load_dataset
 from consensus.seal import verify_trajectory
+from pouw.commit import anchored_segments, challenge_segments, trajectory_points
+from pouw.families import get_family
 from pouw.spec import JobSpec
 from pouw.state import serialize_state, state_hash
-from tests.consensus.helpers import tiny_spec, tiny_work_units
 from tests.consensus.sim import simulate
+from tests.pouw.protocol_doc import VectorBlock, document_vectors, fmt, render, value
 
-VECTOR = {
-    "template_hash": "22" * 32,
-    "coinbase": "c0" * 20,
-    "job_id": 1,
-    "k": 3,
-    "m": 2,
-    "budget": 5,
-    "difficulty": "1100 * w",
-    "h0": "615e156eeb173149512a5409e274ce2d4b784137ac7258bc0cb4a24d87a28929",
-    "seed": "3771945da6b5bcf22a8f19ace3364b69415c831c984b9be74dc1ae5248214b68",
-    "t": 808,
-    "n": 405,
-    "first_points": [2, 4, 5, 6],
-    "final_state": "411623ab359239af4c2b895981e460ee676f7df229979dd7ee8f32f59747085b",  # c_3: the budget point 5
-    "A_n": "36e87856a368f4a310f0a9fb3e92bbb5e87659bbff57196c9b349dda6939076d",
-    "carried": [3, 34, 309, 370, 403, 404, 405],  # budget segment 3, challenges, anchors n-2..n
-    "payload_keccak": "41a569d52e30c988800b6c1227db451a16a014c9264216701376a38f178e6742",
-}
+INPUTS = ("spec", "job_id", "template", "coinbase", "k", "m", "budget", "difficulty")
 
 
-def seal_vector() -> dict:
-    spec = JobSpec.from_dict(tiny_spec())
-    w = tiny_work_units()
+def block_vector(block: VectorBlock) -> dict[str, str]:
+    """Every line of the document's ``block`` vector, as the code computes it."""
+    spec = JobSpec.from_dict(json.loads(block["spec"]))
+    job_id, k, m, budget, difficulty = (json.loads(block[key]) for key in ("job_id", "k", "m", "budget", "difficulty"))
+    w = get_family(spec.family).work_units(spec)
     ds = load_dataset(spec, None, 1 << 30)
-    s0 = initial_state_bytes(1, spec)
-    tr = simulate(spec, ds, backend_for("cpu"), s0, k=3, m=2, budget=5, difficulty=1100 * w, work_units=w,
-                  template_hash=bytes.fromhex(VECTOR["template_hash"]), coinbase=bytes.fromhex(VECTOR["coinbase"]),
-                  job_id=1)
-    c = tr.claim
-    checkpoint = verify_trajectory(c, tr.payload, spec, s0, ds, 3, backend_for("cpu"))
-    assert state_hash(serialize_state(spec, checkpoint)) == c.final_state
-    from pouw.commit import trajectory_points
-
-    return {
-        "h0": initial_checkpoint(1, spec).hex(),
-        "seed": c.seed(2).hex(),
-        "t": c.step_count,
-        "n": len(trajectory_points(c.step_count, 2, 5)),
-        "first_points": trajectory_points(c.step_count, 2, 5)[:4],
-        "final_state": c.final_state.hex(),
-        "A_n": c.work_accumulator.hex(),
-        "carried": [j for j, _ in tr.payload.carried],
-        "payload_keccak": keccak(tr.payload.encode()).hex(),
+    s0 = initial_state_bytes(job_id, spec)
+    tr = simulate(spec, ds, backend_for("cpu"), s0, k=k, m=m, budget=budget, difficulty=difficulty, work_units=w,
+                  template_hash=value(block["template"]), coinbase=value(block["coinbase"]), job_id=job_id)
+    claim, payload = tr.claim, tr.payload
+    checkpoint = verify_trajectory(claim, payload, spec, s0, ds, k, backend_for("cpu"))  # the consensus checks pass
+    assert state_hash(serialize_state(spec, checkpoint)) == claim.final_state
+    points = trajectory_points(claim.step_count, m, budget)
+    n = len(points)
+    j_r = points.index(budget) + 1 if budget in points and budget < claim.step_count else None
+    out = {key: block[key] for key in INPUTS}
+    out["spec"] = spec.canonical_bytes().decode("ascii")
+    computed = {
+        "work_units": w,
+        "init_seed": job_seed(job_id, spec),
+        "h_0": initial_checkpoint(job_id, spec),
+        "seal_seed": claim.seed(m),
+        "t": claim.step_count,
+        "n": n,
+        "first_points": points[:4],
+        "budget_segment": j_r,
+        "c_1": payload.commitments[0],
+        "c_n": payload.commitments[-1],
+        "A_n": claim.work_accumulator,
+        "final_state": claim.final_state,
+        "anchored": anchored_segments(n, j_r),
+        "challenges": challenge_segments(claim.work_accumulator, n, k, j_r),
+        "carried": [j for j, _ in payload.carried],
+        "payload_length": len(payload.encode()),
+        "payload_keccak": keccak(payload.encode()),
     }
+    out.update({key: fmt(v) for key, v in computed.items()})
+    return out
 
 
-def test_seal_vector() -> None:
-    got = seal_vector()
-    assert got == {key: VECTOR[key] for key in got}
+def test_block_vector_matches_the_document() -> None:
+    block = document_vectors()["block"]
+    got = block_vector(block)
+    assert list(got) == list(block.entries), "the block's lines differ from what the checker computes"
+    assert {key: v for key, v in got.items() if v != block[key]} == {}
 
 
 if __name__ == "__main__":
-    for key, value in seal_vector().items():
-        print(f"{key:15s} {value}")
+    doc_block = document_vectors()["block"]
+    print(render(doc_block, block_vector(doc_block)))

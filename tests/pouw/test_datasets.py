@@ -310,6 +310,41 @@ def test_a_scaled_dataset_is_the_same_bytes_in_every_process() -> None:
     assert len(ids) == 1
 
 
+def _library_bytes(ds: Dataset) -> bytes:
+    """What the safetensors library writes for the dataset's tensors and metadata."""
+    from pouw.datasets import _metadata
+
+    tensors = {k: v.contiguous() for k, v in _tensors(ds).items()}
+    return bytes(st_save(tensors, metadata=_metadata(ds.num_classes, ds.name, ds.feature_scale)))
+
+
+@pytest.mark.parametrize("case", ["small", "digits", "cnn-shape", "no-test", "odd-name", "one-scale", "scales"])
+def test_the_canonical_bytes_are_what_the_safetensors_library_writes(small: Dataset, case: str) -> None:
+    """dataset_to_bytes writes the bytes of docs/protocol.md §8 itself; they equal the
+    library's for every kind of dataset, so ids did not change and any reader loads them."""
+    x, y = small.x_train, small.y_train
+    ds = {
+        "small": small,
+        "digits": load_digits(),
+        "cnn-shape": Dataset(x.reshape(-1, 3, 2, 2), y, small.x_test.reshape(-1, 3, 2, 2), small.y_test, 4, "c"),
+        "no-test": Dataset(x[:3], y[:3], small.x_test[:0], small.y_test[:0], 4, ""),
+        "odd-name": Dataset(x, y, small.x_test, small.y_test, 4, 'q"\\/\n\t\x01\x7f\u00e9\U0001f600' + "x" * 200),
+        "one-scale": Dataset(x, y, small.x_test, small.y_test, 4, "s", 1e-7),
+        "scales": Dataset(x, y, small.x_test, small.y_test, 4, "s", tuple(float(v) for v in np.geomspace(1e-6, 1e17, 12))),
+    }[case]
+    blob = dataset_to_bytes(ds)
+    assert blob == _library_bytes(ds)
+    header_len = int.from_bytes(blob[:8], "little")
+    assert header_len % 8 == 0 and dataset_to_bytes(dataset_from_bytes(blob)) == blob
+
+
+def test_invalid_canonical_metadata_not_printable_ascii(small: Dataset) -> None:
+    from pouw.datasets import canonical_safetensors
+
+    with pytest.raises(ValueError, match="printable ASCII"):
+        canonical_safetensors(_tensors(small), {METADATA_KEY: "caf\u00e9"})
+
+
 def test_datasets_without_a_scale_keep_their_ids(small: Dataset) -> None:
     assert small.feature_scale is None and dataset_id(dataset_to_bytes(small)) == SYNTHETIC_ID
     assert load_digits().feature_scale is None  # and test_digits pins its id
