@@ -8,7 +8,7 @@ block costs as little as possible before it is refused:
    engine's header-only check;
 2. header against parent: parent known (else :class:`UnknownParent`, an orphan, not an
    invalid block), number, timestamp, gas limit bounds, EIP-1559 base fee,
-   difficulty (``consensus/difficulty.py``), then the seal engine's extension check;
+   difficulty (``chain/difficulty.py``), then the seal engine's extension check;
 3. body against header: no withdrawals, transaction root, each transaction's size,
    type (0, 1, 2 only), signature and chain id;
 4. the seal engine's work check with the block's payload, on the parent state: its
@@ -97,7 +97,7 @@ from chain.transactions import (
 )
 from chain.sealing import SealEngine, WorkContext, seal_engine_for
 from chain.vm import PouwVM, build_vm_class
-from consensus.difficulty import BlockPoint, next_difficulty, window_pairs
+from chain.difficulty import BlockPoint, next_difficulty, window_pairs
 from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
 
 MAX_FUTURE_SECONDS = 15
@@ -608,7 +608,7 @@ class Chain:
 
     def difficulty_for_child(self, parent: BlockHeaderAPI) -> int:
         """The difficulty a child of ``parent`` must carry: the retarget rule
-        (``consensus/difficulty.py``) over ``parent``'s own branch of ancestors."""
+        (``chain/difficulty.py``) over ``parent``'s own branch of ancestors."""
         params = self.genesis.difficulty_params
         pairs = window_pairs(parent.block_number, params)
         if not pairs:

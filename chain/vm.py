@@ -13,7 +13,7 @@ What differs from py-evm's PragueVM:
 * blocks use :class:`chain.header.PouwBlockHeader` (seal fields instead of mix_hash and
   nonce; difficulty is real);
 * ``create_header_from_parent`` computes the base fee with EIP-1559 from the parent;
-  difficulty needs the parent's ancestors (``consensus/difficulty.py``), so the chain
+  difficulty needs the parent's ancestors (``chain/difficulty.py``), so the chain
   computes it and passes it in (``Chain.difficulty_for_child``);
 * block rewards come from the seal engine (``SealEngine.apply_block_rewards``), which
   applies the genesis reward schedule by default;

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import safejson
+from common.errors import PouwNodeError
 
 DEFAULT_DIR = Path(".devnet")
 STATE_FILE = "devnet.json"
@@ -54,7 +55,7 @@ DEV_KEYS = (
 )
 
 
-class DevnetError(Exception):
+class DevnetError(PouwNodeError):
     """A devnet command cannot proceed; the message is for the user as is."""
 
 

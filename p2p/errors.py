@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.errors import PouwNodeError
 
-class P2PError(Exception):
+
+class P2PError(PouwNodeError):
     """Root of every error raised by the p2p package."""
 
 

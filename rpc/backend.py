@@ -23,13 +23,14 @@ from typing import Any, Iterator
 from eth.exceptions import BlockNotFound, HeaderNotFound
 from eth.vm.spoof import SpoofTransaction
 
+from rpc.errors import RpcLayerError
 from rpc.events import ChainChange, EventHub
 from rpc.evm_deadline import CallTimeout
 
 ZERO_ADDRESS = b"\x00" * 20
 
 
-class BackendError(Exception):
+class BackendError(RpcLayerError):
     """Root of the errors the backend raises for the RPC layer to translate."""
 
 

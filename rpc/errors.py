@@ -13,9 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.errors import PouwNodeError
 
-class RpcError(Exception):
-    """Root of every error the rpc package answers with."""
+
+class RpcLayerError(PouwNodeError):
+    """Root of every error raised by the rpc package: the JSON-RPC errors below, the
+    backend's (rpc/backend.py), the job view's (rpc/pouw_view.py), uploads'
+    (rpc/uploads.py) and the call time limit's (rpc/evm_deadline.py)."""
+
+
+class RpcError(RpcLayerError):
+    """Root of every error the rpc package answers with (a JSON-RPC error object)."""
 
     code: int = -32603
     default_message: str = "internal error"

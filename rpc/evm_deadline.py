@@ -18,9 +18,10 @@ import contextlib
 import threading
 import time
 from typing import Any, Iterator
+from rpc.errors import RpcLayerError
 
 
-class CallTimeout(Exception):
+class CallTimeout(RpcLayerError):
     """A simulated call ran past its wall-clock limit; ``seconds`` is that limit."""
 
     def __init__(self, seconds: float) -> None:

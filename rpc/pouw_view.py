@@ -50,6 +50,7 @@ from consensus.registry import (
 )
 from pouw.errors import BlobNotFound, PouwError
 from pouw.spec import JobSpec
+from rpc.errors import RpcLayerError
 
 if TYPE_CHECKING:  # pouw.datasets imports torch: imported where a dataset is read
     from pouw.datasets import Dataset
@@ -66,7 +67,7 @@ STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
 _POSTED = int.from_bytes(TOPIC_POSTED, "big")
 
 
-class PouwViewError(Exception):
+class PouwViewError(RpcLayerError):
     """A request the view cannot serve; the message is fit for the user (-32000)."""
 
 

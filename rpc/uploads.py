@@ -45,6 +45,7 @@ import rlp
 
 from chain import schema
 from rpc.config import RpcConfig
+from rpc.errors import RpcLayerError
 
 log = logging.getLogger("rpc.uploads")
 
@@ -53,7 +54,7 @@ UNREFERENCED_GRACE_S = 3600.0
 CHUNK = 1 << 20
 
 
-class UploadError(Exception):
+class UploadError(RpcLayerError):
     """An upload refused; ``status`` is the HTTP status the upload endpoint answers with."""
 
     status = 400

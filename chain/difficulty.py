@@ -36,39 +36,15 @@ fast blocks come (a dev chain stamping blocks a second apart rises to it and sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Sequence
+from typing import Sequence
 
-DEFAULT_WINDOW: Final = 90
-"""Blocks per measured span (genesis ``consensus.retargetWindow``)."""
-DEFAULT_SMOOTHING: Final = 15
-"""Consecutive spans averaged; each end of the window is the mean of this many
-timestamps (genesis ``consensus.retargetSmoothing``)."""
-DEFAULT_MAXIMUM_DIFFICULTY: Final = 2**128
-"""Ceiling of every difficulty (genesis ``consensus.maximumDifficulty``)."""
-MAXIMUM_DIFFICULTY_LIMIT: Final = 2**192
-"""No genesis may set a higher ceiling: 2**64 blocks at 2**192 keep the score < 2**256."""
-
-
-@dataclass(frozen=True)
-class DifficultyParams:
-    """The genesis parameters of the retarget rule."""
-
-    target_block_time: int
-    """Seconds the chain aims for between blocks."""
-    minimum_difficulty: int
-    """Floor for every block's difficulty (>= 1: every block adds to the score)."""
-    max_adjust_up_percent: int
-    """Largest increase from one block to the next, in percent of the parent's."""
-    max_adjust_down_percent: int
-    """Largest decrease from one block to the next, in percent of the parent's (< 100)."""
-    maximum_difficulty: int = DEFAULT_MAXIMUM_DIFFICULTY
-    """Ceiling for every block's difficulty, so no value overflows 2**256."""
-    window: int = DEFAULT_WINDOW
-    """Blocks per measured span: longer smooths more, shorter reacts faster."""
-    smoothing: int = DEFAULT_SMOOTHING
-    """Spans averaged: each end of the window is the mean of this many timestamps, so
-    one manipulated timestamp counts 1/smoothing of its error."""
-
+from genesis.format import (  # the rule's parameters are the genesis file's
+    DEFAULT_MAXIMUM_DIFFICULTY,
+    DEFAULT_SMOOTHING,
+    DEFAULT_WINDOW,
+    MAXIMUM_DIFFICULTY_LIMIT,
+    DifficultyParams,
+)
 
 @dataclass(frozen=True)
 class BlockPoint:

@@ -1,7 +1,7 @@
 """The difficulty retarget: a window of ancestors steers toward the genesis block time,
 within clamps and a ceiling, and one lying timestamp moves it by a few percent at most.
 
-The rule is docs/protocol.md section 16 (consensus/difficulty.py). Simulations here use
+The rule is docs/protocol.md section 16 (chain/difficulty.py). Simulations here use
 the rule's pure functions; the chain-level tests run the real header validation.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import random
 import pytest
 
 from chain.errors import InvalidDifficulty
-from consensus.difficulty import (
+from chain.difficulty import (
     DEFAULT_MAXIMUM_DIFFICULTY,
     MAXIMUM_DIFFICULTY_LIMIT,
     BlockPoint,
