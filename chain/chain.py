@@ -95,7 +95,7 @@ from chain.transactions import (
     validate_chain_id,
     validate_transaction,
 )
-from chain.sealing import SealEngine, WorkContext, seal_engine_for
+from chain.sealing import NoProofEngine, SealEngine, WorkContext, engine_for_genesis
 from chain.vm import PouwVM, build_vm_class
 from chain.difficulty import BlockPoint, next_difficulty, window_pairs
 from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
@@ -315,14 +315,15 @@ class Chain:
     ) -> "Chain":
         """Open the chain stored in ``db``, writing the genesis block if ``db`` is empty.
 
-        ``seal_engine`` overrides the genesis file's engine (tests pass NoProofEngine);
-        it is configured with the genesis. Refuses a database whose genesis differs.
+        ``seal_engine``: the engine class (configured here with the genesis). The chain
+        knows only its no-proof engine, used when omitted for a genesis that asks for it;
+        any other engine is passed in by whoever assembles the node (``node.engines``).
+        Refuses a database whose genesis differs.
         """
-        engine = (
-            seal_engine.configure(genesis=genesis_config)
-            if seal_engine is not None
-            else seal_engine_for(genesis_config)
-        )
+        if seal_engine is not None:
+            engine = seal_engine.configure(genesis=genesis_config)
+        else:
+            engine = engine_for_genesis(genesis_config, {"noproof": NoProofEngine})
         chain = cls(db, genesis_config, engine, txpool=txpool, clock=clock)
         chain._init_or_check_genesis()
         return chain

@@ -56,6 +56,8 @@ class SealEngine(Configurable, ConsensusAPI):
 
     name: str = "abstract"
     genesis: "GenesisConfig" = None  # type: ignore[assignment]
+    precompiles: Mapping[Address, Callable[[ComputationAPI], ComputationAPI]] = {}
+    """Precompiled contracts the engine adds (configured: ``Engine.configure(precompiles=...)``)."""
     blobs: Any = None
     """The content-addressed store (``pouw.blobstore.BlobStore``) the engine reads
     datasets and checkpoint states from; None for an engine that reads none."""
@@ -108,8 +110,9 @@ class SealEngine(Configurable, ConsensusAPI):
     @classmethod
     def extra_precompiles(cls) -> Mapping[Address, Callable[[ComputationAPI], ComputationAPI]]:
         """Precompiled contracts the engine adds to the VM (e.g. the job registry at its
-        reserved address), merged over Prague's by :func:`chain.vm.build_vm_class`."""
-        return {}
+        reserved address, bound to this chain's configuration), merged over Prague's by
+        :func:`chain.vm.build_vm_class`."""
+        return dict(cls.precompiles)
 
     def apply_block_rewards(self, state: StateAPI, block: BlockAPI) -> None:
         """State changes made when a block is finalised, after its transactions.
@@ -138,26 +141,16 @@ class NoProofEngine(SealEngine):
         return None
 
 
-def seal_engine_for(genesis: "GenesisConfig") -> type[SealEngine]:
-    """The engine a genesis file asks for, configured with that genesis.
-
-    "pouw" is provided by the consensus milestone (``consensus`` package); until it is,
-    opening a pouw chain fails clearly rather than accepting unchecked seals.
-    """
-    if genesis.seal_engine == "noproof":
-        return NoProofEngine.configure(genesis=genesis)
-    if genesis.seal_engine == "pouw":
-        try:
-            from consensus.engine import PouwEngine  # type: ignore[import-not-found]
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("consensus.engine",):
-                raise
-            raise SealEngineUnavailable(
-                "pouw seal engine not available yet (consensus.engine.PouwEngine is not "
-                "installed); use a genesis with \"sealEngine\": \"noproof\" for development"
-            ) from None
-        return PouwEngine.configure(genesis=genesis)
-    raise SealEngineUnavailable(f"unknown seal engine {genesis.seal_engine!r}")
+__all__ = ["NoProofEngine", "SealEngine", "WorkContext", "engine_for_genesis"]
 
 
-__all__ = ["NoProofEngine", "SealEngine", "WorkContext", "seal_engine_for"]
+def engine_for_genesis(genesis: "GenesisConfig", engines: Mapping[str, type[SealEngine]]) -> type[SealEngine]:
+    """The engine the genesis file names (``consensus.sealEngine``), from ``engines`` (name
+    to class, supplied by whoever assembles the node: the chain knows no engine but its
+    own no-proof one), configured with that genesis."""
+    engine = engines.get(genesis.seal_engine)
+    if engine is None:
+        raise SealEngineUnavailable(
+            f"no seal engine {genesis.seal_engine!r} in this build (known: {', '.join(sorted(engines)) or 'none'})"
+        )
+    return engine.configure(genesis=genesis)

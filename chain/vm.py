@@ -43,8 +43,6 @@ from eth_utils import ValidationError as EthValidationError
 from chain.errors import InvalidBlockTransaction
 from chain.header import PouwBlock, PouwBlockHeader
 from chain.sealing import NoProofEngine, SealEngine
-from consensus.params import REGISTRY_ADDRESS
-from consensus.registry import registry_precompile
 
 # --- CLZ (EIP-7939) ------------------------------------------------------------------
 
@@ -66,11 +64,11 @@ POUW_OPCODES = {
 
 
 class PouwComputation(PragueComputation):
-    """Prague computation with CLZ and the job registry precompile at REGISTRY_ADDRESS
-    (0x...0100, consensus/registry.py)."""
+    """Prague computation with CLZ. Precompiles beyond Prague's come from the chain's seal
+    engine (``SealEngine.extra_precompiles``: the pouw engine's job registry, configured
+    with its genesis), merged in by :func:`build_vm_class`."""
 
     opcodes = POUW_OPCODES
-    _precompiles = {**PragueComputation.get_precompiles(), REGISTRY_ADDRESS: registry_precompile}
 
 
 class PouwState(PragueState):

@@ -41,10 +41,11 @@ from consensus.errors import (
     UnknownJob,
     WrongStartCheckpoint,
 )
-from consensus.jobs import checkpoint_state_bytes, current_checkpoint, digits_dataset_id, load_dataset
-from consensus.params import MAX_STEPS_PER_BLOCK, ConsensusConfig, config_from_genesis, register_config
+from consensus.jobs import checkpoint_state_bytes, current_checkpoint, load_dataset
+from consensus.market import job_blobs
+from consensus.params import MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, ConsensusConfig, config_from_genesis
 from consensus.payload import WorkPayload
-from consensus.registry import JobRecord, read_job
+from consensus.registry import JobRecord, read_job, registry_precompile
 from consensus.rewards import finalise_block
 from consensus.seal import SealClaim, verify_trajectory
 from pouw.state import serialize_state
@@ -69,12 +70,14 @@ class PouwEngine(SealEngine):
 
     @classmethod
     def configure(cls, __name__: str | None = None, **overrides: Any) -> Any:  # type: ignore[override]
+        """``Engine.configure(genesis=...)``: the consensus configuration is derived from
+        that genesis and carried by the configured class (never looked up globally), and
+        the job registry precompile is bound to it."""
         if "genesis" in overrides and "config" not in overrides:
             overrides["config"] = config_from_genesis(overrides["genesis"])
-        configured = super().configure(__name__, **overrides)  # type: ignore[arg-type]
-        if configured.config is not None:
-            register_config(configured.config)
-        return configured
+        if "config" in overrides and "precompiles" not in overrides:
+            overrides["precompiles"] = {REGISTRY_ADDRESS: registry_precompile(overrides["config"])}
+        return super().configure(__name__, **overrides)  # type: ignore[arg-type]
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
@@ -143,11 +146,7 @@ class PouwEngine(SealEngine):
         """The job's dataset (unless built in) and its start checkpoint state (unless the
         initial one, derived from the spec): what block files carry for an offline import."""
         job = self.open_job(parent_state, cast(PouwBlockHeader, block_header))
-        assert job.spec is not None
-        names = [] if job.spec.dataset == digits_dataset_id() else [bytes.fromhex(job.spec.dataset[2:])]
-        if job.checkpoint != ZERO32:
-            names.append(bytes(job.checkpoint))
-        return tuple(names)
+        return tuple(name for name, _ in job_blobs(job))
 
     # --- finalisation ---------------------------------------------------------------------
 

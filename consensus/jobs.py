@@ -150,6 +150,12 @@ def digits_dataset_id() -> str:
     return "0x" + content_hash(_digits_blob()).hex()
 
 
+@functools.lru_cache(maxsize=1)
+def builtin_dataset_ids() -> frozenset[str]:
+    """Dataset ids every node has without fetching (generated locally, offline)."""
+    return frozenset({digits_dataset_id()})
+
+
 def load_dataset(spec: JobSpec, blobs: "BlobStore | None", max_bytes: int) -> Dataset:
     """The spec's dataset, from the memory cache, the blob store or the built-in sets.
 

@@ -38,7 +38,8 @@ from consensus.engine import PouwEngine, backend_for
 from consensus.errors import ConsensusError
 from consensus.jobs import checkpoint_state, current_checkpoint, load_dataset
 from consensus.params import MAX_STEPS_PER_BLOCK
-from consensus.registry import JobRecord, posted_job_ids, read_job
+from consensus.market import funded_jobs
+from consensus.registry import JobRecord, read_job
 from consensus.seal import build_payload
 from pouw.commit import max_segment_steps, seal_seed
 from pouw.errors import PouwError
@@ -174,10 +175,7 @@ class Miner:
         """The job to train on ``state`` for a block of ``difficulty`` (see the module doc)."""
         best: Optional[JobRecord] = None
         best_key = (0, 1)  # (price * min(r * w, D), w): compared as fractions
-        for job_id in posted_job_ids(state):
-            job = read_job(state, job_id, self.config)
-            if job is None or not job.is_funded:
-                continue
+        for job in reversed(funded_jobs(state, self.config)):  # oldest first: lowest id wins ties
             assert job.spec is not None
             w = get_family(job.spec.family).work_units(job.spec)
             left = job.budget_left or 0

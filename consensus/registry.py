@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Callable, Final, Protocol
 
 from eth.abc import ComputationAPI
 from eth.exceptions import Revert, WriteProtection
@@ -59,10 +59,10 @@ from consensus.params import (
     MAX_SPEC_BYTES,
     REGISTRY_ADDRESS,
     ConsensusConfig,
-    config_for_chain,
 )
 from pouw.errors import PouwError
-from pouw.spec import JobSpec, loads_spec_json
+from consensus.specs import SpecTooLong, read_spec, stored_spec
+from pouw.spec import JobSpec
 
 # --- constants -----------------------------------------------------------------------
 
@@ -168,21 +168,8 @@ def read_job(state: StorageReader, job_id: int, config: ConsensusConfig) -> JobR
     )
 
 
-_SPEC_CACHE: dict[bytes, JobSpec] = {}
-
-
 def _spec_from_stored(spec_bytes: bytes, config: ConsensusConfig) -> JobSpec | None:
-    key = keccak(spec_bytes)
-    cached = _SPEC_CACHE.get(key)
-    if cached is None:
-        try:
-            cached = JobSpec.from_dict(loads_spec_json(spec_bytes), config.limits)
-        except (PouwError, ValueError, TypeError):
-            return None
-        if len(_SPEC_CACHE) > 4096:
-            _SPEC_CACHE.clear()
-        _SPEC_CACHE[key] = cached
-    return cached
+    return stored_spec(bytes(spec_bytes), config.limits)
 
 
 def read_spec_bytes(state: StorageReader, job_id: int) -> bytes:
@@ -230,24 +217,29 @@ def _revert(reason: str) -> Revert:
     return Revert(function_signature_to_4byte_selector("Error(string)") + abi_encode(["string"], [reason]))
 
 
-def registry_precompile(computation: ComputationAPI) -> ComputationAPI:
-    """Entry point called by py-evm for every message to REGISTRY_ADDRESS.
+def registry_precompile(config: ConsensusConfig) -> Callable[[ComputationAPI], ComputationAPI]:
+    """The precompile at REGISTRY_ADDRESS for a chain of configuration ``config`` (its
+    limits and standing jobs), as the seal engine hands it to the VM.
 
-    A revert carries Solidity's ``Error(string)`` as return data (as REVERT does)."""
-    try:
-        return _dispatch(computation)
-    except Revert as exc:
-        computation.output = exc.args[0]
-        raise
+    py-evm calls it for every message to REGISTRY_ADDRESS. A revert carries Solidity's
+    ``Error(string)`` as return data (as REVERT does)."""
+
+    def precompile(computation: ComputationAPI) -> ComputationAPI:
+        try:
+            return _dispatch(computation, config)
+        except Revert as exc:
+            computation.output = exc.args[0]
+            raise
+
+    return precompile
 
 
-def _dispatch(computation: ComputationAPI) -> ComputationAPI:
+def _dispatch(computation: ComputationAPI, config: ConsensusConfig) -> ComputationAPI:
     msg = computation.msg
     if msg.storage_address != REGISTRY_ADDRESS:
         raise _revert("registry: only CALL or STATICCALL")
     data = msg.data_as_bytes
     selector, args = data[:4], data[4:]
-    config = config_for_chain(computation.state.execution_context.chain_id)
     if selector == SEL_POST:
         _post_job(computation, args, config)
     elif selector == SEL_CANCEL:
@@ -295,14 +287,14 @@ def _post_job(computation: ComputationAPI, args: bytes, config: ConsensusConfig)
     if len(spec_raw) > MAX_SPEC_BYTES:
         raise _revert(f"spec: at most {MAX_SPEC_BYTES} bytes")
     try:
-        spec = JobSpec.from_dict(loads_spec_json(spec_raw), config.limits)
+        spec = read_spec(spec_raw, config.limits)
+    except SpecTooLong:
+        raise _revert(f"spec: canonical form over {MAX_SPEC_BYTES} bytes") from None
     except PouwError as exc:
         raise _revert(f"spec: {exc}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise _revert(f"spec: not valid JSON ({type(exc).__name__})") from None
     canonical = spec.canonical_bytes()
-    if len(canonical) > MAX_SPEC_BYTES:
-        raise _revert(f"spec: canonical form over {MAX_SPEC_BYTES} bytes")
     words = (len(canonical) + 31) // 32
     computation.consume_gas(GAS_POST + GAS_POST_WORD * words, reason="postJob")
 

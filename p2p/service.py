@@ -851,40 +851,21 @@ class P2PService:
     def _wanted_job_blobs(self) -> list[tuple[bytes, int, str]]:
         """(hash, size limit, description) of the blobs open jobs need and we lack, at
         the head state, newest jobs first. Empty where the job registry is not built in."""
-        try:
-            from consensus.params import config_for_chain
-            from consensus.registry import posted_job_ids, read_job
-        except ImportError:
-            return []
-        config = getattr(getattr(self.chain, "engine_class", None), "config", None)
-        if config is None:
-            config = config_for_chain(int(self.chain.genesis.chain_id))
+        from consensus.market import funded_jobs, job_blobs
+        from consensus.params import config_of
+
+        config = config_of(getattr(self.chain, "engine_class", None), int(self.chain.genesis.chain_id))
         limits = config.limits
-        state = self.chain.state_at()
-        ids = posted_job_ids(state)
         wanted: list[tuple[bytes, int, str]] = []
         seen: set[bytes] = set()
-
-        def want(blob_hash: bytes, limit: int, what: str) -> None:
-            if blob_hash not in seen and blob_hash not in self._blob_failures:
+        for job in funded_jobs(self.chain.state_at(), config, newest=self.config.prefetch_max_jobs):
+            for blob_hash, kind in job_blobs(job):  # the blobs a miner of the job needs
+                if blob_hash in seen or blob_hash in self._blob_failures:
+                    continue
                 seen.add(blob_hash)
                 if not self.blobstore.has(blob_hash):
-                    wanted.append((blob_hash, limit, what))
-
-        for job_id in reversed(ids[-self.config.prefetch_max_jobs:]):
-            job = read_job(state, job_id, config)
-            # The jobs a miner would mine (consensus/miner.py choose_job).
-            if job is None or not job.is_funded:
-                continue
-            assert job.spec is not None
-            dataset = bytes.fromhex(job.spec.dataset[2:])
-            if not self.blobstore.has(dataset):
-                from consensus.jobs import digits_dataset_id  # (imports torch: only when needed)
-
-                if job.spec.dataset != digits_dataset_id():  # built in: every node has it
-                    want(dataset, limits.max_dataset_bytes, f"dataset of job {job_id}")
-            if job.checkpoint != b"\x00" * 32:  # zero: the initial state, derived from the spec
-                want(bytes(job.checkpoint), limits.max_state_bytes, f"checkpoint of job {job_id}")
+                    limit = limits.max_dataset_bytes if kind == "dataset" else limits.max_state_bytes
+                    wanted.append((blob_hash, limit, f"{kind} of job {job.job_id}"))
         return wanted
 
     async def _fetch_blob_from(self, peer: Peer, blob_hash: bytes, limit: int) -> Optional[bytes]:

@@ -15,6 +15,7 @@ from eth_utils import to_checksum_address
 from consensus.params import MAX_SPEC_BYTES, MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, STANDING_JOB_BASE
 from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, JobRecord
 from pouw.errors import PouwError, SpecError
+from consensus.specs import read_spec
 from pouw.spec import FAMILIES, JobSpec, loads_spec_json
 from rpc.backend import TransactionRejected
 from rpc.context import CallContext
@@ -214,14 +215,11 @@ def _validated_spec(view: PouwView, raw: dict[str, Any], error: type[RpcError] =
     """The spec checked against the catalogue and the genesis limits; ``error`` (with the
     field in its data) when it fails."""
     try:
-        spec = JobSpec.from_dict(raw, view.config.limits)
+        return read_spec(raw, view.config.limits)  # the chain's own reading (consensus/specs.py)
     except SpecError as exc:
         raise error(f"invalid job spec: {exc}", data={"field": exc.field}) from None
     except (PouwError, TypeError, ValueError) as exc:
         raise error(f"invalid job spec: {exc}") from None
-    if len(spec.canonical_bytes()) > MAX_SPEC_BYTES:
-        raise error(f"invalid job spec: canonical form over {MAX_SPEC_BYTES} bytes")
-    return spec
 
 
 # -- datasets ------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from consensus.params import (
     REGISTRY_ADDRESS,
     STANDING_JOB_BASE,
     ConsensusConfig,
-    config_for_chain,
+    config_of,
 )
 from consensus.registry import (
     STATUS_CANCELLED,
@@ -138,7 +138,7 @@ class PouwView:
         self.chain = chain
         self.is_pouw = _is_pouw(chain)
         self.config: ConsensusConfig = (
-            chain.engine_class.config if self.is_pouw else config_for_chain(int(chain.genesis.chain_id))
+            config_of(chain.engine_class, int(chain.genesis.chain_id))
         )
         self.blobs = LevelDBBlobStore(chain.db)
         self._lock = threading.Lock()
