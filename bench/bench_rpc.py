@@ -184,8 +184,8 @@ def _start_profiled(mode: str, args: tuple[str, ...], profile: Path) -> DevNode:
     real_popen = subprocess.Popen
 
     def popen(command: list[str], **kw: Any) -> Any:
-        if command[1:3] == ["-m", "chain.cli"] and command[3] == "run":
-            command = [command[0], "-m", "cProfile", "-o", str(profile), "-m", "chain.cli", *command[3:]]
+        if command[1:3] == ["-m", "node.cli"] and command[3] == "run":
+            command = [command[0], "-m", "cProfile", "-o", str(profile), "-m", "node.cli", *command[3:]]
         return real_popen(command, **kw)
 
     devnode.subprocess.Popen = popen  # type: ignore[assignment]

@@ -35,9 +35,8 @@ from eth_typing import Address, Hash32
 from chain.chain import MAX_FUTURE_SECONDS, Chain, Seal
 from consensus.blobs import LevelDBBlobStore
 from consensus.engine import PouwEngine, backend_for
-from consensus.errors import ConsensusError
 from consensus.jobs import checkpoint_state, current_checkpoint, load_dataset
-from consensus.params import MAX_STEPS_PER_BLOCK
+from consensus.params import MAX_STEPS_PER_BLOCK, job_label
 from consensus.market import funded_jobs
 from consensus.registry import JobRecord, read_job
 from consensus.seal import build_payload
@@ -105,12 +104,6 @@ class CurrentWork:
     parent_hash: bytes
     started: float
     """time.time() when the round's training started."""
-
-
-def job_name(job_id: int) -> str:
-    from consensus.params import STANDING_JOB_BASE
-
-    return f"standing-{job_id - STANDING_JOB_BASE}" if job_id >= STANDING_JOB_BASE else str(job_id)
 
 
 @dataclass(frozen=True)
@@ -292,7 +285,7 @@ class Miner:
         steps_per_s, _ = self.meter.rates()
         eta = difficulty / (w * steps_per_s) if steps_per_s > 0 else float("inf")
         log.info("mining job %s: step %d of this block, %.1f steps/s, expected time to a block %.0f s",
-                 job_name(job_id), step, steps_per_s, eta)
+                 job_label(job_id), step, steps_per_s, eta)
 
     def mine_and_import(self) -> Optional[MinedBlock]:
         mined = self.mine_one()
@@ -303,7 +296,7 @@ class Miner:
         self.blocks_mined += 1
         self.last = mined
         log.info("mined block #%d %s: job %s, t=%d steps, D=%d, trained %.2fs", mined.block.number,
-                 "0x" + mined.block.hash.hex()[:12], job_name(mined.job_id), mined.steps,
+                 "0x" + mined.block.hash.hex()[:12], job_label(mined.job_id), mined.steps,
                  mined.block.header.difficulty, mined.train_seconds)
         if self.on_block is not None:
             self.on_block(mined.block)
@@ -371,41 +364,3 @@ class Miner:
             except Exception:  # noqa: BLE001 - keep mining; log the reason
                 log.exception("mining round failed")
                 self._stop.wait(1.0)
-
-
-def start_node_miner(node: Any, coinbase: Address, device: str = "auto",
-                     segment_steps: int = DEFAULT_SEGMENT_STEPS) -> Miner:
-    """Start mining inside a running node (``chain.node.Node``): templates and imports
-    hold the node's import lock (never the pool's), and each mined block is announced to the RPC
-    layer (``newHeads`` subscribers, filters) like any new head."""
-    backend = node.backend
-    miner = Miner(
-        node.chain, coinbase, device=device, lock=backend.import_lock,
-        on_block=lambda block: backend.notify_new_head(block.hash), segment_steps=segment_steps,
-    )
-    log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)
-    backend.miner = miner  # eth_mining, eth_hashrate and pouw_minerStatus read it
-    return miner.start()
-
-
-class MiningRefused(ConsensusError):
-    """``--mine`` cannot run: no pouw seal engine, or a bad coinbase address."""
-
-
-def parse_coinbase(text: Optional[str]) -> Address:
-    """A 0x-prefixed 20-byte hex address (EIP-55 checksum checked when mixed case)."""
-    from chain.node import parse_address_option
-
-    if not text:
-        raise MiningRefused("--mine needs --coinbase ADDR (the address credited with rewards and fees)")
-    return Address(parse_address_option(text, "--coinbase", MiningRefused))
-
-
-def check_mining_allowed(genesis: Any) -> None:
-    if genesis.seal_engine != "pouw":
-        raise MiningRefused(
-            f"--mine needs a genesis with \"sealEngine\": \"pouw\" (this chain uses {genesis.seal_engine!r}; "
-            "use --automine on a development chain)"
-        )
-    if not genesis.pouw.standing_jobs:
-        log.warning("the genesis has no standing job: mining waits for a paid job to be posted")

@@ -98,3 +98,8 @@ def config_of(engine_class: type, chain_id: int) -> ConsensusConfig:
     configured engine class), or :func:`default_config` on a chain without one."""
     config = getattr(engine_class, "config", None)
     return config if isinstance(config, ConsensusConfig) else default_config(chain_id)
+
+
+def job_label(job_id: int) -> str:
+    """A job id as people read it: ``3``, or ``standing-0`` for the genesis standing jobs."""
+    return f"standing-{job_id - STANDING_JOB_BASE}" if job_id >= STANDING_JOB_BASE else str(job_id)

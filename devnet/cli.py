@@ -123,11 +123,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def node_command(state: DevnetState, spec: NodeSpec, root: Path) -> list[str]:
-    """``pouw-node run ...`` for one node (as ``python -m chain.cli``, so the node runs on
+    """``pouw-node run ...`` for one node (as ``python -m node.cli``, so the node runs on
     the same interpreter as this command, whether or not the console script is on PATH)."""
     peers = ",".join(f"127.0.0.1:{n.p2p_port}" for n in state.peers_of(spec))
     cmd = [
-        sys.executable, "-m", "chain.cli", "run", "--datadir", str(root / spec.name),
+        sys.executable, "-m", "node.cli", "run", "--datadir", str(root / spec.name),
         "--rpc-port", str(spec.rpc_port), "--p2p-port", str(spec.p2p_port),
     ]
     if peers:
@@ -141,7 +141,7 @@ def node_command(state: DevnetState, spec: NodeSpec, root: Path) -> list[str]:
 
 
 def start_node(state: DevnetState, spec: NodeSpec, root: Path) -> int:
-    from chain.node import RUNNING_FILENAME
+    from node.node import RUNNING_FILENAME
 
     node_dir = root / spec.name
     (node_dir / RUNNING_FILENAME).unlink(missing_ok=True)  # a crashed run's: must not vouch for this one
@@ -206,7 +206,7 @@ def verify_node(spec: NodeSpec, root: Path, pid: int, timeout: float) -> None:
     node writes DIR/running.json with its pid and ports once it has bound them; the port
     is ours only if that file names our pid and our ports and the process is alive.
     """
-    from chain.node import read_running_file
+    from node.node import read_running_file
 
     node_dir = root / spec.name
     deadline = time.monotonic() + timeout
@@ -271,7 +271,7 @@ def resolve_genesis(spec: Optional[str]) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from chain.node import init_datadir, read_genesis
+    from node.node import init_datadir, read_genesis
 
     root: Path = args.datadir
     root.mkdir(parents=True, exist_ok=True)
@@ -562,7 +562,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    from chain.cli import closed_pipe, report_error, unexpected_error
+    from node.cli import closed_pipe, report_error, unexpected_error
     from chain.errors import ChainError
 
     try:

@@ -6,7 +6,7 @@ open jobs' progress, this node's rewards, and GPU telemetry through NVML. Only w
 be seen as it happens is recorded as it happens, by cheap hooks outside the hot paths:
 
 * block import and verification times: a listener on the node's import log
-  (chain/imports.py), one histogram observe per imported block;
+  (node/imports.py), one histogram observe per imported block;
 * JSON-RPC requests by method: each registered method's handler is wrapped once, when
   the app is built (a counter by outcome and a histogram per method, timed from parsed
   params to answer). Only registered method names become labels, so a client cannot
@@ -226,7 +226,7 @@ class NodeCollector(Collector):
 
 
 def _job_label(job_id: int) -> str:
-    from rpc.jobcli import job_label
+    from consensus.params import job_label
 
     return job_label(job_id)
 
@@ -259,7 +259,7 @@ class NodeMetrics:
     # --- hooks ----------------------------------------------------------------------------
 
     def on_import(self, record: Any) -> None:
-        """Listener of chain/imports.py's ImportLog: one observe per imported block."""
+        """Listener of node/imports.py's ImportLog: one observe per imported block."""
         source = "local" if record.source == "local" else "peer"
         self.import_seconds.labels(source).observe(record.import_seconds)
         if record.verify_seconds is not None:

@@ -6,7 +6,7 @@ Three ``pouw_`` methods (docs/rpc-pouw.md) behind the dashboard (rpc/dashboard/)
 * ``pouw_nodeInfo()``: version, chain, seal engine (does this chain train jobs at all?),
   whether it mines, its peers;
 * ``pouw_blockImports(limit?)``: the last blocks this node imported, with how long their
-  verification and import took and which peer sent them (chain/imports.py);
+  verification and import took and which peer sent them (node/imports.py);
 * ``pouw_getJobHistory(jobId, options?)``: the job's checkpoints block by block (steps,
   time, miner) with the exact held-out accuracy at each (an accuracy curve), its recent
   training rate and the time left.

@@ -15,7 +15,7 @@ import pytest
 import rlp
 
 from chain.header import PouwBlock
-from chain.node import open_datadir
+from node.node import open_datadir
 from tests.chain.helpers import ALICE, DEV_ADDRESSES, transfer
 from tests.chain.test_export_import import BuiltChain, build_chain_file
 
@@ -25,7 +25,7 @@ BLOCKS = 12
 
 def pouw_node() -> list[str]:
     script = Path(sys.executable).with_name("pouw-node")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "chain.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "node.cli"]
 
 
 def cli(*args: Any, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -143,7 +143,7 @@ def test_import_then_export(built: BuiltChain, dev_datadir: Path, tmp_path: Path
 def _split(data: bytes) -> Iterator[bytes]:
     from io import BytesIO
 
-    from chain.node import read_block_file
+    from node.node import read_block_file
 
     for entry in read_block_file(BytesIO(data), max_entry_bytes=10**7):
         yield entry.block_rlp
@@ -185,7 +185,7 @@ def test_invalid_import_tampered_state_root(built: BuiltChain, dev_datadir: Path
 
 
 def test_invalid_import_block_of_another_chain(built: BuiltChain, tmp_path: Path) -> None:
-    from chain.node import DEV_GENESIS_PATH
+    from node.node import DEV_GENESIS_PATH
 
     other_genesis = tmp_path / "other.json"
     raw = json.loads(DEV_GENESIS_PATH.read_text())
@@ -333,7 +333,7 @@ def test_closed_pipe_is_quiet(dev_datadir: Path, tmp_path: Path) -> None:
 def test_unexpected_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                         dev_datadir: Path) -> None:
     """A bug in a command still ends in one line (POUW_TRACEBACK=1 shows the traceback)."""
-    import chain.cli as cli_module
+    import node.cli as cli_module
 
     def broken(args: Any) -> int:
         raise KeyError("surprise")

@@ -30,7 +30,7 @@ from trie import HexaryTrie
 from trie.iter import NodeIterator
 
 from chain.chain import Chain
-from chain.node import init_datadir, open_datadir, read_genesis
+from node.node import init_datadir, open_datadir, read_genesis
 from tests.chain.helpers import DEV_ADDRESSES
 from tests.chain.test_export_import import build_chain
 
@@ -49,7 +49,7 @@ pytestmark = pytest.mark.slow
 
 def pouw_node() -> list[str]:
     script = Path(sys.executable).with_name("pouw-node")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "chain.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "node.cli"]
 
 
 def walk_state(db: object, state_root: bytes) -> int:

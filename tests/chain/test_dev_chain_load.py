@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chain.node import open_datadir
+from node.node import open_datadir
 from tests.chain.helpers import DEV_ADDRESSES, DEV_KEYS, transfer
 from tests.chain.test_cli import DEV_CHAIN_ID, RunningNode, cli
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chain.node import DevBlockProducer, NodeError
+from node.node import DevBlockProducer, NodeError
 from rpc.backend import ChainBackend
 from tests.chain.helpers import ALICE, DEV_ADDRESSES, dev_genesis, transfer
 from tests.chain.test_cli import DEV_CHAIN_ID, RunningNode, cli, head_of, one_line_error
@@ -54,7 +54,7 @@ def test_invalid_run_dev_period_on_proof_of_work_chain(tmp_path: Path) -> None:
 
 
 def test_invalid_run_dev_period_values(dev_datadir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from chain.cli import build_parser
+    from node.cli import build_parser
 
     for bad in ("0", "-1", "nan", "inf", "soon"):
         with pytest.raises(SystemExit) as exit_:

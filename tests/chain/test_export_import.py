@@ -17,7 +17,7 @@ import rlp
 from eth.db.atomic import AtomicDB
 
 from chain.chain import Chain
-from chain.node import (
+from node.node import (
     CorruptBlockFile,
     DEV_GENESIS_PATH,
     encode_entry,

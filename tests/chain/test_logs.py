@@ -1,4 +1,4 @@
-"""Logging (chain/logs.py, chain/imports.py): --verbosity, --log-format json, the one line
+"""Logging (node/logs.py, node/imports.py): --verbosity, --log-format json, the one line
 per imported block, and ``pouw-node --version``."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from chain.imports import ImportLog
-from chain.logs import JsonFormatter, TextFormatter, parse_verbosity, setup_logging
+from node.imports import ImportLog
+from node.logs import JsonFormatter, TextFormatter, parse_verbosity, setup_logging
 from tests.chain.test_cli import cli, pouw_node
 
 

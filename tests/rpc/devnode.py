@@ -99,14 +99,14 @@ def start_pouw(mode: str, genesis: dict[str, Any], *, args: tuple[str, ...] = ()
     genesis_file.write_text(json.dumps(genesis))
     datadir = workdir / "data"
     subprocess.run(
-        [sys.executable, "-m", "chain.cli", "init", "--datadir", str(datadir), "--genesis", str(genesis_file)],
+        [sys.executable, "-m", "node.cli", "init", "--datadir", str(datadir), "--genesis", str(genesis_file)],
         check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     port = free_port()
     block_args = ["--automine"] if mode == "automine" else ["--dev-period", "1"]
     out = open(log, "wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", "chain.cli", "run", "--datadir", str(datadir), "--rpc-port", str(port),
+        [sys.executable, "-m", "node.cli", "run", "--datadir", str(datadir), "--rpc-port", str(port),
          "--no-p2p", *block_args, *args],
         cwd=ROOT, stdout=out, stderr=out,
     )

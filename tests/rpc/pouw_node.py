@@ -103,7 +103,7 @@ class MiningNode:
 
     def start(self, timeout: float = 60.0) -> "MiningNode":
         init = subprocess.run(
-            [sys.executable, "-m", "chain.cli", "init", "--datadir", str(self.datadir), "--genesis", str(self.genesis_path)],
+            [sys.executable, "-m", "node.cli", "init", "--datadir", str(self.datadir), "--genesis", str(self.genesis_path)],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
         assert init.returncode == 0, init.stderr
@@ -112,7 +112,7 @@ class MiningNode:
             p2p += ["--peers", self.peers]
         mining = ["--mine", "--coinbase", MINER_COINBASE, "--device", "cpu"] if self.mine else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chain.cli", "run", "--datadir", str(self.datadir), "--rpc-port", "0", *p2p,
+            [sys.executable, "-m", "node.cli", "run", "--datadir", str(self.datadir), "--rpc-port", "0", *p2p,
              *mining, *self.extra_args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

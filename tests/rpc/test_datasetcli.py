@@ -1,4 +1,4 @@
-"""``pouw-node dataset make`` (rpc/datasetcli.py) and the custom-dataset walk-through of the
+"""``pouw-node dataset make`` (client/datasetcli.py) and the custom-dataset walk-through of the
 README end to end: float features in a CSV -> a dataset file recording its scale -> a job
 on a real mining node -> ``load_model`` returns a torch module that takes float features."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 import torch
 from web3 import Web3
 
-from chain.cli import main
+from node.cli import main
 from pouw.datasets import dataset_from_bytes, quantize_features, quantize_int8, split_train_test
-from rpc.web3_module import PouwModule
+from client.web3_module import PouwModule
 from tests.rpc.pouw_node import DAPP, MiningNode
 
 pytestmark = pytest.mark.timeout(240)
@@ -25,7 +25,7 @@ CLASSES = 3
 
 @pytest.fixture(autouse=True)
 def restore_process_state(cli_process_state: None) -> None:
-    """chain.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
+    """node.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
 
 
 def float_table(n: int = 600, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
-"""``pouw-node job submit|status|list|result`` (rpc/jobcli.py) against a real mining node:
-the commands run in-process through ``chain.cli.main`` and, once, as a real process."""
+"""``pouw-node job submit|status|list|result`` (client/jobcli.py) against a real mining node:
+the commands run in-process through ``node.cli.main`` and, once, as a real process."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,7 @@ from eth_utils import keccak
 from pouw.state import state_hash
 from safetensors.torch import load_file
 
-from chain.cli import main
+from node.cli import main
 from pouw.datasets import dataset_to_bytes
 from tests.rpc.pouw_node import ROOT, GWEI, MiningNode, job_spec, synthetic_dataset, wait_until
 
@@ -38,7 +38,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiningNode]:
 
 @pytest.fixture(autouse=True)
 def restore_process_state(cli_process_state: None) -> None:
-    """chain.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
+    """node.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_submit_follow_and_fetch_the_result(node: MiningNode, files: dict[str, P
     assert f"job {job_id}: " in out and "(final)" in out
 
     # The real entry point, in its own process.
-    status = subprocess.run([sys.executable, "-m", "chain.cli", "job", "status", str(job_id), "--rpc", url],
+    status = subprocess.run([sys.executable, "-m", "node.cli", "job", "status", str(job_id), "--rpc", url],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and f"job {job_id} (posted): completed" in status.stdout, status.stderr
 
@@ -203,7 +203,7 @@ def test_errors_are_one_line(node: MiningNode, files: dict[str, Path], capsys: A
         rc, out, err = job(capsys, *args, "--rpc", UNREACHABLE)
         assert rc == 1 and f"cannot reach the node at {UNREACHABLE}" in one_error(err)
     assert time.monotonic() - started < 10
-    proc = subprocess.run([sys.executable, "-m", "chain.cli", "job", "list", "--rpc", UNREACHABLE],
+    proc = subprocess.run([sys.executable, "-m", "node.cli", "job", "list", "--rpc", UNREACHABLE],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "cannot reach the node" in one_error(proc.stderr)
 
@@ -222,7 +222,7 @@ def test_errors_are_one_line(node: MiningNode, files: dict[str, Path], capsys: A
 @pytest.fixture
 def keystore(tmp_path: Path) -> tuple[Path, Path]:
     """The poster's key as an encrypted keystore, and its password file."""
-    from rpc.keys import write_keystore
+    from client.keys import write_keystore
 
     password = tmp_path / "password"
     password.write_text("hunter2 but longer\n")

@@ -1,4 +1,4 @@
-"""Keys of the client tools (rpc/keys.py): ``pouw-node account new|list|import`` writes
+"""Keys of the client tools (client/keys.py): ``pouw-node account new|list|import`` writes
 standard encrypted keystores that eth-account (and so geth, clef, MetaMask) reads back;
 ``--key-file`` takes a keystore with ``--password-file`` or a plaintext hex key."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from chain.cli import main
-from rpc.keys import KeyFileError, load_signing_account, write_keystore
+from node.cli import main
+from client.keys import KeyFileError, load_signing_account, write_keystore
 
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # public test key
 ADDRESS = Account.from_key(KEY).address
@@ -20,7 +20,7 @@ ADDRESS = Account.from_key(KEY).address
 
 @pytest.fixture(autouse=True)
 def restore_process_state(cli_process_state: None) -> None:
-    """chain.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
+    """node.cli.main installs a SIGTERM handler and its log handler: undone (conftest)."""
 
 
 def account(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

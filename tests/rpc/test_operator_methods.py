@@ -10,14 +10,14 @@ import pytest
 import pytest_asyncio
 from web3 import Web3
 
-from chain.imports import ImportLog
+from node.imports import ImportLog
 from chain.txpool import TxPool
 from consensus.params import STANDING_JOB_BASE
 from rpc.backend import ChainBackend
 from rpc.config import RpcConfig
 from rpc.operator_methods import CheckpointIndex
 from rpc.server import create_app
-from rpc.web3_module import REGISTRY_ABI, REGISTRY_ABI_PATH, REGISTRY_ADDRESS, PouwModule, UntrainedChain
+from client.web3_module import REGISTRY_ABI, REGISTRY_ABI_PATH, REGISTRY_ADDRESS, PouwModule, UntrainedChain
 from tests.chain.helpers import DEV_KEYS, MINER
 from tests.consensus.helpers import mine_block, open_pouw_chain, pouw_genesis, post_job_tx, tiny_spec
 from tests.rpc.conftest import Rpc
@@ -33,7 +33,7 @@ def node() -> ChainBackend:
     chain = open_pouw_chain(genesis)
     chain.txpool = TxPool(genesis.chain_id, chain.state_view())
     backend = ChainBackend(chain)
-    backend.imports = ImportLog(chain).attach()  # type: ignore[attr-defined]  # as chain.node.Node does
+    backend.imports = ImportLog(chain).attach()  # type: ignore[attr-defined]  # as node.node.Node does
     return backend
 
 

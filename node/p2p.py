@@ -1,8 +1,8 @@
 """Command-line wiring of the p2p service for ``pouw-node run`` (docs/p2p.md, "Wiring"):
 
-    from p2p.cli import add_p2p_arguments, start_p2p_from_args
-    add_p2p_arguments(run_parser)                       # chain/cli.py build_parser()
-    p2p = await start_p2p_from_args(args, node)          # chain/cli.py _run_until_signal
+    from node.p2p import add_p2p_arguments, start_p2p_from_args
+    add_p2p_arguments(run_parser)                       # node/cli.py build_parser()
+    p2p = await start_p2p_from_args(args, node)          # node/cli.py _run_until_signal
     ... await p2p.stop()                                 # after the stop event
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def blobstore_for(node: Any) -> Any:
 
 
 async def start_p2p_from_args(args: argparse.Namespace, node: Any, blobstore: Any = None) -> Optional[P2PService]:
-    """Start the service for a :class:`chain.node.Node` (None with ``--no-p2p``). The
+    """Start the service for a :class:`node.node.Node` (None with ``--no-p2p``). The
     caller stops it with ``await service.stop()`` before the datadir is closed."""
     if getattr(args, "no_p2p", False):
         return None

@@ -1,6 +1,6 @@
 """The node around a chain: its datadir, its block files, and the running service.
 
-What ``pouw-node`` (``chain/cli.py``) does, one function per command, each a list of
+What ``pouw-node`` (``node/cli.py``) does, one function per command, each a list of
 steps:
 
 - :func:`init_datadir`: check the genesis, refuse a datadir of another chain, write the
@@ -64,6 +64,8 @@ from eth_typing import Hash32
 from eth_utils import encode_hex
 
 from chain import schema
+from chain.addresses import parse_address
+from common.errors import PouwNodeError
 from chain.chain import Chain, decode_header
 from chain.db import DatadirLocked, LevelDB
 from chain.errors import ChainError, InvalidBlock, MalformedBlock, UnknownParent, WrongChain
@@ -83,7 +85,7 @@ DEV_GENESIS_PATH = DEFAULT_GENESIS_PATH.with_name("dev.json")
 # --- Errors ------------------------------------------------------------------------------
 
 
-class NodeError(ChainError):
+class NodeError(PouwNodeError):
     """Root of the errors of this module: each message is fit for a user as is."""
 
 
@@ -226,16 +228,8 @@ def read_datadir_genesis(datadir: Path) -> GenesisConfig:
 
 
 def parse_address_option(text: str, option: str, error: type[Exception] = NodeError) -> bytes:
-    """A command-line address (``--coinbase``): 0x-prefixed 20-byte hex, its EIP-55
-    checksum checked when mixed case; ``error`` naming ``option`` otherwise."""
-    from eth_utils import is_checksum_address
-
-    body = text[2:] if text.startswith("0x") else ""
-    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
-        raise error(f"{option}: expected a 0x-prefixed 20-byte hex address, got {text!r}")
-    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
-        raise error(f"{option}: mixed-case address fails its EIP-55 checksum: {text!r}")
-    return bytes.fromhex(body)
+    """A command-line address (``--coinbase``); ``error`` naming ``option`` if malformed."""
+    return parse_address(text, option, error)
 
 
 def check_automine_allowed(genesis: GenesisConfig, datadir: Path) -> None:
@@ -267,6 +261,10 @@ class OpenDatadir:
         self.genesis = read_datadir_genesis(datadir)
         self.db = _open_db(datadir, create=False)
         try:
+            if seal_engine is None:
+                from node.engines import engine_for
+
+                seal_engine = engine_for(self.genesis)
             self.chain = Chain.open(self.db, self.genesis, seal_engine=seal_engine)
         except WrongChain as exc:
             self.db.close()
@@ -670,7 +668,7 @@ def export_blocks(
 @dataclass(frozen=True)
 class NodeConfig:
     """What ``pouw-node run`` was asked for (mining and p2p are started beside the node
-    by ``chain/cli.py``)."""
+    by ``node/cli.py``)."""
 
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 8545
@@ -725,7 +723,7 @@ class Node:
         )
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
-        from chain.imports import ImportLog
+        from node.imports import ImportLog
 
         # one log line and a timing record per imported block, whoever imports it
         self.imports = ImportLog(self.chain).attach()

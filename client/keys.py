@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from rpc.clitools import EXIT_ERROR, EXIT_OK
+from client.clitools import EXIT_ERROR, EXIT_OK
 
 KEY_ENV = "POUW_PRIVATE_KEY"
 KEYSTORE_ENV = "POUW_KEYSTORE"
@@ -245,7 +245,7 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         except OSError as exc:
-            from rpc.clitools import describe_os_error
+            from client.clitools import describe_os_error
 
             print(f"error: {describe_os_error(exc)}", file=sys.stderr)
             return EXIT_ERROR
@@ -304,7 +304,7 @@ def cmd_account_list(args: argparse.Namespace) -> int:
 
 def add_account_commands(subparsers: Any) -> argparse.ArgumentParser:
     """``pouw-node account new|list|import`` on ``pouw-node``'s subparsers."""
-    from rpc.clitools import command_group
+    from client.clitools import command_group
 
     account, commands = command_group(
         subparsers, "account", "create, list and import signing keys in an encrypted keystore directory",

@@ -1,6 +1,6 @@
 """What a running node saw of each block it imported: one log line, timings, the peer.
 
-:class:`ImportLog` is attached to a running node's chain (``chain.node.Node`` does it). It
+:class:`ImportLog` is attached to a running node's chain (``node.node.Node`` does it). It
 wraps the chain's ``import_block`` and its seal engine's ``verify_work`` on those two
 *instances* (the chain module itself is untouched), so every import is seen, whoever calls
 it: the miner, the p2p service, automine, the dev block producer. For each block that was
@@ -194,7 +194,7 @@ def _block_hash(block_rlp: Any) -> Optional[bytes]:
         hash_ = getattr(block_rlp, "hash", None)
         return bytes(hash_) if hash_ is not None else None
     try:
-        from chain.node import _peek_header
+        from node.node import _peek_header
 
         return bytes(_peek_header(bytes(block_rlp)).hash)
     except Exception:  # noqa: BLE001 - junk from a peer: the import says what is wrong

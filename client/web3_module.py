@@ -1,7 +1,7 @@
 """web3.py (v8) module for the node's ``pouw_`` JSON-RPC namespace (docs/rpc-pouw.md).
 
     from web3 import Web3
-    from rpc.web3_module import PouwModule
+    from client.web3_module import PouwModule
 
     w3 = Web3(Web3.HTTPProvider("http://127.0.0.1:8545"))
     w3.attach_modules({"pouw": PouwModule})
@@ -98,11 +98,11 @@ REGISTRY_ADDRESS = "0x0000000000000000000000000000000000000100"
 def _registry_abi_path() -> Any:
     from importlib import resources
 
-    return resources.files("rpc").joinpath("registry_abi.json")
+    return resources.files("consensus").joinpath("registry_abi.json")
 
 
 REGISTRY_ABI_PATH = _registry_abi_path()
-"""The registry's JSON ABI, shipped in the package (``rpc/registry_abi.json``) for any
+"""The registry's JSON ABI, shipped in the package (``consensus/registry_abi.json``) for any
 language's Ethereum library; tests check it against the precompile's selectors."""
 REGISTRY_ABI: list[dict[str, Any]] = json.loads(REGISTRY_ABI_PATH.read_text())
 """``w3.eth.contract(address=REGISTRY_ADDRESS, abi=REGISTRY_ABI)``."""

@@ -1,11 +1,11 @@
 """``pouw-node job submit|status|list|result|cancel|watch`` and ``pouw-node rewards``: the job market from a terminal.
 
 A client of a node's JSON-RPC (``--rpc URL``, default http://127.0.0.1:8545) through
-web3.py and :class:`rpc.web3_module.PouwModule`; it opens no datadir. ``chain/cli.py``
+web3.py and :class:`client.web3_module.PouwModule`; it opens no datadir. ``node/cli.py``
 adds these commands with :func:`add_job_commands` and :func:`add_rewards_command`.
 
 The private key that signs a job posting or cancellation is read from ``--key-file FILE``
-(an encrypted keystore with ``--password-file``, or a plaintext hex key: rpc/keys.py) or
+(an encrypted keystore with ``--password-file``, or a plaintext hex key: client/keys.py) or
 from the ``POUW_PRIVATE_KEY`` environment variable, never from a command-line argument,
 which any user could read in ``ps``.
 
@@ -14,7 +14,7 @@ Guards before anything is signed: a posting whose escrow is above ``--confirm-ab
 for ``1gwei`` would otherwise lock thousands of ETH); a posting to a chain that never
 trains jobs (a development genesis) is refused unless ``--allow-untrained``.
 
-Exit codes as ``chain/cli.py``: 0 success, 1 an error (one ``error: ...`` line on
+Exit codes as ``node/cli.py``: 0 success, 1 an error (one ``error: ...`` line on
 stderr, the node's own message for a refused request), 2 bad usage.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-"""The same values as chain/cli.py's."""
+"""The same values as node/cli.py's."""
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 KEY_ENV = "POUW_PRIVATE_KEY"
@@ -50,7 +50,7 @@ def connect(url: str, request_timeout: float = 30.0) -> Any:
     """web3.py on ``url`` with the pouw module attached; fails at once when unreachable."""
     from web3 import Web3
 
-    from rpc.web3_module import PouwModule
+    from client.web3_module import PouwModule
 
     provider = Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout}, exception_retry_configuration=None)
     w3 = Web3(provider)
@@ -60,8 +60,8 @@ def connect(url: str, request_timeout: float = 30.0) -> Any:
 
 def load_private_key(key_file: Optional[Path], password_file: Optional[Path] = None) -> Any:
     """The signing account: ``--key-file`` (keystore or plaintext hex) first, else
-    ``$POUW_PRIVATE_KEY`` (rpc/keys.py)."""
-    from rpc.keys import KeyFileError, load_signing_account
+    ``$POUW_PRIVATE_KEY`` (client/keys.py)."""
+    from client.keys import KeyFileError, load_signing_account
 
     try:
         return load_signing_account(key_file, password_file)
@@ -107,12 +107,7 @@ def _hex(value: Any) -> str:
     return str(value)
 
 
-def job_label(job_id: int) -> str:
-    """A job id as people read it: ``3``, or ``standing-0`` for the genesis standing jobs."""
-    from consensus.params import STANDING_JOB_BASE
-
-    return f"standing-{job_id - STANDING_JOB_BASE}" if job_id >= STANDING_JOB_BASE else str(job_id)
-
+from consensus.params import job_label  # noqa: E402
 
 _job_label = job_label
 
@@ -203,7 +198,7 @@ def _describe_exception(exc: BaseException, url: str) -> str:
     import requests
     from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception, Web3RPCError
 
-    from rpc.web3_module import rpc_error_message
+    from client.web3_module import rpc_error_message
 
     if isinstance(exc, JobCliError):
         return str(exc)
@@ -235,7 +230,7 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             return func(args)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported in one line, as chain/cli.py does
+        except Exception as exc:  # noqa: BLE001 - reported in one line, as node/cli.py does
             print(f"error: {_describe_exception(exc, args.rpc)}", file=sys.stderr)
             return EXIT_ERROR
 
@@ -389,7 +384,7 @@ def cmd_job_result(args: argparse.Namespace) -> int:
         raise JobCliError(f"job {_job_label(args.job_id)} not found on the node at {args.rpc}")
     model = bytes(result.model)
     if args.check:  # the bytes load into the job's architecture
-        from rpc.web3_module import model_from_result
+        from client.web3_module import model_from_result
 
         model_from_result(result)
     if args.state_out is not None:
@@ -572,7 +567,7 @@ def add_rewards_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_job_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``job`` and its subcommands to ``pouw-node``'s subparsers; returns the ``job`` parser."""
-    from rpc.clitools import command_group
+    from client.clitools import command_group
 
     job, job_commands = command_group(
         subparsers, "job", "post jobs, follow them and fetch results through a node's JSON-RPC",

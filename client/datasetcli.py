@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from rpc.clitools import EXIT_ERROR, EXIT_OK, command_group, describe_os_error
+from client.clitools import EXIT_ERROR, EXIT_OK, command_group, describe_os_error
 
 
 class DatasetCliError(Exception):

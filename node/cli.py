@@ -1,6 +1,6 @@
 """``pouw-node``: the command line of the node.
 
-Commands (the work is done in ``chain/node.py``; this module parses arguments, prints
+Commands (the work is done in ``node/node.py``; this module parses arguments, prints
 results and turns every error into one ``error: ...`` line on stderr):
 
 - ``init``: create a datadir for a genesis (idempotent; refuses another chain's datadir);
@@ -8,10 +8,10 @@ results and turns every error into one ``error: ...`` line on stderr):
   (``--automine`` and ``--dev-period S`` on dev chains; ``--mine --coinbase ADDR`` mines
   on a pouw chain);
 - ``export`` / ``import``: canonical blocks to and from a block file (geth's format);
-- client tools that open no datadir: ``job ...`` and ``rewards`` (rpc/jobcli.py),
-  ``account ...`` (rpc/keys.py), ``dataset make`` (rpc/datasetcli.py).
+- client tools that open no datadir: ``job ...`` and ``rewards`` (client/jobcli.py),
+  ``account ...`` (client/keys.py), ``dataset make`` (client/datasetcli.py).
 
-Logging: ``--verbosity`` and ``--log-format`` on init/run/export/import (chain/logs.py).
+Logging: ``--verbosity`` and ``--log-format`` on init/run/export/import (node/logs.py).
 
 Exit codes: 0 success, 1 an error (reported in one line), 2 bad usage, 130 interrupted,
 141 stdout closed by its reader (``pouw-node ... | head``: stopped quietly, as Unix tools
@@ -49,7 +49,7 @@ beside the block file (RLP entries [hash, data]); import reads it when present."
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from chain.node import init_datadir, read_genesis
+    from node.node import init_datadir, read_genesis
 
     genesis = read_genesis(args.genesis)
     result = init_datadir(args.datadir, genesis)
@@ -67,7 +67,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     early_stop = _catch_stop_signals()  # a signal while opening the datadir stops the node once up
-    from chain.node import (
+    from node.node import (
         Node, NodeConfig, check_automine_allowed, check_dev_period_allowed, open_datadir, read_datadir_genesis,
     )
 
@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_dev_period_allowed(read_datadir_genesis(args.datadir), args.datadir)
     coinbase = None
     if args.mine:  # --- mining (consensus/miner.py) ---
-        from consensus.miner import check_mining_allowed, parse_coinbase
+        from node.mining import check_mining_allowed, parse_coinbase
 
         coinbase = parse_coinbase(args.coinbase)
         check_mining_allowed(read_datadir_genesis(args.datadir))
@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     with open_datadir(args.datadir) as datadir:
         node = Node(datadir, config)
-        from rpc.jobcli import job_label
+        from client.jobcli import job_label
 
         node.imports.job_label = job_label  # 'standing-0' in the per-block log line
         head = datadir.chain.head()
@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         miner = None
         if coinbase is not None:
-            from consensus.miner import start_node_miner
+            from node.mining import start_node_miner
 
             miner = start_node_miner(node, coinbase, args.device, args.segment_steps)
         try:
@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def check_device(device: str) -> None:
     """Refuse a ``--device`` this machine's torch cannot train on, saying why and what
     to do (the miner would fail later, with less to go on)."""
-    from chain.node import NodeError
+    from node.node import NodeError
 
     if device in ("auto", "cpu"):
         return
@@ -147,7 +147,7 @@ def check_device(device: str) -> None:
 def _dev_coinbase(text: Optional[str]) -> Optional[bytes]:
     """``--coinbase`` for blocks built without proof (--dev-period, --automine), or None
     (automine's default coinbase)."""
-    from chain.node import parse_address_option
+    from node.node import parse_address_option
 
     return None if text is None else parse_address_option(text, "--coinbase")
 
@@ -178,7 +178,7 @@ def _catch_stop_signals() -> list[int]:
 async def _run_until_signal(
     node: "object", early_stop: list[int], args: argparse.Namespace, miner: "object" = None
 ) -> None:
-    from p2p.cli import start_p2p_from_args
+    from node.p2p import start_p2p_from_args
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -217,7 +217,7 @@ async def _run_until_signal(
 
 def cmd_export(args: argparse.Namespace) -> int:
     from chain.errors import SealEngineUnavailable
-    from chain.node import export_blocks, open_datadir, read_datadir_genesis
+    from node.node import export_blocks, open_datadir, read_datadir_genesis
     from chain.sealing import NoProofEngine
 
     # The chain's own seal engine names the blobs each block needs; where it is not in
@@ -225,9 +225,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     engine = None
     if not args.no_blobs:
         try:
-            from chain.sealing import seal_engine_for
+            from node.engines import engine_for
 
-            engine = seal_engine_for(read_datadir_genesis(args.datadir))
+            engine = engine_for(read_datadir_genesis(args.datadir))
         except SealEngineUnavailable as exc:
             log.warning("exporting blocks without blobs: %s", exc)
     with open_datadir(args.datadir, seal_engine=engine or NoProofEngine) as datadir:
@@ -238,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from chain.node import ImportStats, import_blocks, open_datadir
+    from node.node import ImportStats, import_blocks, open_datadir
 
     def progress(stats: ImportStats, number: int) -> None:
         log.info(
@@ -384,7 +384,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from chain.logs import add_logging_arguments
+    from node.logs import add_logging_arguments
 
     parser = argparse.ArgumentParser(
         prog="pouw-node",
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str, **kw: object) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
         sub.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
-        add_logging_arguments(sub)  # --verbosity, --log-format (chain/logs.py)
+        add_logging_arguments(sub)  # --verbosity, --log-format (node/logs.py)
         sub.set_defaults(func=func)
         return sub
 
@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="--mine: steps per segment, i.e. between two state commitments; capped by the consensus "
                           "bound for the block's difficulty (default 16; docs/protocol.md §14)")
     add_rpc_arguments(run)  # --rpc-api, --rpc-cors, --rpc-evmtimeout, --rpc-gascap, --txpool-*
-    from p2p.cli import add_p2p_arguments
+    from node.p2p import add_p2p_arguments
 
     add_p2p_arguments(run)  # --p2p-addr (127.0.0.1), --p2p-port, --peers, --no-p2p, --max-peers
 
@@ -471,16 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--blobs", type=Path, default=None, metavar="PATH",
         help="the blob file holding the datasets and checkpoint states the blocks need (default: FILE.blobs if present)",
     )
-    from rpc.jobcli import add_job_commands
+    from client.jobcli import add_job_commands
 
-    add_job_commands(commands)  # job submit|status|list|result|cancel|watch: a JSON-RPC client of a node (rpc/jobcli.py)
-    from rpc.jobcli import add_rewards_command
-    from rpc.keys import add_account_commands
-    from rpc.datasetcli import add_dataset_commands
+    add_job_commands(commands)  # job submit|status|list|result|cancel|watch: a JSON-RPC client of a node (client/jobcli.py)
+    from client.jobcli import add_rewards_command
+    from client.keys import add_account_commands
+    from client.datasetcli import add_dataset_commands
 
-    add_rewards_command(commands)  # rewards ADDR (rpc/jobcli.py)
-    add_account_commands(commands)  # account new|list|import: encrypted keystores (rpc/keys.py)
-    add_dataset_commands(commands)  # dataset make: a dataset file from CSV/npz/npy floats (rpc/datasetcli.py)
+    add_rewards_command(commands)  # rewards ADDR (client/jobcli.py)
+    add_account_commands(commands)  # account new|list|import: encrypted keystores (client/keys.py)
+    add_dataset_commands(commands)  # dataset make: a dataset file from CSV/npz/npy floats (client/datasetcli.py)
     return parser
 
 
@@ -548,14 +548,14 @@ def unexpected_error(exc: BaseException) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from chain.errors import ChainError
+    from common.errors import PouwNodeError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    from chain.logs import setup_logging
+    from node.logs import setup_logging
 
     setup_logging(getattr(args, "verbosity", logging.INFO), getattr(args, "log_format", "text"))
     if args.command != "run":  # run handles signals on its event loop
@@ -570,15 +570,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return closed_pipe()
-    except (ChainError, OSError) as exc:
+    except (PouwNodeError, OSError) as exc:  # every package's errors: one line
         report_error(_describe(exc))
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - PouwError and anything else: one line
-        from pouw.errors import PouwError
-
-        if isinstance(exc, PouwError):
-            report_error(str(exc))
-            return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - anything else (a bug): one line all the same
         return unexpected_error(exc)
 
 

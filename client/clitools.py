@@ -1,6 +1,6 @@
 """What the client tools' command lines share (``job``, ``account``, ``dataset``).
 
-Exit codes are chain/cli.py's: 0 success, 1 an error (one ``error: ...`` line), 2 bad usage.
+Exit codes are node/cli.py's: 0 success, 1 an error (one ``error: ...`` line), 2 bad usage.
 """
 from __future__ import annotations
 
