@@ -66,6 +66,7 @@ from eth_utils import encode_hex
 from chain import schema
 from chain.addresses import parse_address
 from common.errors import PouwNodeError
+from genesis.errors import GenesisError
 from chain.chain import Chain, decode_header
 from chain.db import DatadirLocked, LevelDB
 from chain.errors import ChainError, InvalidBlock, MalformedBlock, UnknownParent, WrongChain
@@ -161,7 +162,7 @@ def read_genesis(spec: Optional[str]) -> GenesisSource:
         raise NodeError(f"{path}: not valid JSON: {exc}") from None
     try:
         config = parse_genesis(raw)
-    except ChainError as exc:
+    except GenesisError as exc:
         raise NodeError(f"{path}: {exc}") from None
     return GenesisSource(path, text, config)
 

@@ -76,10 +76,12 @@ def mine_template(miner: Miner, template: Any) -> Any:
     return mined
 
 
-def post_job_tx(key: Any, nonce: int, spec: dict[str, Any], price: int, escrow: int, gas: int = 1_000_000) -> Any:
+def post_job_tx(key: Any, nonce: int, spec: dict[str, Any], price: int, escrow: int, gas: int = 1_000_000,
+                chain_id: int = 7357) -> Any:
     from consensus.params import REGISTRY_ADDRESS
 
-    return sign_tx(key, nonce, REGISTRY_ADDRESS, value=escrow, data=encode_post_job(spec, price), gas=gas, tip=0)
+    return sign_tx(key, nonce, REGISTRY_ADDRESS, value=escrow, data=encode_post_job(spec, price), gas=gas, tip=0,
+                   chain_id=chain_id)
 
 
 def pouw_genesis_dict(*, expected_steps: int = 6, k: int = 3, maturity: int = 2, **consensus: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 in a subprocess, JSON-RPC on a free loopback port, on a pouw genesis with a difficulty
 low enough that a block takes well under a second of training on a CPU.
 
-Used by tests/rpc/test_dapp_flow.py and tests/rpc/test_jobcli.py (each starts its own).
+Used by tests/rpc/test_dapp_flow.py and tests/client/test_jobcli.py (each starts its own).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 from node.node import DevBlockProducer, NodeError
 from rpc.backend import ChainBackend
 from tests.chain.helpers import ALICE, DEV_ADDRESSES, dev_genesis, transfer
-from tests.chain.test_cli import DEV_CHAIN_ID, RunningNode, cli, head_of, one_line_error
+from tests.node.test_cli import DEV_CHAIN_ID, RunningNode, cli, head_of, one_line_error
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import rlp
 from chain.header import PouwBlock
 from node.node import open_datadir
 from tests.chain.helpers import ALICE, DEV_ADDRESSES, transfer
-from tests.chain.test_export_import import BuiltChain, build_chain_file
+from tests.node.test_export_import import BuiltChain, build_chain_file
 
 DEV_CHAIN_ID = 1337
 BLOCKS = 12

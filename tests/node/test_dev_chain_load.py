@@ -20,7 +20,7 @@ import pytest
 
 from node.node import open_datadir
 from tests.chain.helpers import DEV_ADDRESSES, DEV_KEYS, transfer
-from tests.chain.test_cli import DEV_CHAIN_ID, RunningNode, cli
+from tests.node.test_cli import DEV_CHAIN_ID, RunningNode, cli
 
 PREBUILT_BLOCKS = 800
 TRANSFERS = 2_000

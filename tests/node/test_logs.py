@@ -15,7 +15,7 @@ import pytest
 
 from node.imports import ImportLog
 from node.logs import JsonFormatter, TextFormatter, parse_verbosity, setup_logging
-from tests.chain.test_cli import cli, pouw_node
+from tests.node.test_cli import cli, pouw_node
 
 
 @pytest.fixture

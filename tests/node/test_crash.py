@@ -32,7 +32,7 @@ from trie.iter import NodeIterator
 from chain.chain import Chain
 from node.node import init_datadir, open_datadir, read_genesis
 from tests.chain.helpers import DEV_ADDRESSES
-from tests.chain.test_export_import import build_chain
+from tests.node.test_export_import import build_chain
 
 BLOCKS = 200
 TXS_PER_BLOCK = 4
