@@ -111,12 +111,12 @@ class TxPoolError(ChainError):
         got: object = None,
         message: Optional[str] = None,
     ) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)  # geth's message alone; the specifics are attributes
         self.detail = detail
         self.expected = expected
         self.got = got
-        if message is not None:
-            self.message = message
-        super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message

@@ -28,11 +28,11 @@ class ProtocolViolation(P2PError):
     ) -> None:
         self.penalty = penalty
         self.disconnect = disconnect
-        self.expected = expected
-        self.got = got
-        if expected is not None or got is not None:
+        if expected is not None or got is not None:  # p2p shows values as they are (hex strings)
             message = f"{message} (expected {expected}, got {got})"
         super().__init__(message)
+        self.expected = expected
+        self.got = got
 
 
 class MalformedMessage(ProtocolViolation):
