@@ -134,3 +134,12 @@ class InvalidWork(InvalidBlock):
 class WorkVerificationUnavailable(ChainError):
     """A transient failure while verifying work (e.g. the verifier ran out of memory).
     Not a verdict on the block: kept apart from :class:`InvalidWork`."""
+
+
+class WorkBlobMissing(WorkVerificationUnavailable):
+    """Verifying needs a blob (a dataset, a checkpoint state) this node lacks;
+    ``blob_hash`` names it, so the caller can fetch it and try again."""
+
+    def __init__(self, message: str, *, blob_hash: bytes) -> None:
+        super().__init__(message)
+        self.blob_hash = bytes(blob_hash)

@@ -39,7 +39,7 @@ import aiohttp
 from aiohttp import web
 from eth_hash.auto import keccak
 
-from chain.errors import ChainError, InvalidBlock, InvalidTimestamp, UnknownParent
+from chain.errors import ChainError, InvalidBlock, InvalidTimestamp, UnknownParent, WorkBlobMissing
 from p2p import messages as m
 from pouw.blobstore import blob_matches, put_named
 from p2p import sync
@@ -421,29 +421,25 @@ class P2PService:
         return result
 
     async def _retry_with_missing_blob(self, peer: Peer, exc: ChainError, block_rlp: bytes, payload: Optional[bytes]) -> Any:
-        """Verification needs a blob we lack (DatasetUnavailable, CheckpointUnavailable
-        name it by hash): fetch it from peers, then import once more. None if not that."""
-        if self.blobstore is None or not type(exc).__name__.endswith("Unavailable"):
-            return None
-        import re
-
-        wanted = [bytes.fromhex(h) for h in re.findall(r"0x([0-9a-fA-F]{64})", str(exc))]
-        fetched = False
-        for blob_hash in wanted:
-            try:
-                await self.fetch_blob(blob_hash)
-                fetched = True
-            except P2PError as fetch_error:
-                log.info("blob %s for a block from %s: %s", m.hx(blob_hash), peer.name, fetch_error)
-        if not fetched:
-            return None
+        """Verification needs a blob we lack (``WorkBlobMissing`` names it): fetch it from
+        peers, then import once more (a block may need its checkpoint state and its
+        dataset). None if that is not the trouble, or it fails."""
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._import_executor, self._import_blocking, block_rlp, payload)
-        except InvalidBlock as again:
-            await self._invalid(peer, again)
-        except ChainError:
-            return None
+        for _ in range(3):
+            if self.blobstore is None or not isinstance(exc, WorkBlobMissing):
+                return None
+            try:
+                await self.fetch_blob(exc.blob_hash)
+            except P2PError as fetch_error:
+                log.info("blob %s for a block from %s: %s", m.hx(exc.blob_hash), peer.name, fetch_error)
+                return None
+            try:
+                return await loop.run_in_executor(self._import_executor, self._import_blocking, block_rlp, payload)
+            except InvalidBlock as again:
+                await self._invalid(peer, again)
+            except ChainError as still:
+                exc = still
+        return None
 
     async def _invalid(self, peer: Peer, exc: InvalidBlock) -> NoReturn:
         self.stats.invalid_blocks += 1

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from eth_bloom import BloomFilter
+from chain.errors import WorkVerificationUnavailable
 from consensus.blobs import LevelDBBlobStore
 from consensus.rewards import billed_steps, block_fee
 from consensus.params import (
@@ -473,7 +474,8 @@ class PouwView:
                               self.config.challenge_count, backend_for(device))
         except Exception as exc:  # noqa: BLE001 - every failure is a verdict here
             kind = type(exc).__name__
-            verdict = "unavailable" if kind.endswith("Unavailable") or isinstance(exc, (RuntimeError, MemoryError)) else "mismatch"
+            transient = isinstance(exc, (WorkVerificationUnavailable, RuntimeError, MemoryError))
+            verdict = "unavailable" if transient else "mismatch"
             return {"verdict": verdict, "error": f"{kind}: {exc}", "seconds": time.perf_counter() - started}
         return {"verdict": "ok", "error": None, "seconds": time.perf_counter() - started}
 
