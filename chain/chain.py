@@ -169,11 +169,11 @@ class HeadStateView:
         self.head = head
         self.state = state
 
-    def get_nonce(self, address: Address) -> int:
-        return self.state.get_nonce(address)
+    def get_nonce(self, address: bytes) -> int:
+        return self.state.get_nonce(Address(address))
 
-    def get_balance(self, address: Address) -> int:
-        return self.state.get_balance(address)
+    def get_balance(self, address: bytes) -> int:
+        return self.state.get_balance(Address(address))
 
     def base_fee(self) -> int:
         return calculate_expected_base_fee_per_gas(self.head)
@@ -299,7 +299,7 @@ class Chain:
         self.chaindb = PouwChainDB(db)
         self.txpool = txpool
         self.clock = clock
-        self._import_lock = threading.RLock()
+        self._write_lock = threading.RLock()
 
     # --- opening --------------------------------------------------------------------
 
@@ -388,6 +388,14 @@ class Chain:
 
     # --- import -------------------------------------------------------------------------
 
+    @property
+    def write_lock(self) -> "threading.RLock":
+        """The one lock over the chain's writes: every import holds it (reentrant). A
+        producer that must build on the head and import with no other block in between
+        (automine) holds it around both; nobody else needs a lock to import, and no
+        reader ever takes it (reads see committed batches only)."""
+        return self._write_lock  # type: ignore[return-value]
+
     def import_block(
         self, block_or_rlp: Union[BlockAPI, bytes], payload: Optional[bytes] = None
     ) -> ImportResult:
@@ -396,7 +404,7 @@ class Chain:
         Raises a subclass of :class:`chain.errors.InvalidBlock` (nothing written),
         :class:`UnknownParent` for an orphan, or a transient error from the engine.
         """
-        with self._import_lock:
+        with self._write_lock:
             block = decode_block(block_or_rlp, self.genesis)                     # stage 1
             if self.chaindb.header_exists(block.hash):
                 return ImportResult(block, (), (), reorg=False, already_known=True)

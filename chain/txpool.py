@@ -273,6 +273,16 @@ class PoolStats:
 # ---------------------------------------------------------------------- the pool
 
 
+@dataclass(frozen=True)
+class TxPoolLimits:
+    """The pool's limits (geth's ``--txpool.*``), as one value to pass around."""
+
+    max_slots: int = 4096
+    max_per_sender: int = 64
+    price_bump_percent: int = 10
+    min_gas_price: int = 1
+
+
 class TxPool:
     """Pending and queued transactions, bounded, thread safe; see the module docstring."""
 
@@ -289,6 +299,7 @@ class TxPool:
         allow_unprotected: bool = False,
         block_gas_limit_fn: Optional[Callable[[], int]] = None,
         builder: Type[TransactionBuilderAPI] = DEFAULT_BUILDER,
+        limits: Optional[TxPoolLimits] = None,
     ) -> None:
         """``min_gas_price`` is the minimum tip (legacy: gas price), geth's
         ``--txpool.pricelimit``. ``block_gas_limit_fn`` overrides ``state.block_gas_limit``.

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional
+from typing import Any, Callable, Optional
 
 from eth_typing import Address, Hash32
 
@@ -128,7 +128,6 @@ class Miner:
         *,
         device: str = "auto",
         extra_data: bytes = b"",
-        lock: Optional[ContextManager[Any]] = None,
         on_block: Optional[Callable[[Any], None]] = None,
         segment_steps: int = DEFAULT_SEGMENT_STEPS,
         pipeline: Optional[bool] = None,
@@ -142,7 +141,6 @@ class Miner:
         self.backend = backend_for(device)
         self.blobs = LevelDBBlobStore(chain.db)
         self.extra_data = extra_data
-        self.lock = lock
         self.on_block = on_block
         self.blocks_mined = 0
         self.last: Optional[MinedBlock] = None
@@ -183,9 +181,9 @@ class Miner:
         for index in range(len(self.config.standing_jobs)):
             from consensus.params import STANDING_JOB_BASE
 
-            job = read_job(state, STANDING_JOB_BASE + index, self.config)
-            if job is not None and self._usable(job):
-                return job
+            standing = read_job(state, STANDING_JOB_BASE + index, self.config)
+            if standing is not None and self._usable(standing):
+                return standing
         raise PouwError("no job to mine: no funded open job and no usable standing job")
 
     def _usable(self, job: JobRecord) -> bool:
@@ -210,9 +208,8 @@ class Miner:
         if ahead > 0:  # the chain runs ahead of our clock: peers would refuse the block yet
             self._stop.wait(min(ahead, 1.0))
             return None
-        with self._locked():
-            head = self.chain.head()
-            template = self.chain.build_template(self.coinbase, extra_data=self.extra_data, parent_hash=head.hash)
+        head = self.chain.head()
+        template = self.chain.build_template(self.coinbase, extra_data=self.extra_data, parent_hash=head.hash)
         if self._stop.is_set():
             return None
         return self.seal_template(template, max_steps=max_steps, watch_head=head.hash)
@@ -291,8 +288,7 @@ class Miner:
         mined = self.mine_one()
         if mined is None:
             return None
-        with self._locked():
-            self.chain.import_block(mined.block, mined.payload)
+        self.chain.import_block(mined.block, mined.payload)
         self.blocks_mined += 1
         self.last = mined
         log.info("mined block #%d %s: job %s, t=%d steps, D=%d, trained %.2fs", mined.block.number,
@@ -351,11 +347,6 @@ class Miner:
         trainer = self._trainer
         if trainer is not None:
             trainer.stop()
-
-    def _locked(self) -> ContextManager[Any]:
-        import contextlib
-
-        return self.lock if self.lock is not None else contextlib.nullcontext()
 
     def _run(self) -> None:
         while not self._stop.is_set():

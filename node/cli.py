@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from eth_utils import encode_hex
 
@@ -176,7 +176,7 @@ def _catch_stop_signals() -> list[int]:
 
 
 async def _run_until_signal(
-    node: "object", early_stop: list[int], args: argparse.Namespace, miner: "object" = None
+    node: "Node", early_stop: list[int], args: argparse.Namespace, miner: "Optional[Miner]" = None
 ) -> None:
     from node.p2p import start_p2p_from_args
 
@@ -199,10 +199,9 @@ async def _run_until_signal(
             " (choose another --p2p-port, or --no-p2p)"
         ) from None
     if p2p is not None:
-        node.backend.p2p = p2p  # type: ignore[attr-defined]  # admin_nodeInfo, admin_peers
-        if hasattr(node, "imports"):
-            node.imports.attribute_p2p(p2p)  # the per-block log line names the peer  # type: ignore[attr-defined]
-        node.p2p_port = p2p.port  # type: ignore[attr-defined]
+        node.backend.peers = p2p  # net_peerCount, eth_syncing, admin_nodeInfo, admin_peers
+        node.imports.attribute_p2p(p2p)  # the per-block log line names the peer
+        node.p2p_port = p2p.port
     if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
         p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now
@@ -365,12 +364,12 @@ def rpc_config_from_args(args: argparse.Namespace) -> "object":
     )
 
 
-def txpool_limits_from_args(args: argparse.Namespace) -> dict[str, int]:
-    """Keyword arguments of chain.txpool.TxPool from the ``--txpool-*`` flags."""
-    return {
-        "max_per_sender": args.txpool_account_slots, "max_slots": args.txpool_global_slots,
-        "price_bump_percent": args.txpool_price_bump, "min_gas_price": args.txpool_price_limit,
-    }
+def txpool_limits_from_args(args: argparse.Namespace) -> "TxPoolLimits":
+    """The pool's limits from the ``--txpool-*`` flags."""
+    from chain.txpool import TxPoolLimits
+
+    return TxPoolLimits(max_per_sender=args.txpool_account_slots, max_slots=args.txpool_global_slots,
+                        price_bump_percent=args.txpool_price_bump, min_gas_price=args.txpool_price_limit)
 
 
 def _positive_int(text: str) -> int:
@@ -485,6 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- Entry point --------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from chain.txpool import TxPoolLimits
+    from consensus.miner import Miner
+    from node.node import Node
 
 log = logging.getLogger("pouw-node")
 

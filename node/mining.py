@@ -21,11 +21,11 @@ def start_node_miner(node: Any, coinbase: Address, device: str = "auto",
     layer (``newHeads`` subscribers, filters) like any new head."""
     backend = node.backend
     miner = Miner(
-        node.chain, coinbase, device=device, lock=backend.import_lock,
+        node.chain, coinbase, device=device,
         on_block=lambda block: backend.notify_new_head(block.hash), segment_steps=segment_steps,
     )
     log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)
-    backend.miner = miner  # eth_mining, eth_hashrate and pouw_minerStatus read it
+    backend.miner = miner  # eth_mining, eth_hashrate, pouw_minerStatus (rpc.sources.MinerSource)
     return miner.start()
 
 

@@ -67,6 +67,7 @@ from chain import schema
 from chain.addresses import parse_address
 from common.errors import PouwNodeError
 from genesis.errors import GenesisError
+from chain.txpool import TxPoolLimits
 from chain.chain import Chain, decode_header
 from chain.db import DatadirLocked, LevelDB
 from chain.errors import ChainError, InvalidBlock, MalformedBlock, UnknownParent, WrongChain
@@ -683,8 +684,8 @@ class NodeConfig:
     rpc_config: Any = None
     """``rpc.config.RpcConfig`` (limits, CORS, namespaces); None: defaults. Its host and
     port are replaced by ``rpc_host`` and ``rpc_port``."""
-    txpool_limits: Optional[dict[str, int]] = None
-    """Keyword arguments of ``chain.txpool.TxPool`` (``--txpool-*``); None: defaults."""
+    txpool_limits: Optional[TxPoolLimits] = None
+    """The pool's limits (``--txpool-*``); None: defaults."""
     dashboard: bool = True
     """Serve the dashboard at GET / on the RPC port (``--no-dashboard``)."""
     metrics: bool = True
@@ -718,9 +719,8 @@ class Node:
             check_dev_period_allowed(self.chain.genesis, datadir.path)
             if config.dev_period < 0:
                 raise NodeError(f"--dev-period must be positive, got {config.dev_period}")
-        # ignore: chain.txpool.StateView types addresses as bytes, HeadStateView as Address
-        self.chain.txpool = TxPool(  # type: ignore[arg-type]
-            self.chain.genesis.chain_id, self.chain.state_view(), **(config.txpool_limits or {})
+        self.chain.txpool = TxPool(
+            self.chain.genesis.chain_id, self.chain.state_view(), limits=config.txpool_limits
         )
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
@@ -728,7 +728,7 @@ class Node:
 
         # one log line and a timing record per imported block, whoever imports it
         self.imports = ImportLog(self.chain).attach()
-        self.backend.imports = self.imports  # type: ignore[attr-defined]  # read by /metrics and pouw_blockImports
+        self.backend.imports = self.imports  # /metrics and pouw_blockImports (rpc.sources.ImportSource)
         self.p2p_port: Optional[int] = None
         """Set by the CLI once the p2p service listens (reported in running.json)."""
 
@@ -849,7 +849,7 @@ def make_automine(backend: Any, coinbase: Optional[bytes] = None) -> Any:
         def mine_now(self, *, allow_empty: bool = True) -> Any:
             backend = self.backend
             chain = backend.chain
-            with backend.import_lock:
+            with chain.write_lock:  # build on the head and import, nothing in between
                 if not backend.pending_transactions() and not allow_empty:
                     return None
                 block, payload = chain.build_block(self.coinbase)  # timestamp: max(now, parent + 1)

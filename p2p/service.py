@@ -43,6 +43,7 @@ from chain.errors import ChainError, InvalidBlock, InvalidTimestamp, UnknownPare
 from p2p import messages as m
 from pouw.blobstore import blob_matches, put_named
 from p2p import sync
+from p2p.sync import SyncProgress
 from p2p.config import CLIENT_NAME, PROTOCOL_VERSION, WS_PATH, P2PConfig, PeerAddress
 from p2p.errors import BlobUnavailable, HandshakeRefused, P2PError, PeerUnavailable, ProtocolViolation
 from p2p.peer import Hello, Peer, exchange_hello
@@ -91,6 +92,7 @@ class P2PService:
         self.config = config
         self.blobstore = blobstore
         self.node_id = node_id or os.urandom(16)
+        self._sync_start: Optional[int] = None  # our head when we last fell behind (eth_syncing)
         self.peers: dict[bytes, Peer] = {}
         self.book = PeerBook(config.ban_score, config.ban_seconds)
         self.addresses = AddressStrikes(
@@ -339,10 +341,7 @@ class P2PService:
             self._peers_changed()
 
     def _peers_changed(self) -> None:
-        try:
-            self.backend.peer_count = len(self.peers)  # read by net_peerCount
-        except AttributeError:
-            pass
+        """Hook for the peer set changing (nothing to push: readers ask, :attr:`peer_count`)."""
 
     async def penalise(self, peer: Peer, penalty: int, reason: str) -> None:
         """Take ``penalty`` from the peer's score; ban and disconnect at the threshold.
@@ -384,11 +383,7 @@ class P2PService:
         return await asyncio.get_running_loop().run_in_executor(self._read_executor, func, *args)
 
     def _import_blocking(self, block_rlp: bytes, payload: Optional[bytes]) -> Any:
-        lock = getattr(self.backend, "import_lock", None)
-        if lock is None:
-            return self.chain.import_block(block_rlp, payload)
-        with lock:
-            return self.chain.import_block(block_rlp, payload)
+        return self.chain.import_block(block_rlp, payload)  # the chain's own write lock serialises
 
     async def import_from(self, peer: Peer, block_rlp: bytes, payload: Optional[bytes]) -> Optional[Any]:
         """Import a block a peer sent. Returns the ImportResult, or None for a transient
@@ -850,7 +845,7 @@ class P2PService:
         from consensus.market import funded_jobs, job_blobs
         from consensus.params import config_of
 
-        config = config_of(getattr(self.chain, "engine_class", None), int(self.chain.genesis.chain_id))
+        config = config_of(self.chain.engine_class, int(self.chain.genesis.chain_id))
         limits = config.limits
         wanted: list[tuple[bytes, int, str]] = []
         seen: set[bytes] = set()
@@ -887,12 +882,34 @@ class P2PService:
 
     # --- introspection ----------------------------------------------------------------------
 
+    # --- what the RPC reads (rpc.sources.PeerSource) ------------------------------------
+
+    @property
+    def peer_count(self) -> int:
+        return len(self.peers)
+
     def peer_summaries(self) -> list[dict[str, Any]]:
         return [
             {"id": p.node_id.hex(), "address": p.name, "outbound": p.outbound, "head": m.hx(p.head),
-             "number": p.head_number, "total_work": p.total_work, "score": self.book.score(p.keys[0])}
-            for p in self.peers.values()
+             "number": p.head_number, "total_work": p.total_work, "score": self.book.score(p.keys[0]),
+             "client": str(p.hello.client), "remote_host": p.remote_host, "listen_port": int(p.hello.listen_port)}
+            for p in list(self.peers.values())
         ]
+
+    def node_summary(self) -> dict[str, Any]:
+        return {"id": self.node_id.hex(), "listen_host": self.config.listen_host,
+                "port": int(self.port or self.config.listen_port), "client": CLIENT_NAME}
+
+    def sync_status(self) -> Optional[SyncProgress]:
+        """Behind the best peer: where we are and where it is (``eth_syncing``)."""
+        head = self.head_info()
+        best = max(self.peers.values(), key=lambda p: p.total_work, default=None)
+        if best is None or best.total_work <= head.total_work or best.head_number <= head.number:
+            self._sync_start = None
+            return None
+        if self._sync_start is None:
+            self._sync_start = head.number
+        return SyncProgress(self._sync_start, head.number, best.head_number)
 
 
 @dataclass(frozen=True)

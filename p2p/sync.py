@@ -12,6 +12,8 @@ them in a thread executor, never on the event loop.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import Any, Optional
 
 import rlp
@@ -99,3 +101,13 @@ def header_hash_of(block_rlp: bytes) -> bytes:
     if not isinstance(items, list) or not items or not isinstance(items[0], list):
         raise ValueError("a block must be a list whose first item is the header")
     return keccak(rlp.encode(items[0]))
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """How far behind the best peer this node is: our head when we fell behind, our head
+    now, and the best peer's (what ``eth_syncing`` reports)."""
+
+    starting_block: int
+    current_block: int
+    highest_block: int

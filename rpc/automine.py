@@ -50,7 +50,7 @@ class Automine:
         """Build, import and announce one block; returns it (None if nothing to mine)."""
         backend = self.backend
         chain = backend.chain
-        with backend.import_lock:
+        with chain.write_lock:  # build on the head and import, nothing in between
             pending = backend.pending_transactions()
             if not pending and not allow_empty:
                 return None

@@ -7,9 +7,9 @@ node's ``chain.chain.Chain`` (itself built on py-evm).
 
 Thread safety: the RPC calls these from the event loop and from executor threads at
 once. Reads go to committed data only (the chain writes each import as one batch). The
-pool has its own short lock (``chain.txpool.TxPool``); block producers (the miner,
-automine, the dev producer, p2p import) serialise on ``import_lock``, which no RPC
-method takes, so ``eth_sendRawTransaction`` never waits behind a block import.
+pool has its own short lock (``chain.txpool.TxPool``); block imports serialise on the
+chain's own write lock (``Chain.write_lock``), which no RPC method takes, so
+``eth_sendRawTransaction`` never waits behind a block import.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from eth.vm.spoof import SpoofTransaction
 
 from rpc.errors import RpcLayerError
 from rpc.events import ChainChange, EventHub
+from rpc.sources import ImportSource, MinerSource, PeerSource
 from rpc.evm_deadline import CallTimeout
 
 ZERO_ADDRESS = b"\x00" * 20
@@ -107,6 +108,11 @@ class Backend(abc.ABC):
     events: EventHub
     chain_id: int
     client_version: str = "pouw-node/0.1.0/python"
+    #: The node's other parts, attached by whoever assembles the node (rpc/sources.py);
+    #: None where the node runs without them.
+    miner: MinerSource | None = None
+    peers: PeerSource | None = None
+    imports: ImportSource | None = None
 
     # -- blocks ------------------------------------------------------------
     @abc.abstractmethod
@@ -161,6 +167,14 @@ class Backend(abc.ABC):
         """A simulation on the state after ``header`` (block context: the next block)."""
 
     # -- pool --------------------------------------------------------------
+    def account_proof(self, header: Any, address: bytes, slots: list[int]) -> dict[str, Any]:
+        """EIP-1186 account and storage proofs at ``header`` (eth_getProof)."""
+        raise NotImplementedError
+
+    def simulate_blocks(self, header: Any, payload: Any, gas_cap: int) -> list[dict[str, Any]]:
+        """eth_simulateV1's blocks on top of ``header``."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def submit_raw_transaction(self, raw: bytes) -> Any:
         """Decode and add a signed transaction to the pool; return it. Raises TransactionRejected."""
@@ -340,14 +354,10 @@ class ChainBackend(Backend):
         self.chain = chain
         self.chain_id = int(chain.genesis.chain_id)
         self.events = events or EventHub()
-        #: Held by block producers and importers around template building and import
-        #: (one block at a time on this node); never by the RPC methods.
-        self.import_lock = threading.RLock()
-        #: Former name of ``import_lock`` (the pool no longer shares it).
-        self.pool_lock = self.import_lock
         self._sim_cache = threading.local()
-        #: The node's miner (consensus.miner.Miner) when it mines; set by start_node_miner.
-        self.miner: Any = None
+        self.miner = None
+        self.peers = None
+        self.imports = None
         self._pouw_view: Any = None
         self._pending_lock = threading.Lock()
         self._pending_cache: tuple[Any, Any] | None = None

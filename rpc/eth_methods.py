@@ -69,7 +69,8 @@ async def net_listening(ctx: CallContext) -> bool:
 
 @eth.method("net_peerCount")
 async def net_peer_count(ctx: CallContext) -> str:
-    return quantity(int(getattr(ctx.backend, "peer_count", 0)))
+    peers = ctx.backend.peers
+    return quantity(peers.peer_count if peers is not None else 0)
 
 
 # -- node state -------------------------------------------------------------
@@ -81,7 +82,14 @@ async def chain_id(ctx: CallContext) -> str:
 
 @eth.method("eth_syncing")
 async def syncing(ctx: CallContext) -> Any:
-    return False
+    """False when in sync; else geth's object: where sync started, where we are, the best
+    peer's head (p2p knows: ``rpc.sources.PeerSource.sync_status``)."""
+    peers = ctx.backend.peers
+    status = peers.sync_status() if peers is not None else None
+    if status is None:
+        return False
+    return {"startingBlock": quantity(status.starting_block), "currentBlock": quantity(status.current_block),
+            "highestBlock": quantity(status.highest_block)}
 
 
 @eth.method("eth_blockNumber")
@@ -92,17 +100,17 @@ async def block_number(ctx: CallContext) -> str:
 
 @eth.method("eth_mining")
 async def mining(ctx: CallContext) -> bool:
-    miner = getattr(ctx.backend, "miner", None)
+    miner = ctx.backend.miner
     return bool(miner is not None and miner.running)
 
 
 @eth.method("eth_hashrate")
 async def hashrate(ctx: CallContext) -> str:
     """Useful work units per second trained by this node's miner (0 when it does not mine)."""
-    miner = getattr(ctx.backend, "miner", None)
+    miner = ctx.backend.miner
     if miner is None or not miner.running:
         return quantity(0)
-    return quantity(int(miner.meter.rates()[1]))
+    return quantity(int(miner.status()["work_units_per_second"]))
 
 
 @eth.method("eth_accounts")

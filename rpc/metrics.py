@@ -134,7 +134,7 @@ class NodeCollector(Collector):
             "seal_engine": str(getattr(genesis, "seal_engine", "")),
         })
         yield info
-        yield GaugeMetricFamily("pouw_p2p_peers", "Connected p2p peers.", value=int(getattr(self.backend, "peer_count", 0)))
+        yield GaugeMetricFamily("pouw_p2p_peers", "Connected p2p peers.", value=self.backend.peers.peer_count if self.backend.peers is not None else 0)
 
     def _chain(self) -> Iterator[Any]:
         head = self.backend.head_header()
@@ -152,7 +152,7 @@ class NodeCollector(Collector):
         yield family
 
     def _miner(self) -> Iterator[Any]:
-        miner = getattr(self.backend, "miner", None)
+        miner = self.backend.miner
         status = miner.status() if miner is not None else None
         yield GaugeMetricFamily("pouw_miner_running", "1 while this node's miner runs.",
                                 value=1 if status and status.get("mining") else 0)
@@ -267,7 +267,7 @@ class NodeMetrics:
 
     async def lifecycle(self, app: Any) -> AsyncIterator[None]:
         """cleanup_ctx: listen to the node's imports while the app runs."""
-        imports = getattr(self.backend, "imports", None)
+        imports = self.backend.imports
         if imports is not None:
             imports.listeners.append(self.on_import)
         try:

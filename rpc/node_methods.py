@@ -9,6 +9,11 @@ start/stop of endpoints), and the namespace is off unless ``--rpc-api`` names it
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rpc.sources import PeerSource
+
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -75,8 +80,8 @@ def txpool_inspect(ctx: CallContext) -> dict[str, Any]:
 # -- admin --------------------------------------------------------------------------
 
 
-def _p2p(ctx: CallContext) -> Any:
-    return getattr(ctx.backend, "p2p", None)
+def _p2p(ctx: CallContext) -> "PeerSource | None":
+    return ctx.backend.peers
 
 
 @node.method("admin_nodeInfo", blocking=True)
@@ -97,9 +102,8 @@ def admin_node_info(ctx: CallContext) -> dict[str, Any]:
             "id": "", "name": backend.client_version, "enode": "", "ip": "", "listenAddr": "",
             "ports": {"discovery": 0, "listener": 0}, "protocols": {"pouw": protocol},
         }
-    host = p2p.config.listen_host
-    port = int(p2p.port or p2p.config.listen_port)
-    node_id = bytes(p2p.node_id).hex()
+    me = p2p.node_summary()
+    host, port, node_id = str(me["listen_host"]), int(me["port"]), str(me["id"])
     return {
         "id": node_id,
         "name": backend.client_version,
@@ -116,25 +120,26 @@ def admin_peers(ctx: CallContext) -> list[dict[str, Any]]:
     p2p = _p2p(ctx)
     if p2p is None:
         return []
+    me = p2p.node_summary()
     peers = []
-    for peer in list(p2p.peers.values()):
-        listen = peer.hello.listen_port
+    for peer in p2p.peer_summaries():
+        listen = peer["listen_port"]
         peers.append({
-            "id": bytes(peer.node_id).hex(),
-            "name": str(peer.hello.client),
+            "id": peer["id"],
+            "name": peer["client"],
             "caps": ["pouw/1"],
             "network": {
-                "localAddress": f"{p2p.config.listen_host}:{p2p.port or p2p.config.listen_port}",
-                "remoteAddress": f"{peer.remote_host}:{listen}" if listen else peer.remote_host,
-                "inbound": not peer.outbound,
+                "localAddress": f"{me['listen_host']}:{me['port']}",
+                "remoteAddress": f"{peer['remote_host']}:{listen}" if listen else peer["remote_host"],
+                "inbound": not peer["outbound"],
                 "trusted": False,
-                "static": bool(peer.outbound),
+                "static": bool(peer["outbound"]),
             },
             "protocols": {"pouw": {
-                "head": data(bytes(peer.head)),
-                "number": peer.head_number,
-                "difficulty": peer.total_work,
-                "score": p2p.book.score(peer.keys[0]),
+                "head": peer["head"],
+                "number": peer["number"],
+                "difficulty": peer["total_work"],
+                "score": peer["score"],
             }},
         })
     return peers

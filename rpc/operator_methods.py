@@ -193,7 +193,7 @@ def node_info(ctx: CallContext) -> dict[str, Any]:
     backend = ctx.backend
     view = _view(ctx)
     genesis = view.chain.genesis
-    miner = getattr(backend, "miner", None)
+    miner = backend.miner
     return {
         "clientVersion": backend.client_version,
         "version": _version(),
@@ -203,9 +203,9 @@ def node_info(ctx: CallContext) -> dict[str, Any]:
         "trainsJobs": bool(view.is_pouw),
         "targetBlockTime": int(genesis.target_block_time),
         "coinbaseMaturity": quantity(view.maturity),
-        "mining": bool(miner is not None and getattr(miner, "running", False)),
+        "mining": bool(miner is not None and miner.running),
         "coinbase": None if miner is None else to_checksum_address(bytes(miner.coinbase)),
-        "peers": quantity(int(getattr(backend, "peer_count", 0))),
+        "peers": quantity(backend.peers.peer_count if backend.peers is not None else 0),
         "dashboard": bool(ctx.config.dashboard),
         "metrics": bool(ctx.config.metrics),
     }
@@ -235,7 +235,7 @@ def import_json(record: Any) -> dict[str, Any]:
 
 @operator.method("pouw_blockImports", Param("limit", parse_limit, default=IMPORTS_DEFAULT), blocking=True)
 def block_imports(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
-    imports = getattr(ctx.backend, "imports", None)
+    imports = ctx.backend.imports
     if imports is None:
         return []
     return [import_json(record) for record in imports.recent(limit)]

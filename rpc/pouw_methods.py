@@ -563,7 +563,7 @@ def gpus_json() -> Any:
 @pouw.method("pouw_minerStatus", blocking=True)
 def miner_status(ctx: CallContext) -> dict[str, Any]:
     view = _view(ctx)
-    miner = getattr(ctx.backend, "miner", None)
+    miner = ctx.backend.miner
     if miner is None:
         device = getattr(view.chain.engine_class, "device", "cpu") if view.is_pouw else "cpu"
         return {

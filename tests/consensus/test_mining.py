@@ -82,8 +82,6 @@ def test_node_miner_announces_each_block_to_the_rpc_layer() -> None:
     done = threading.Event()
 
     class Backend:
-        import_lock = threading.RLock()
-
         def notify_new_head(self, block_hash: bytes) -> None:
             announced.append(block_hash)
             if len(announced) >= 2:

@@ -94,7 +94,7 @@ class TestNode:
         """Build and import ``count`` blocks on our head (blocking; call via ``mine``)."""
         blocks = []
         for i in range(count):
-            with self.backend.pool_lock:
+            with self.chain.write_lock:
                 parent = self.chain.head()
                 block, payload = self.chain.build_block(
                     coinbase, timestamp=parent.timestamp + dt, transactions=list(txs_per_block(i)),

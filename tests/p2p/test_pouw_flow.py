@@ -41,7 +41,7 @@ async def mine_on(node, coinbase=MINER, transactions=()):
 
 
 def _mine_locked(node, coinbase, transactions):
-    with node.backend.pool_lock:
+    with node.chain.write_lock:
         return mine_block(node.chain, coinbase, transactions)
 
 

@@ -267,7 +267,7 @@ async def test_admin_and_rpc_api_selection(aiohttp_client: Any, backend: ChainBa
 
 async def test_sent_transaction_visible_during_block_import(rpc: Rpc, backend: ChainBackend) -> None:
     """A block whose import takes seconds (gas-burning transactions) is imported under
-    the block producers' lock, as the miner and p2p do; meanwhile a user's
+    the chain's write lock, as every import does; meanwhile a user's
     eth_sendRawTransaction returns at once and eth_getTransactionByHash finds it."""
     chain = backend.chain
     # contract creations whose init code loops until out of gas: about 2 s of py-evm
@@ -277,7 +277,7 @@ async def test_sent_transaction_visible_during_block_import(rpc: Rpc, backend: C
     started = threading.Event()
 
     def import_slowly() -> None:
-        with backend.import_lock:
+        with chain.write_lock:
             started.set()
             chain.import_block(block, payload)
 

@@ -43,7 +43,7 @@ async def prpc(aiohttp_client: Any, node: ChainBackend) -> Rpc:
 
 
 def mine(backend: ChainBackend, transactions: Any = (), **kw: Any) -> Any:
-    with backend.pool_lock:
+    with backend.chain.write_lock:
         mined = mine_block(backend.chain, MINER, transactions=transactions, **kw)
     backend.notify_new_head(mined.block.hash)
     return mined

@@ -1,0 +1,85 @@
+"""What the RPC reads from the other parts of a running node, as typed seams.
+
+The RPC server sees the chain and its pool through :class:`rpc.backend.Backend`. The
+node's other parts are optional (a node may run without a miner, without p2p) and are
+attached by whoever assembles the node (``node.node.Node``), each through the one
+Protocol below that names exactly what the RPC reads of it:
+
+* :class:`MinerSource` -- ``eth_mining``, ``eth_hashrate``, ``pouw_minerStatus``, the
+  pending block's coinbase, the metrics (``consensus.miner.Miner`` implements it);
+* :class:`PeerSource` -- ``net_peerCount``, ``eth_syncing``, ``admin_nodeInfo``,
+  ``admin_peers``, the metrics (``p2p.service.P2PService``);
+* :class:`ImportSource` -- ``pouw_blockImports`` and the import histograms
+  (``node.imports.ImportLog``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class MinerSource(Protocol):
+    """A miner running in this node."""
+
+    coinbase: bytes
+
+    @property
+    def running(self) -> bool:
+        """Whether it is mining now."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Plain values: mining, coinbase, device, steps_per_second, work_units_per_second,
+        current (job_id, parent_hash, step, seconds) or None, blocks_mined, last or None."""
+        ...
+
+
+class SyncStatus(Protocol):
+    """Where this node's sync stands, as ``eth_syncing`` reports it (``p2p.sync.SyncProgress``)."""
+
+    @property
+    def starting_block(self) -> int: ...
+
+    @property
+    def current_block(self) -> int: ...
+
+    @property
+    def highest_block(self) -> int: ...
+
+
+@runtime_checkable
+class PeerSource(Protocol):
+    """This node's p2p service."""
+
+    @property
+    def peer_count(self) -> int:
+        """Connected peers."""
+        ...
+
+    def peer_summaries(self) -> list[dict[str, Any]]:
+        """One dict per connected peer: id, address, outbound, head, number, total_work, score."""
+        ...
+
+    def node_summary(self) -> dict[str, Any]:
+        """This node as peers see it: id, listen_host, port, client."""
+        ...
+
+    def sync_status(self) -> SyncStatus | None:
+        """None when in sync (no peer claims more work than our head has)."""
+        ...
+
+
+@runtime_checkable
+class ImportSource(Protocol):
+    """The node's log of imported blocks."""
+
+    listeners: list[Callable[[Any], None]]
+    """Called with each new import record."""
+
+    def recent(self, limit: int) -> list[Any]:
+        """The last ``limit`` import records, newest first."""
+        ...
+
+
+__all__ = ["ImportSource", "MinerSource", "PeerSource", "SyncStatus"]
