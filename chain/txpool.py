@@ -304,7 +304,11 @@ class TxPool:
         """``min_gas_price`` is the minimum tip (legacy: gas price), geth's
         ``--txpool.pricelimit``. ``block_gas_limit_fn`` overrides ``state.block_gas_limit``.
         ``builder`` must be the transaction builder of the VM that will execute the txs,
-        so decoding and intrinsic gas follow the same fork."""
+        so decoding and intrinsic gas follow the same fork. ``limits``, when given,
+        overrides the four pool limits it carries."""
+        if limits is not None:
+            max_slots, max_per_sender = limits.max_slots, limits.max_per_sender
+            price_bump_percent, min_gas_price = limits.price_bump_percent, limits.min_gas_price
         self.chain_id = chain_id
         self.max_slots = max_slots
         self.max_per_sender = max_per_sender

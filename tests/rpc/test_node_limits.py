@@ -75,7 +75,9 @@ def test_rpc_flags_reach_the_config() -> None:
     ])
     config: Any = rpc_config_from_args(args)
     assert (config.gas_cap, config.evm_timeout_s, config.cors_origins, config.apis) == (100000, 2.5, ("a", "b"), ("eth", "admin"))
-    assert txpool_limits_from_args(args) == {"max_per_sender": 3, "max_slots": 99, "price_bump_percent": 25, "min_gas_price": 7}
+    from chain.txpool import TxPoolLimits
+
+    assert txpool_limits_from_args(args) == TxPoolLimits(max_per_sender=3, max_slots=99, price_bump_percent=25, min_gas_price=7)
     defaults: Any = rpc_config_from_args(build_parser().parse_args(["run", "--datadir", "x"]))
     assert defaults.cors_origins == () and "admin" not in defaults.apis and defaults.evm_timeout_s == 5.0
 
