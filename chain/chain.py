@@ -30,10 +30,11 @@ transactions of abandoned blocks that the new branch lacks go back to the tx poo
 """
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import rlp
@@ -64,7 +65,7 @@ from eth_utils import ValidationError as EthValidationError
 from eth_utils import encode_hex
 
 from chain import schema
-from chain.db import batch_view
+from chain.db import BatchView, batch_view
 from chain.errors import (
     ChainError,
     InvalidBaseFee,
@@ -104,6 +105,10 @@ MAX_FUTURE_SECONDS = 15
 """A block whose timestamp is further ahead of our clock is refused (it may be
 offered again later). Bounds how far a miner can push difficulty down by lying."""
 
+MAX_SEALED_KEPT = 8
+"""Sealed blocks whose executed state the chain keeps for their import (a miner seals
+one block per round and imports it at once; the bound covers stray seals)."""
+
 UINT64_LIMIT = 2**64
 UINT256_LIMIT = 2**256
 
@@ -138,6 +143,32 @@ class Seal:
         return {name: getattr(self, name) for name in SEAL_FIELDS}
 
 
+class TemplateExecution:
+    """A template's transactions, already executed, waiting for the seal.
+
+    :meth:`Chain.build_template` executes the transactions once to choose them; this
+    keeps that VM (its state, receipts and the batch its writes go to) so that
+    :meth:`Chain.seal_block` only finishes the block: rewards, which read the seal,
+    and the state root. Single use: a second seal of the same template executes
+    from scratch. Owned by one thread (the miner's) until taken.
+    """
+
+    def __init__(self, view: BatchView, vm: PouwVM, header: BlockHeaderAPI, receipts: Sequence[ReceiptAPI]) -> None:
+        self._run: Optional[tuple[BatchView, PouwVM, BlockHeaderAPI, tuple[ReceiptAPI, ...]]] = (
+            view, vm, header, tuple(receipts))
+        self._lock = threading.Lock()
+
+    def take(self) -> Optional[tuple[BatchView, PouwVM, BlockHeaderAPI, tuple[ReceiptAPI, ...]]]:
+        with self._lock:
+            run, self._run = self._run, None
+        return run
+
+    def discard(self) -> None:
+        run = self.take()
+        if run is not None:
+            run[0].discard()
+
+
 @dataclass(frozen=True)
 class BlockTemplate:
     """A block before its work: header without seal (and without post-execution
@@ -145,6 +176,8 @@ class BlockTemplate:
 
     header: BlockHeaderAPI
     transactions: tuple[SignedTransactionAPI, ...]
+    execution: Optional[TemplateExecution] = field(default=None, compare=False, repr=False)
+    """The transactions' execution, reused by the seal (absent: the seal executes)."""
 
     @property
     def template_hash(self) -> Hash32:
@@ -300,6 +333,10 @@ class Chain:
         self.txpool = txpool
         self.clock = clock
         self._write_lock = threading.RLock()
+        # blocks this chain sealed, with the batch holding their executed state: their
+        # import commits it instead of executing again (bounded; oldest discarded)
+        self._sealed: "collections.OrderedDict[Hash32, BatchView]" = collections.OrderedDict()
+        self._sealed_lock = threading.Lock()
 
     # --- opening --------------------------------------------------------------------
 
@@ -415,11 +452,13 @@ class Chain:
             validate_header_against_parent(block.header, parent, self.genesis, self.difficulty_for_child(parent))
             self._seal_check(self.engine.validate_seal_extension, block.header, (parent,))
             validate_body(block, self.genesis)                                   # stage 3
-            with batch_view(self.db) as view:
+            executed = self._take_sealed(block.hash)  # our own block: executed when sealed
+            with executed if executed is not None else batch_view(self.db) as view:
                 chaindb = PouwChainDB(view)
                 self._verify_work(chaindb, parent, block, payload)               # stage 4
-                computed = self._execute(chaindb, parent, block)                 # stage 5
-                validate_execution(block.header, computed.header)
+                if executed is None:
+                    computed = self._execute(chaindb, parent, block)             # stage 5
+                    validate_execution(block.header, computed.header)
                 new_canonical, old_canonical = chaindb.persist_block(block)
                 if payload is not None:
                     view[schema.work_payload(block.hash)] = payload
@@ -471,6 +510,22 @@ class Chain:
             raise InvalidWork("block comes without its work payload", expected="payload", got=None)
         context = WorkContext(parent_header=parent, parent_state=self._state(chaindb.db, parent))
         self.engine.verify_work(block.header, payload, context)
+
+    def _keep_sealed(self, block_hash: Hash32, view: BatchView) -> None:
+        with self._sealed_lock:
+            self._sealed[block_hash] = view
+            while len(self._sealed) > MAX_SEALED_KEPT:
+                _, oldest = self._sealed.popitem(last=False)
+                oldest.discard()
+
+    def _take_sealed(self, block_hash: Hash32) -> Optional[BatchView]:
+        """The batch holding the state of a block this chain sealed, if still kept.
+
+        Sound for any block with that hash: the hash fixes the header (so the state
+        root, receipts root and gas used that execution gave) and the body was checked
+        against the header's transaction root in stage 3."""
+        with self._sealed_lock:
+            return self._sealed.pop(block_hash, None)
 
     def _update_txpool(self, result: ImportResult) -> None:
         """Tell the pool about the new head; after a reorg, hand back the transactions
@@ -526,23 +581,45 @@ class Chain:
         view = batch_view(self.db)
         try:
             vm = self._vm(PouwChainDB(view), parent, header)
-            included = select_transactions(vm, header, transactions, strict, self.genesis)
-        finally:
+            executed_header = vm.begin_block(header)
+            included, receipts, executed_header, reverted = select_transactions(
+                vm, executed_header, transactions, strict, self.genesis)
+        except BaseException:
             view.discard()
+            raise
         tx_root, _ = make_trie_root_and_nodes(included)
-        return BlockTemplate(header.copy(transaction_root=tx_root), tuple(included))
+        execution: Optional[TemplateExecution] = None
+        if reverted:  # rare (the pool re-checks on every head): the seal executes afresh
+            view.discard()
+        else:
+            execution = TemplateExecution(view, vm, executed_header, receipts)
+        return BlockTemplate(header.copy(transaction_root=tx_root), tuple(included), execution)
 
     def seal_block(self, template: BlockTemplate, seal: Seal) -> BlockAPI:
-        """Phase two: write the seal into the template and execute, giving the final
-        block (state root, receipts, gas used, bloom computed). Nothing is stored."""
+        """Phase two: write the seal into the template and finish its execution, giving
+        the final block (state root, receipts, gas used, bloom computed).
+
+        Nothing is stored: the executed state is kept (a few blocks, in memory) for the
+        block's import, which then neither executes it again nor needs the template."""
         header = template.header.copy(**seal.fields())
-        block = PouwBlock(header, transactions=list(template.transactions), uncles=[], withdrawals=[])
-        parent = self.chaindb.get_block_header_by_hash(header.parent_hash)
-        view = batch_view(self.db)
-        try:
-            computed = self._execute(PouwChainDB(view), parent, block)
-        finally:
-            view.discard()
+        run = template.execution.take() if template.execution is not None else None
+        if run is None:  # sealed before, or built elsewhere: execute from scratch
+            block = PouwBlock(header, transactions=list(template.transactions), uncles=[], withdrawals=[])
+            parent = self.chaindb.get_block_header_by_hash(header.parent_hash)
+            view = batch_view(self.db)
+            try:
+                computed = self._execute(PouwChainDB(view), parent, block)
+            except BaseException:
+                view.discard()
+                raise
+        else:
+            view, vm, executed_header, receipts = run
+            try:
+                computed = vm.finish_block(executed_header.copy(**seal.fields()), template.transactions, receipts)
+            except BaseException:
+                view.discard()
+                raise
+        self._keep_sealed(computed.hash, view)
         return computed
 
     def build_block(
@@ -851,14 +928,20 @@ def select_transactions(
     candidates: Sequence[SignedTransactionAPI],
     strict: bool,
     genesis: GenesisConfig,
-) -> list[SignedTransactionAPI]:
-    """Apply candidates in order on the parent state; keep those that apply.
+) -> tuple[list[SignedTransactionAPI], list[ReceiptAPI], BlockHeaderAPI, bool]:
+    """Apply candidates in order on the block begun in ``vm`` (``header`` from
+    ``vm.begin_block``); keep those that apply. Returns them, their receipts, the
+    header with their gas and bloom, ready for ``vm.finish_block``, and whether a
+    candidate was rolled back after it started to apply (then the VM's journal is not
+    the one a plain execution of the kept ones leaves, and must not be finished).
 
     ``strict``: a candidate that fails raises :class:`InvalidBlockTransaction` instead
     of being skipped (the caller chose the transactions).
     """
     included: list[SignedTransactionAPI] = []
-    gas_header = header.copy(gas_used=0)
+    receipts: list[ReceiptAPI] = []
+    reverted = False
+    gas_header = header
     for index, tx in enumerate(candidates):
         try:
             validate_block_transaction(index, tx, genesis)
@@ -875,10 +958,12 @@ def select_transactions(
         except EthValidationError as exc:
             if strict:
                 raise InvalidBlockTransaction(str(exc), index=index) from None
+            reverted = True
             continue
         gas_header = vm.add_receipt_to_header(gas_header, receipt)
         included.append(tx)
-    return included
+        receipts.append(receipt)
+    return included, receipts, gas_header, reverted
 
 
 __all__ = [

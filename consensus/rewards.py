@@ -26,7 +26,7 @@ E+0 coinbase, E+1 reward, E+2 fee, E+3 N + 1 (0 = empty).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from eth_typing import Address
 from eth_utils import keccak
@@ -61,6 +61,18 @@ def block_fee(job: JobRecord, t: int) -> int:
     if job.is_standing or not job.is_open:
         return 0
     return min(billed_steps(job, t) * job.price, job.escrow)
+
+
+def fees_paid(job: JobRecord, initial_escrow: Optional[int]) -> int:
+    """What a job has paid its miners so far: :func:`block_fee` summed over its blocks.
+
+    Each block pays ``min(billed * price, escrow_left)``, so the sum is the running
+    total of ``billed * price`` capped by the escrow posted: ``min(stepsDone * price,
+    initial_escrow)`` (uncapped when the posting is unknown; 0 for a standing job)."""
+    if job.is_standing:
+        return 0
+    earned = job.steps_done * job.price
+    return earned if initial_escrow is None else min(earned, initial_escrow)
 
 
 def apply_job_progress(state: Any, config: ConsensusConfig, job_id: int, t: int, final_state: bytes) -> int:

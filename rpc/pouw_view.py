@@ -11,9 +11,9 @@ What is derived, and how (docs/rpc-pouw.md has the JSON):
   it was posted and its initial escrow come from its ``JobPosted`` log, found by one
   incremental scan of the canonical chain (header blooms first, receipts only where a
   bloom matches), dropped and redone when a reorg changes a block already scanned;
-* fees a job paid: ``min(stepsDone * price, initialEscrow)`` (each block pays
-  ``min(t * price, escrow left)``, so the sum telescopes);
-* a block's fee for :meth:`rewards`: the same rule on the job's record at its parent;
+* fees a job paid and a block's fee: ``consensus.rewards.fees_paid`` and
+  ``block_fee`` (the fee rule lives in consensus; a block's fee is read on the job's
+  record at its parent);
 * a job's result: its checkpoint state from the blob store (validators store every
   accepted block's ``s_t``), exported to a float torch model, with held-out metrics by
   the exact arithmetic (cached per checkpoint).
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from eth_bloom import BloomFilter
 from chain.errors import WorkVerificationUnavailable
 from consensus.blobs import LevelDBBlobStore
-from consensus.rewards import billed_steps, block_fee
+from consensus.rewards import billed_steps, block_fee, fees_paid
 from consensus.params import (
     REGISTRY_ADDRESS,
     STANDING_JOB_BASE,
@@ -234,10 +234,7 @@ class PouwView:
             return self._postings.get(job_id)
 
     def fees_paid(self, job: JobRecord, posting: Optional[Posting]) -> int:
-        if job.is_standing:
-            return 0
-        earned = job.steps_done * job.price
-        return earned if posting is None else min(earned, posting.escrow)
+        return fees_paid(job, None if posting is None else posting.escrow)
 
     def _scan_postings(self) -> None:
         """Extend the JobPosted index to the head (caller holds the lock)."""
