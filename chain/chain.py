@@ -431,7 +431,7 @@ class Chain:
         producer that must build on the head and import with no other block in between
         (automine) holds it around both; nobody else needs a lock to import, and no
         reader ever takes it (reads see committed batches only)."""
-        return self._write_lock  # type: ignore[return-value]
+        return self._write_lock
 
     def import_block(
         self, block_or_rlp: Union[BlockAPI, bytes], payload: Optional[bytes] = None

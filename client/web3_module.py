@@ -313,7 +313,7 @@ def _upload_answer(status: int, text: str) -> AttributeDict:
     except ValueError:
         body = None
     if status == 200 and isinstance(body, dict) and "error" not in body:
-        return format_pouw_result(body)  # type: ignore[no-any-return]
+        return format_pouw_result(body)
     message = body.get("error") if isinstance(body, dict) else None
     message = str(message) if message else f"dataset upload answered HTTP {status}: {text[:200]}"
     response = {"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": message}}
@@ -604,7 +604,7 @@ class PouwModule(_PouwMethods):
         blob = _dataset_bytes(data)
         url = _upload_url(self)
         if len(blob) <= RPC_DATASET_MAX_BYTES or url is None:
-            return self.put_dataset_rpc(blob)  # type: ignore[no-any-return]
+            return self.put_dataset_rpc(blob)
         import requests
 
         kwargs = dict(self.w3.provider.get_request_kwargs())  # type: ignore[union-attr]
@@ -630,7 +630,7 @@ class PouwModule(_PouwMethods):
         chain id, nonce (``pending``), fees (tip from ``eth_maxPriorityFeePerGas``, max fee
         2 x base fee + tip), gas (``eth_estimateGas``)."""
         tx = _job_tx_skeleton(sender, spec, price_per_step, escrow)
-        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        eth: Any = self.w3.eth
         tx["chainId"] = eth.chain_id
         tx["nonce"] = eth.get_transaction_count(tx["from"], "pending") if nonce is None else nonce
         tip = eth.max_priority_fee if max_priority_fee_per_gas is None else max_priority_fee_per_gas
@@ -698,7 +698,7 @@ class PouwModule(_PouwMethods):
         estimation with web3's ``ContractLogicError`` carrying the reason."""
         _check_timeout(timeout)
         tx = _cancel_tx_skeleton(account.address, job_id)
-        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        eth: Any = self.w3.eth
         tx["chainId"] = eth.chain_id
         tx["nonce"] = eth.get_transaction_count(tx["from"], "pending") if fields.get("nonce") is None else fields["nonce"]
         tip = eth.max_priority_fee if fields.get("max_priority_fee_per_gas") is None else fields["max_priority_fee_per_gas"]
@@ -723,7 +723,7 @@ class PouwModule(_PouwMethods):
     def _wait_for_posting(self, tx_hash: bytes, deadline: float, poll: float = 0.2) -> AttributeDict:
         from web3.exceptions import TransactionNotFound
 
-        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        eth: Any = self.w3.eth
         while True:
             try:
                 return _submission_from_receipt(tx_hash, eth.get_transaction_receipt(tx_hash))
@@ -775,7 +775,7 @@ class AsyncPouwModule(_PouwMethods):
         blob = _dataset_bytes(data)
         url = _upload_url(self)
         if len(blob) <= RPC_DATASET_MAX_BYTES or url is None:
-            return await self.put_dataset_rpc(blob)  # type: ignore[no-any-return,misc]
+            return await self.put_dataset_rpc(blob)  # type: ignore[misc]
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=300.0)
@@ -797,7 +797,7 @@ class AsyncPouwModule(_PouwMethods):
     ) -> dict[str, Any]:
         """As :meth:`PouwModule.build_job_transaction`."""
         tx = _job_tx_skeleton(sender, spec, price_per_step, escrow)
-        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        eth: Any = self.w3.eth
         tx["chainId"] = await eth.chain_id
         tx["nonce"] = await eth.get_transaction_count(tx["from"], "pending") if nonce is None else nonce
         tip = await eth.max_priority_fee if max_priority_fee_per_gas is None else max_priority_fee_per_gas
@@ -827,7 +827,7 @@ class AsyncPouwModule(_PouwMethods):
         deadline = time.monotonic() + timeout
         result = await self.submit_raw_job(raw, _node_wait(self, timeout))  # type: ignore[misc]
         if result["status"] != "pending":
-            return result  # type: ignore[no-any-return]
+            return result
         return await self._wait_for_posting(result["transactionHash"], deadline)
 
     async def _trains_jobs(self) -> Optional[bool]:
@@ -846,7 +846,7 @@ class AsyncPouwModule(_PouwMethods):
 
         _check_timeout(timeout)
         tx = _cancel_tx_skeleton(account.address, job_id)
-        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        eth: Any = self.w3.eth
         tx["chainId"] = await eth.chain_id
         tx["nonce"] = await eth.get_transaction_count(tx["from"], "pending") if fields.get("nonce") is None else fields["nonce"]
         tip = await eth.max_priority_fee if fields.get("max_priority_fee_per_gas") is None else fields["max_priority_fee_per_gas"]
@@ -871,7 +871,7 @@ class AsyncPouwModule(_PouwMethods):
 
         from web3.exceptions import TransactionNotFound
 
-        eth: Any = self.w3.eth  # type: ignore[union-attr]
+        eth: Any = self.w3.eth
         while True:
             try:
                 return _submission_from_receipt(tx_hash, await eth.get_transaction_receipt(tx_hash))
@@ -896,7 +896,7 @@ class AsyncPouwModule(_PouwMethods):
         while True:
             job = await self.get_job(job_id)  # type: ignore[misc]
             if _job_reached(job, job_id, wanted, deadline, timeout):
-                return job  # type: ignore[no-any-return]
+                return job
             await asyncio.sleep(poll_latency)
 
     async def load_model(self, job_id: JobId) -> Any:

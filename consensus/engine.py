@@ -69,7 +69,7 @@ class PouwEngine(SealEngine):
     """Device validators recompute on ("auto", "cpu", "cuda:N"); results are bit-identical."""
 
     @classmethod
-    def configure(cls, __name__: str | None = None, **overrides: Any) -> Any:  # type: ignore[override]
+    def configure(cls, __name__: str | None = None, **overrides: Any) -> Any:
         """``Engine.configure(genesis=...)``: the consensus configuration is derived from
         that genesis and carried by the configured class (never looked up globally), and
         the job registry precompile is bound to it."""

@@ -206,7 +206,7 @@ async def _run_until_signal(
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
         p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now
     try:
-        await node.run(stop)  # type: ignore[attr-defined]
+        await node.run(stop)
     finally:
         if p2p is not None:
             await p2p.stop()

@@ -845,7 +845,7 @@ def make_automine(backend: Any, coinbase: Optional[bytes] = None) -> Any:
     ``block.timestamp`` in contracts would be wrong) and each block logged."""
     from rpc.automine import Automine
 
-    class LoggingAutomine(Automine):  # type: ignore[misc]
+    class LoggingAutomine(Automine):
         def mine_now(self, *, allow_empty: bool = True) -> Any:
             backend = self.backend
             chain = backend.chain
