@@ -87,6 +87,7 @@ from chain.errors import (
     MalformedBlock,
     OversizedBlock,
     UnknownParent,
+    WorkBlobMissing,
     WrongChain,
 )
 from chain.header import SEAL_FIELDS, PouwBlock, PouwBlockHeader, template_hash
@@ -510,6 +511,11 @@ class Chain:
             raise InvalidWork("block comes without its work payload", expected="payload", got=None)
         context = WorkContext(parent_header=parent, parent_state=self._state(chaindb.db, parent))
         self.engine.verify_work(block.header, payload, context)
+        for tx in block.transactions:  # blobs execution will read (fraud proofs' states)
+            missing = self.engine.missing_transaction_blobs(tx)
+            if missing:
+                raise WorkBlobMissing(f"blob 0x{missing[0].hex()} read by transaction 0x{tx.hash.hex()} "
+                                      "is not on this node", blob_hash=missing[0])
 
     def _keep_sealed(self, block_hash: Hash32, view: BatchView) -> None:
         with self._sealed_lock:
@@ -958,6 +964,11 @@ def select_transactions(
         except EthValidationError as exc:
             if strict:
                 raise InvalidBlockTransaction(str(exc), index=index) from None
+            reverted = True
+            continue
+        except WorkBlobMissing:  # a blob gone since the pool took the transaction
+            if strict:
+                raise
             reverted = True
             continue
         gas_header = vm.add_receipt_to_header(gas_header, receipt)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from eth._utils.datatypes import Configurable
-from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ConsensusAPI, StateAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ConsensusAPI, SignedTransactionAPI, StateAPI
 from eth_typing import Address
 
 from chain.errors import SealEngineUnavailable
@@ -104,6 +104,22 @@ class SealEngine(Configurable, ConsensusAPI):
         names them with; blobs every node derives itself are left out. Block files carry
         them (``pouw-node export``), so an import needs no peer. Default: none."""
         return ()
+
+    def transaction_blobs(self, tx: SignedTransactionAPI) -> tuple[bytes, ...]:
+        """Blobs that executing ``tx`` reads from the blob store (a fraud proof's start
+        state), by hash: a cheap lookup, no execution. Block files carry them too.
+        Default: none."""
+        return ()
+
+    def missing_transaction_blobs(self, tx: SignedTransactionAPI) -> tuple[bytes, ...]:
+        """Those of :meth:`transaction_blobs` this node lacks. The chain asks before it
+        executes a block (a missing one is :class:`chain.errors.WorkBlobMissing`: fetched
+        from a peer, then the block is retried) and the pool before it admits a
+        transaction, so execution never meets a missing blob."""
+        needed = self.transaction_blobs(tx)
+        if not needed or self.blobs is None:
+            return needed
+        return tuple(h for h in needed if not self.blobs.has(h))
 
     # --- execution hooks --------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Iterable, cast
 
-from eth.abc import BlockAPI, BlockHeaderAPI, StateAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.db.account import AccountDB
 
 from chain.errors import WorkVerificationUnavailable
@@ -41,6 +41,7 @@ from consensus.errors import (
     UnknownJob,
     WrongStartCheckpoint,
 )
+from consensus.fraud import proof_blobs
 from consensus.jobs import checkpoint_state_bytes, current_checkpoint, load_dataset
 from consensus.market import job_blobs
 from consensus.params import MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, ConsensusConfig, config_from_genesis
@@ -147,6 +148,12 @@ class PouwEngine(SealEngine):
         initial one, derived from the spec): what block files carry for an offline import."""
         job = self.open_job(parent_state, cast(PouwBlockHeader, block_header))
         return tuple(name for name, _ in job_blobs(job))
+
+    def transaction_blobs(self, tx: SignedTransactionAPI) -> tuple[bytes, ...]:
+        """A fraud proof's start state (``consensus.fraud.proof_blobs``); nothing else."""
+        if tx.to != REGISTRY_ADDRESS:
+            return ()
+        return proof_blobs(self.context.db, bytes(tx.data))  # type: ignore[attr-defined]
 
     # --- finalisation ---------------------------------------------------------------------
 

@@ -23,6 +23,10 @@ from genesis.errors import GenesisError
 
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1
+MAX_COINBASE_MATURITY = 256
+"""Fraud proofs name an ancestor within the audit window (= coinbase maturity) by its
+hash among the last 256 (the EVM's BLOCKHASH range), so the window is at most 256."""
+
 MAX_EXTRA_DATA_BYTES = 32
 SEAL_ENGINES = ("pouw", "noproof")
 """``noproof`` accepts any seal: for tests and local development only."""
@@ -286,7 +290,8 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
         retarget_window=consensus.number("retargetWindow", default=DEFAULT_WINDOW, low=1, high=10_000),
         retarget_smoothing=consensus.number("retargetSmoothing", default=DEFAULT_SMOOTHING, low=1, high=1_000),
         block_rewards=_parse_rewards(consensus.required("blockReward", _is_list)),
-        coinbase_maturity=consensus.number("coinbaseMaturity"),
+        # the audit window: a fraud proof names its block by the last 256 block hashes
+        coinbase_maturity=consensus.number("coinbaseMaturity", high=MAX_COINBASE_MATURITY),
         pouw=PouwParams(
             challenge_count=pouw.number("challengeCount", low=1, high=1024),
             max_state_bytes=pouw.number("maxStateBytes", low=1),

@@ -720,7 +720,8 @@ class Node:
             if config.dev_period < 0:
                 raise NodeError(f"--dev-period must be positive, got {config.dev_period}")
         self.chain.txpool = TxPool(
-            self.chain.genesis.chain_id, self.chain.state_view(), limits=config.txpool_limits
+            self.chain.genesis.chain_id, self.chain.state_view(), limits=config.txpool_limits,
+            missing_blobs=self.chain.engine.missing_transaction_blobs,
         )
         self.backend = ChainBackend(self.chain)
         self.rpc_url: Optional[str] = None
