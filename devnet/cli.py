@@ -34,8 +34,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from eth_utils import to_checksum_address
+
 import safejson
-from common.errors import PouwNodeError
+from devnet.errors import DevnetError
+from devnet.kit.accounts import DEV_ADDRESSES, DEV_KEYS_HEX
 
 DEFAULT_DIR = Path(".devnet")
 STATE_FILE = "devnet.json"
@@ -43,20 +46,6 @@ PID_FILE = "node.pid"
 LOG_FILE = "node.log"
 MAX_REPLY_BYTES = 1 << 20
 """JSON-RPC replies the devnet reads are small; whatever answers on a port is untrusted."""
-
-# The first five keys of the PUBLIC test mnemonic "test test ... junk", funded by the
-# shipped genesis files. Anyone can spend from them: DEVNET ONLY, never with value.
-DEV_KEYS = (
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-)
-
-
-class DevnetError(PouwNodeError):
-    """A devnet command cannot proceed; the message is for the user as is."""
 
 
 @dataclass
@@ -330,11 +319,8 @@ def print_up(state: DevnetState, root: Path, started: list[str]) -> None:
               f"{root / spec.name / LOG_FILE}")
     print()
     print("Funded development accounts -- PUBLIC TEST KEYS, DEVNET ONLY, NEVER USE WITH VALUE:")
-    from eth_keys import keys
-
-    for key in DEV_KEYS:
-        address = keys.PrivateKey(bytes.fromhex(key[2:])).public_key.to_checksum_address()
-        print(f"  {address}  key {key}")
+    for key, address in zip(DEV_KEYS_HEX, DEV_ADDRESSES):
+        print(f"  {to_checksum_address(address)}  key {key}")
     print()
     print(f"status: pouw-devnet status --datadir {root}    stop: pouw-devnet down --datadir {root}")
 
