@@ -214,6 +214,11 @@ class BlobNotHere(TxPoolError):
         super().__init__(detail or f"blob 0x{blob_hash.hex()} is not on this node", expected=blob_hash.hex())
         self.blob_hash = blob_hash
 
+    @property
+    def rpc_message(self) -> str:
+        """Names the blob (a fraud proof's start state: ``pouw_uploadProofState``)."""
+        return f"{self.message} (blob 0x{self.blob_hash.hex()})" if self.blob_hash else self.message
+
 
 class TxPoolFull(TxPoolError):
     message = "txpool is full"

@@ -25,6 +25,7 @@ import os
 import sys
 from decimal import Decimal
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 EXIT_OK = 0
@@ -329,7 +330,35 @@ def format_job(job: Any) -> list[str]:
     lines.append(f"spec hash: {_hex(job.specHash)}")
     if job.workUnitsPerStep is not None:
         lines.append(f"work units per step: {job.workUnitsPerStep}")
+    if job.get("audit") is not None:
+        lines.append(format_audit(job.audit))
     return lines
+
+
+def format_audit(audit: Mapping[str, object]) -> str:
+    """One line: a job's audit state (``pouw_getJob``'s ``audit``; docs/protocol.md §21)."""
+    through = audit.get("auditedThrough")
+    within = f"through block {through}" if through is not None else ""
+    found = audit.get("found")
+    if audit.get("state") == "fraudFound" and isinstance(found, (list, tuple)) and found \
+            and isinstance(found[0], Mapping):
+        first = found[0]
+        steps = first.get("steps")
+        span = f" (steps {steps[0]}..{steps[1]})" if isinstance(steps, (list, tuple)) and len(steps) == 2 else ""
+        return (f"audit: FRAUD FOUND by this node in block {first.get('blockNumber')}, segment "
+                f"{first.get('segment')}{span}, not yet proven on chain ({first.get('status')})")
+    if audit.get("state") == "audited":
+        text = f"audit: audited {within}: every step of the current result recomputed by this node, honest"
+    elif audit.get("state") == "fraudProven":
+        text = "audit: fraud proven" + (f", current result partly audited {within}" if within else "")
+    else:
+        text = "audit: unaudited" + (f" (partly audited {within})" if within else
+                                     " (this node runs no auditor over the job's blocks)")
+    last = audit.get("lastFraud")
+    if isinstance(last, Mapping):
+        text += (f"; {audit.get('fraudsProven')} fraud(s) proven, the last in block {last.get('blockNumber')} "
+                 f"segment {last.get('segment')}: the job was rolled back to the honest state before it")
+    return text
 
 
 @_run
@@ -414,6 +443,8 @@ def cmd_job_result(args: argparse.Namespace) -> int:
     scale = result.get("inputScale")
     if scale is not None:
         print(f"input: x_int8.float() * {scale:g}")
+    if result.get("audit") is not None:
+        print(format_audit(result.audit))
     return EXIT_OK
 
 

@@ -149,13 +149,15 @@ _QUANTITY_KEYS = frozenset({
     # limits
     "maxStateBytes", "maxDatasetBytes", "maxWorkUnitsPerStep", "maxSteps", "maxBatchSize", "maxSpecBytes",
     "maxStepsPerBlock", "maxLayers", "maxWidth", "maxClasses", "maxInputElements",
+    # audits
+    "auditedThrough", "fraudsProven", "rollbacks", "workers", "behind", "blocksAudited", "stepsAudited",
 })
 _BYTES_KEYS = frozenset({
     "checkpoint", "specHash", "postedTransaction", "transactionHash", "model", "state", "data", "blockHash",
     "startCheckpoint", "finalState", "workAccumulator", "sealSeed", "stateHash", "parentHash", "hash",
-    "headHash", "genesisHash",
+    "headHash", "genesisHash", "startState", "proofTransaction",
 })
-_ADDRESS_KEYS = frozenset({"poster", "address", "miner", "coinbase"})
+_ADDRESS_KEYS = frozenset({"poster", "address", "miner", "coinbase", "prover"})
 _VERBATIM_KEYS = frozenset({"spec", "example", "fields", "architecture"})
 """Values kept as plain dicts/lists, untouched (a spec's own fields are snake_case)."""
 
@@ -422,6 +424,10 @@ def _imports_munger(module: Module, limit: Optional[int] = None) -> list[Any]:
     return [] if limit is None else [_quantity(limit, "limit")]
 
 
+def _proof_state_munger(module: Module, block_hash: str | bytes, segment: int, state: str | bytes) -> list[str]:
+    return [_hex_data(block_hash, "block_hash"), _quantity(segment, "segment"), _hex_data(state, "state")]
+
+
 def _method(name: str, munger: Callable[..., list[Any]]) -> Method[Callable[..., Any]]:
     return Method(name, mungers=[munger], result_formatters=_formatter)  # type: ignore[arg-type]
 
@@ -591,6 +597,11 @@ class _PouwMethods(Module):
     """``block_imports(limit=None)``: the node's last imported blocks with verification times and sources."""
     get_job_history: Method[Callable[..., Optional[AttributeDict]]] = _method("pouw_getJobHistory", _job_history_munger)
     """``get_job_history(job_id, points=None, metrics=True)``: checkpoints with accuracy, rate, ETA; None if unknown."""
+    audit_status: Method[Callable[[], AttributeDict]] = _method("pouw_auditStatus", _no_params_munger)
+    """``audit_status()``: the node's auditor (``run --audit``): range audited, rate, frauds found."""
+    upload_proof_state: Method[Callable[..., HexBytes]] = _method("pouw_uploadProofState", _proof_state_munger)
+    """``upload_proof_state(block_hash, segment, state)``: the start state a fraud proof of segment
+    ``segment`` (>= 2) names; returns its state hash."""
 
 
 class PouwModule(_PouwMethods):

@@ -12,15 +12,12 @@ the recomputation and the block part.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Optional
 
 from chain.chain import Chain
 from chain.header import PouwBlockHeader
-from consensus.blobs import LevelDBBlobStore
 from consensus.errors import ConsensusError
-from consensus.jobs import checkpoint_state_bytes, load_dataset
 from consensus.payload import WorkPayload
 from consensus.registry import JobRecord, read_job
 from pouw.arith import Backend
@@ -80,33 +77,6 @@ def audit_trajectory(
     return None, None
 
 
-def audit_block(chain: Chain, block_hash: bytes, backend: Backend) -> BlockAudit:
-    """Recompute every segment of block ``block_hash`` of ``chain`` (see the module doc).
-
-    Raises :class:`AuditError` when the block has no stored payload or job, and a
-    ``chain.errors.WorkBlobMissing`` when its dataset or start checkpoint is not here."""
-    from pouw.families import get_family
-
-    started = time.perf_counter()
-    header = chain.get_header_by_hash(block_hash)  # type: ignore[arg-type]
-    if not isinstance(header, PouwBlockHeader) or header.block_number == 0:
-        raise AuditError(f"block 0x{bytes(block_hash).hex()} carries no work to audit")
-    raw = chain.get_payload(header.hash)
-    if raw is None:
-        raise AuditError(f"no work payload stored for block #{header.block_number}")
-    payload = WorkPayload.decode(raw)
-    job = job_before(chain, header)
-    assert job.spec is not None
-    blobs = LevelDBBlobStore(chain.db)
-    config = chain.engine_class.config  # type: ignore[attr-defined]
-    dataset = load_dataset(job.spec, blobs, config.limits.max_dataset_bytes)
-    s0 = checkpoint_state_bytes(job, blobs)
-    segment, start = audit_trajectory(job.spec, dataset, s0, header, payload, job.budget_left, backend)
-    w = get_family(job.spec.family).work_units(job.spec)
-    return BlockAudit(header.block_number, bytes(header.hash), job.job_id, len(payload.commitments),
-                      header.step_count, header.step_count * w, segment, start, time.perf_counter() - started)
-
-
 def job_before(chain: Chain, header: PouwBlockHeader) -> JobRecord:
     """The job ``header`` trained, as its parent state holds it."""
     parent = chain.get_header_by_hash(header.parent_hash)
@@ -118,4 +88,4 @@ def job_before(chain: Chain, header: PouwBlockHeader) -> JobRecord:
     return job
 
 
-__all__ = ["AuditError", "BlockAudit", "audit_block", "audit_trajectory", "job_before"]
+__all__ = ["AuditError", "BlockAudit", "audit_trajectory", "job_before"]

@@ -83,6 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         coinbase = parse_coinbase(args.coinbase)
         check_mining_allowed(read_datadir_genesis(args.datadir))
         check_device(args.device)
+    prover = None
+    if args.audit:  # --- auditing (consensus/auditor.py) ---
+        from node.auditing import check_audit_allowed, load_prover_key
+
+        check_audit_allowed(read_datadir_genesis(args.datadir))
+        prover = load_prover_key(args.audit_key_file, args.audit_password_file)
     dev_coinbase = _dev_coinbase(args.coinbase) if (args.dev_period or args.automine) and not args.mine else None
     config = NodeConfig(
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
@@ -106,11 +112,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             from node.mining import start_node_miner
 
             miner = start_node_miner(node, coinbase, args.device, args.segment_steps)
+        auditor = None
+        if args.audit:
+            from node.auditing import start_node_auditor
+
+            auditor = start_node_auditor(node, args, prover)
         try:
-            asyncio.run(_run_until_signal(node, early_stop, args, miner))
+            asyncio.run(_run_until_signal(node, early_stop, args, miner, auditor))
         finally:
             if miner is not None:
                 miner.stop()
+            if auditor is not None:
+                auditor.stop()
         head = datadir.chain.head()
         log.info("stopped at head #%d %s; closing the datadir", head.block_number, encode_hex(head.hash))
     return EXIT_OK
@@ -176,7 +189,8 @@ def _catch_stop_signals() -> list[int]:
 
 
 async def _run_until_signal(
-    node: "Node", early_stop: list[int], args: argparse.Namespace, miner: "Optional[Miner]" = None
+    node: "Node", early_stop: list[int], args: argparse.Namespace, miner: "Optional[Miner]" = None,
+    auditor: "Optional[Auditor]" = None,
 ) -> None:
     from node.p2p import start_p2p_from_args
 
@@ -205,6 +219,8 @@ async def _run_until_signal(
     if p2p is not None and miner is not None and hasattr(miner, "notify_new_head"):
         p2p.on_new_head.append(miner.notify_new_head)  # restart training on a peer's block
         p2p.on_blobs_prefetched.append(miner.notify_new_head)  # a job's dataset arrived: take it up now
+    if p2p is not None and auditor is not None:
+        p2p.on_new_head.append(auditor.notify_new_head)  # audit a peer's block as it arrives
     try:
         await node.run(stop)
     finally:
@@ -440,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--segment-steps", type=_positive_int, default=16, metavar="M",
                      help="--mine: steps per segment, i.e. between two state commitments; capped by the consensus "
                           "bound for the block's difficulty (default 16; docs/protocol.md §14)")
+    from node.auditing import add_audit_command, add_audit_run_arguments
+
+    add_audit_run_arguments(run)  # --audit, --audit-workers, --audit-from, --audit-key-file, --audit-password-file
     add_rpc_arguments(run)  # --rpc-api, --rpc-cors, --rpc-evmtimeout, --rpc-gascap, --txpool-*
     from node.p2p import add_p2p_arguments
 
@@ -470,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--blobs", type=Path, default=None, metavar="PATH",
         help="the blob file holding the datasets and checkpoint states the blocks need (default: FILE.blobs if present)",
     )
+    add_audit_command(command)  # audit: one shot over a stopped node's datadir (node/auditing.py)
     from client.jobcli import add_job_commands
 
     add_job_commands(commands)  # job submit|status|list|result|cancel|watch: a JSON-RPC client of a node (client/jobcli.py)
@@ -487,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 if TYPE_CHECKING:
     from chain.txpool import TxPoolLimits
+    from consensus.auditor import Auditor
     from consensus.miner import Miner
     from node.node import Node
 

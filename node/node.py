@@ -38,7 +38,7 @@ Blob files
 ----------
 Verifying a block of a pouw chain reads blobs besides its payload: the job's dataset and
 its checkpoint state (``SealEngine.blobs_for_block`` names them, by the hash the chain
-uses). ``export`` writes them to ``FILE.blobs`` beside the block file, each once, as RLP
+uses), and the start state each fraud proof in it names (``SealEngine.transaction_blobs``). ``export`` writes them to ``FILE.blobs`` beside the block file, each once, as RLP
 entries ``[hash, data]`` back to back; ``import`` reads an index of that file first and
 puts each blob into the node's blob store just before the first block that needs it, so
 an export imports on a node with no peers. A block whose blob is in neither place stops
@@ -68,7 +68,7 @@ from chain.addresses import parse_address
 from common.errors import PouwNodeError
 from genesis.errors import GenesisError
 from chain.txpool import TxPoolLimits
-from chain.chain import Chain, decode_header
+from chain.chain import Chain, decode_block, decode_header
 from chain.db import DatadirLocked, LevelDB
 from chain.errors import ChainError, InvalidBlock, MalformedBlock, UnknownParent, WrongChain
 from chain.sealing import NoProofEngine
@@ -460,7 +460,7 @@ def import_blocks(
                     f"({encode_hex(block_hash)} != ours {encode_hex(chain.genesis_hash)})",
                     offset=entry.offset, number=0, error=ChainError("foreign genesis"),
                 )
-            _provide_blobs(chain, header, blob_file, path, entry.offset)
+            _provide_blobs(chain, header, entry.block_rlp, blob_file, path, entry.offset)
             try:
                 result = chain.import_block(entry.block_rlp, entry.payload)
             except MalformedBlock as exc:
@@ -509,8 +509,11 @@ def _put_named(store: Any, name: bytes, data: bytes) -> bytes:
     return put_named(store, name, data)
 
 
-def _provide_blobs(chain: Chain, header: Any, blob_file: Optional["BlobFile"], path: Path, offset: int) -> None:
-    """Put into the blob store the blobs the block's verification reads that the store
+def _provide_blobs(
+    chain: Chain, header: Any, block_rlp: bytes, blob_file: Optional["BlobFile"], path: Path, offset: int
+) -> None:
+    """Put into the blob store the blobs the block's verification reads (its seal's, and
+    its fraud proofs' start states) that the store
     lacks, from the blob file; MissingBlob (naming the block and the blob) when neither
     has one. A block the engine cannot even read (unknown parent, unknown job) is left to
     import_block, which says what is wrong with it."""
@@ -519,6 +522,8 @@ def _provide_blobs(chain: Chain, header: Any, blob_file: Optional["BlobFile"], p
         return
     try:
         names = chain.engine.blobs_for_block(header, chain.state_at(chain.get_header_by_hash(header.parent_hash)))
+        transactions = decode_block(block_rlp, chain.genesis).transactions
+        names += tuple(h for tx in transactions for h in chain.engine.transaction_blobs(tx))
     except ChainError:
         return
     for name in names:
@@ -529,7 +534,7 @@ def _provide_blobs(chain: Chain, header: Any, blob_file: Optional["BlobFile"], p
             where = f"nor in {blob_file.path}" if blob_file is not None else "and there is no blob file"
             raise MissingBlob(
                 f"{path}: block #{header.block_number} at offset {offset} needs blob {encode_hex(name)} "
-                f"(a dataset or checkpoint state its verification reads), which is not in this node's blob "
+                f"(a dataset, checkpoint or proof state its verification reads), which is not in this node's blob "
                 f"store {where}: export the chain with its blobs (pouw-node export writes FILE.blobs), "
                 "or import on a node whose peers have it",
                 offset=offset, number=int(header.block_number), blob_hash=bytes(name),
@@ -639,13 +644,14 @@ def export_blocks(
                 if store is None or payload is None or number == 0:
                     continue
                 parent_state = chain.state_at(chain.get_header_by_hash(block.header.parent_hash))
-                for name in chain.engine.blobs_for_block(block.header, parent_state):
+                tx_blobs = [h for tx in block.transactions for h in chain.engine.transaction_blobs(tx)]
+                for name in (*chain.engine.blobs_for_block(block.header, parent_state), *tx_blobs):
                     if name in written:
                         continue
                     if not store.has(name):
                         raise NodeError(
-                            f"cannot export block #{number} with its blobs: blob {encode_hex(name)} (a dataset or "
-                            "checkpoint state its verification reads) is not in this node's blob store "
+                            f"cannot export block #{number} with its blobs: blob {encode_hex(name)} (a dataset, "
+                            "checkpoint or proof state its verification reads) is not in this node's blob store "
                             "(--no-blobs exports the blocks alone)"
                         )
                     data = bytes(store.get(name))

@@ -25,7 +25,7 @@ from eth.vm.spoof import SpoofTransaction
 
 from rpc.errors import RpcLayerError
 from rpc.events import ChainChange, EventHub
-from rpc.sources import ImportSource, MinerSource, PeerSource
+from rpc.sources import AuditSource, ImportSource, MinerSource, PeerSource
 from rpc.evm_deadline import CallTimeout
 
 ZERO_ADDRESS = b"\x00" * 20
@@ -113,6 +113,7 @@ class Backend(abc.ABC):
     miner: MinerSource | None = None
     peers: PeerSource | None = None
     imports: ImportSource | None = None
+    auditor: AuditSource | None = None
 
     # -- blocks ------------------------------------------------------------
     @abc.abstractmethod

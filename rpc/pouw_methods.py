@@ -17,6 +17,7 @@ from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STA
 from pouw.errors import PouwError, SpecError
 from consensus.specs import read_spec
 from pouw.spec import FAMILIES, JobSpec, loads_spec_json
+from rpc.audit_methods import audit_json
 from rpc.backend import TransactionRejected
 from rpc.context import CallContext
 from rpc.errors import InvalidParams, LimitExceeded, RpcError, ServerError
@@ -410,7 +411,11 @@ def get_job(ctx: CallContext, job_id: int, block_id: BlockId) -> Optional[dict[s
     view = _view(ctx)
     block = require_block(ctx, block_id)
     job = view.job(job_id, block.header)
-    return None if job is None else job_json(view, job)
+    if job is None:
+        return None
+    out = job_json(view, job)
+    out["audit"] = audit_json(ctx, job_id)  # as of the head: what this node and the chain know
+    return out
 
 
 @pouw.method("pouw_listJobs", Param("filter", parse_list_filter, default=None), blocking=True)
@@ -453,6 +458,7 @@ def get_job_result(ctx: CallContext, job_id: int, options: Optional[dict[str, An
         "metrics": result.metrics,
         "metricsError": result.metrics_error,
     }
+    out["audit"] = audit_json(ctx, job_id)
     if (options or {}).get("includeState"):
         out["state"] = data(result.state_bytes)
     return out

@@ -10,12 +10,16 @@ Protocol below that names exactly what the RPC reads of it:
 * :class:`PeerSource` -- ``net_peerCount``, ``eth_syncing``, ``admin_nodeInfo``,
   ``admin_peers``, the metrics (``p2p.service.P2PService``);
 * :class:`ImportSource` -- ``pouw_blockImports`` and the import histograms
-  (``node.imports.ImportLog``).
+  (``node.imports.ImportLog``);
+* :class:`AuditSource` -- ``pouw_auditStatus`` and jobs' audit state
+  (``consensus.auditor.Auditor``).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
+
+from consensus.auditor import AuditStatus, FraudFound
 
 
 @runtime_checkable
@@ -82,4 +86,25 @@ class ImportSource(Protocol):
         ...
 
 
-__all__ = ["ImportSource", "MinerSource", "PeerSource", "SyncStatus"]
+@runtime_checkable
+class AuditSource(Protocol):
+    """This node's auditor (``consensus.auditor.Auditor``): ``pouw_auditStatus`` and the
+    ``audit`` member of ``pouw_getJob`` / ``pouw_getJobResult``."""
+
+    first: int
+    """The first block it audits."""
+
+    def audited_through(self) -> int | None:
+        """The last block of its contiguous audited range (None: none yet)."""
+        ...
+
+    def frauds_for(self, job_id: int) -> list[FraudFound]:
+        """Frauds it found in the job's blocks."""
+        ...
+
+    def status(self) -> AuditStatus:
+        """Its progress, rate and findings."""
+        ...
+
+
+__all__ = ["AuditSource", "ImportSource", "MinerSource", "PeerSource", "SyncStatus"]

@@ -13,7 +13,7 @@ import pytest
 
 from chain.errors import WorkBlobMissing
 from chain.txpool import BlobNotHere, TxPool
-from consensus.audit import audit_block
+from consensus.auditor import audit_block
 from consensus.blobs import LevelDBBlobStore
 from consensus.engine import backend_for
 from consensus.fraud import BOUNTY_DIVISOR, TOPIC_FRAUD, read_audit
