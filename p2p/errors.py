@@ -49,3 +49,8 @@ class PeerUnavailable(P2PError):
 
 class BlobUnavailable(PeerUnavailable):
     """No peer served a blob whose bytes match the requested hash."""
+
+
+class SyncAborted(P2PError):
+    """The current sync round or block fetch from a peer ends: it sent an invalid block
+    (and is banned), or the block cannot be imported now (a transient failure)."""
