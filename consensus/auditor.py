@@ -315,7 +315,7 @@ class Auditor:
         device: str = "cpu",
         key: Optional[PrivateKey] = None,
         submit: Optional[Callable[[bytes], bytes]] = None,
-        nonce_of: Optional[Callable[[bytes], int]] = None,
+        nonce_of: Optional[Callable[[Address], int]] = None,
         interval: float = 1.0,
         start_block: Optional[int] = None,
     ) -> None:
@@ -460,7 +460,7 @@ class Auditor:
 
         assert self.key is not None
         sender = self.key.public_key.to_canonical_address()
-        nonce = self.nonce_of(sender) if self.nonce_of is not None else self.chain.get_nonce(Address(sender))
+        nonce = self.nonce_of(Address(sender)) if self.nonce_of is not None else self.chain.get_nonce(Address(sender))
         tx = {
             "type": 2, "chainId": self.chain.genesis.chain_id, "nonce": nonce, "to": plan.to, "value": 0,
             "data": plan.data, "gas": plan.gas, "maxPriorityFeePerGas": PROOF_TIP,

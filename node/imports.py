@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from rpc.sources import ImportListener
+
 log = logging.getLogger("chain.import")
 
 KEEP = 1024
@@ -57,7 +59,8 @@ class ImportRecord:
     reorg: bool
 
 
-Listener = Callable[[ImportRecord], None]
+Listener = ImportListener
+"""Called with each new record (the RPC's metrics observe its timings)."""
 
 
 def _job_id(header: Any) -> int:

@@ -60,7 +60,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 import rlp
 from eth.db.atomic import AtomicDB
-from eth_typing import Hash32
+from eth_typing import Address, Hash32
 from eth_utils import encode_hex
 
 from chain import schema
@@ -873,7 +873,7 @@ def make_automine(backend: Any, coinbase: Optional[bytes] = None) -> Any:
 
     automine = LoggingAutomine(backend)
     if coinbase is not None:
-        automine.coinbase = bytes(coinbase)
+        automine.coinbase = Address(bytes(coinbase))
     return automine
 
 

@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, TypedDict
 
 from eth_typing import Hash32
 
@@ -23,7 +23,8 @@ from consensus.payload import WorkPayload
 from pouw.blobstore import state_blob_hash
 from rpc.context import CallContext
 from rpc.errors import InvalidParams, ServerError
-from rpc.hexcodec import data, parse_data, parse_hash, quantity
+from rpc.hexcodec import data, parse_data, parse_hash, parse_quantity, quantity
+from rpc.jsontypes import Json
 from rpc.registry import Param, Registry
 
 audits = Registry()
@@ -36,7 +37,36 @@ def _chain(ctx: CallContext) -> Chain:
     return chain
 
 
-def _found_json(found: FraudFound) -> dict[str, object]:
+class FoundJson(TypedDict):
+    blockNumber: str
+    blockHash: str
+    jobId: str
+    segment: str
+    steps: list[str]
+    startState: str
+    status: str
+    proofTransaction: str | None
+
+
+class LastFraudJson(TypedDict):
+    blockNumber: str
+    blockHash: str
+    segment: str
+
+
+class AuditJson(TypedDict):
+    """A job's audit state (``consensus.auditor.JobAuditView``)."""
+
+    state: str
+    auditedThrough: str | None
+    complete: bool
+    fraudsProven: str
+    rollbacks: str
+    lastFraud: LastFraudJson | None
+    found: list[FoundJson]
+
+
+def _found_json(found: FraudFound) -> FoundJson:
     return {
         "blockNumber": quantity(found.number),
         "blockHash": data(found.block_hash),
@@ -49,7 +79,7 @@ def _found_json(found: FraudFound) -> dict[str, object]:
     }
 
 
-def audit_view_json(view: JobAuditView) -> dict[str, object]:
+def audit_view_json(view: JobAuditView) -> AuditJson:
     last = view.last_fraud
     return {
         "state": view.state,
@@ -64,7 +94,7 @@ def audit_view_json(view: JobAuditView) -> dict[str, object]:
     }
 
 
-def audit_json(ctx: CallContext, job_id: int) -> Optional[dict[str, object]]:
+def audit_json(ctx: CallContext, job_id: int) -> Optional[AuditJson]:
     """The ``audit`` member of a job's answer (None on a chain without proof of work)."""
     chain = getattr(ctx.backend, "chain", None)
     if not isinstance(chain, Chain) or getattr(chain.engine_class, "config", None) is None:
@@ -72,9 +102,7 @@ def audit_json(ctx: CallContext, job_id: int) -> Optional[dict[str, object]]:
     return audit_view_json(job_audit_view(chain, job_id, getattr(ctx.backend, "auditor", None)))
 
 
-def _parse_segment(value: object) -> int:
-    from rpc.hexcodec import parse_quantity
-
+def _parse_segment(value: Json) -> int:
     segment = parse_quantity(value)
     if segment < 2:
         raise ValueError("segment must be 2 or more (segment 1 starts at the block's stored start checkpoint)")
@@ -129,4 +157,4 @@ def upload_proof_state(ctx: CallContext, block_hash: bytes, segment: int, state:
     return data(LevelDBBlobStore(chain.db).put_state(state))
 
 
-__all__ = ["audit_json", "audit_view_json", "audits"]
+__all__ = ["AuditJson", "audit_json", "audit_view_json", "audits"]

@@ -11,9 +11,8 @@ Codes follow JSON-RPC 2.0 and, for Ethereum-specific failures, what geth answers
 """
 from __future__ import annotations
 
-from typing import Any
-
 from common.errors import PouwNodeError
+from rpc.jsontypes import Json
 
 
 class RpcLayerError(PouwNodeError):
@@ -28,14 +27,14 @@ class RpcError(RpcLayerError):
     code: int = -32603
     default_message: str = "internal error"
 
-    def __init__(self, message: str | None = None, data: Any = None) -> None:
+    def __init__(self, message: str | None = None, data: Json = None) -> None:
         self.message = message if message is not None else self.default_message
         self.data = data
         super().__init__(self.message)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         """The JSON-RPC ``error`` member for this error."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        error: dict[str, Json] = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
         return error

@@ -16,7 +16,7 @@ Protocol below that names exactly what the RPC reads of it:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from consensus.auditor import AuditStatus, FraudFound
@@ -61,11 +61,11 @@ class PeerSource(Protocol):
         """Connected peers."""
         ...
 
-    def peer_summaries(self) -> list[dict[str, Any]]:
+    def peer_summaries(self) -> Sequence[Mapping[str, object]]:
         """One dict per connected peer: id, address, outbound, head, number, total_work, score."""
         ...
 
-    def node_summary(self) -> dict[str, Any]:
+    def node_summary(self) -> Mapping[str, object]:
         """This node as peers see it: id, listen_host, port, client."""
         ...
 
@@ -74,14 +74,59 @@ class PeerSource(Protocol):
         ...
 
 
+class ImportedBlock(Protocol):
+    """One block the node imported, as its import log recorded it (``node.imports.ImportRecord``)."""
+
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def hash(self) -> bytes: ...
+
+    @property
+    def job_id(self) -> int:
+        """The job the block trained (0 on a chain without proof of work)."""
+        ...
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def transactions(self) -> int: ...
+
+    @property
+    def verify_seconds(self) -> float | None:
+        """Time in the seal engine's work check; None when the engine has none."""
+        ...
+
+    @property
+    def import_seconds(self) -> float: ...
+
+    @property
+    def source(self) -> str:
+        """The peer's name, ``local`` for a block built here, ``file`` for ``pouw-node import``."""
+        ...
+
+    @property
+    def time(self) -> float:
+        """When the import finished (Unix seconds)."""
+        ...
+
+    @property
+    def reorg(self) -> bool: ...
+
+
+ImportListener = Callable[[ImportedBlock], None]
+
+
 @runtime_checkable
 class ImportSource(Protocol):
     """The node's log of imported blocks."""
 
-    listeners: list[Callable[[Any], None]]
+    listeners: list[ImportListener]
     """Called with each new import record."""
 
-    def recent(self, limit: int) -> list[Any]:
+    def recent(self, limit: int) -> Sequence[ImportedBlock]:
         """The last ``limit`` import records, newest first."""
         ...
 
@@ -107,4 +152,4 @@ class AuditSource(Protocol):
         ...
 
 
-__all__ = ["AuditSource", "ImportSource", "MinerSource", "PeerSource", "SyncStatus"]
+__all__ = ["AuditSource", "ImportListener", "ImportSource", "ImportedBlock", "MinerSource", "PeerSource", "SyncStatus"]
