@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional
 
 import rlp
 from eth.abc import SignedTransactionAPI
@@ -26,6 +26,7 @@ from eth_hash.auto import keccak
 from chain.chain import Chain
 from chain.errors import UnknownParent
 from chain.transactions import decode_raw_transaction
+from chain.txpool import BlobNotHere
 from p2p import messages as m
 from p2p.config import P2PConfig
 from p2p.errors import PeerUnavailable, ProtocolViolation, SyncAborted
@@ -41,6 +42,11 @@ log = logging.getLogger("p2p")
 TX_BATCH_CHARS = 400 * 1024
 """Hex characters of transactions per ``txs`` message before a new one starts (well
 inside the message type's size limit)."""
+
+TX_BLOB_FETCHES = 4
+"""Blobs fetched for one ``txs`` message's transactions, at most."""
+TX_BLOBS_REMEMBERED = 4096
+"""Blob hashes fetched (or tried) for transactions, remembered so as not to try again."""
 
 ANNOUNCED_QUEUE = 1024
 """Announced blocks waiting to be fetched; beyond that a sync round catches up."""
@@ -59,10 +65,12 @@ class Gossip:
         import_block: ImportFn,
         submit_tx: Callable[[bytes], object],
         want_sync: Callable[[], None],
+        fetch_blob: Optional[Callable[[bytes], Awaitable[bytes]]] = None,
     ) -> None:
         """``import_block`` imports a fetched block; ``submit_tx(raw)`` hands a gossiped
         transaction to the pool (raising on rejection); ``want_sync()`` asks the syncer
-        for a round."""
+        for a round; ``fetch_blob(hash)`` fetches a blob a transaction reads (a fraud
+        proof's start state) that the pool refused it for lacking (None: not fetched)."""
         self.chain = chain
         self.delay_s = config.gossip_delay_s
         self.peers = peers
@@ -70,6 +78,8 @@ class Gossip:
         self._import_block = import_block
         self._submit_tx = submit_tx
         self._want_sync = want_sync
+        self._fetch_blob = fetch_blob
+        self._blobs_tried = BoundedSet(TX_BLOBS_REMEMBERED)
         self._running = False
         self._pending_head: Optional[bytes] = None
         self._pending_txs: list[SignedTransactionAPI] = []
@@ -163,16 +173,42 @@ class Gossip:
 
     async def _add_txs(self, peer: Peer, raws: list[bytes]) -> None:
         try:
-            bad = await self.reads.run(self._add_all, peer.name, raws)
+            bad, waiting = await self.reads.run(self._add_all, peer.name, raws)
         except RuntimeError:  # executor shut down
             return
         if bad:
             await self.peers.penalise(peer, PENALTY_BAD_TX * bad, f"{bad} undecodable transactions")
+        if waiting and self._fetch_blob is not None:
+            await self._fetch_and_retry(peer, waiting[:TX_BLOB_FETCHES])
 
-    def _add_all(self, peer_name: str, raws: list[bytes]) -> int:
-        """Hand each transaction to the pool (on a read thread); the number that do not
-        decode at all (what the peer pays for: a rejection by the pool is normal)."""
+    async def _fetch_and_retry(self, peer: Peer, waiting: list[tuple[bytes, bytes]]) -> None:
+        """Fetch the blobs gossiped transactions read (each hash tried once in a while:
+        a peer cannot make us fetch the same blob over and over), then offer the
+        transactions to the pool again."""
+        assert self._fetch_blob is not None
+        retry = []
+        for raw, blob_hash in waiting:
+            if blob_hash in self._blobs_tried:
+                continue
+            self._blobs_tried.add(blob_hash)
+            try:
+                await self._fetch_blob(blob_hash)
+            except Exception as exc:  # noqa: BLE001 - BlobUnavailable and kin: the tx waits for the blob
+                log.debug("blob %s for a tx from %s not fetched: %s", m.hx(blob_hash), peer.name, exc)
+                continue
+            retry.append(raw)
+        if retry:
+            try:
+                await self.reads.run(self._add_all, peer.name, retry)
+            except RuntimeError:
+                return
+
+    def _add_all(self, peer_name: str, raws: list[bytes]) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """Hand each transaction to the pool (on a read thread): the number that do not
+        decode at all (what the peer pays for: a rejection by the pool is normal), and
+        those refused for a blob this node lacks, with its hash."""
         bad = 0
+        waiting: list[tuple[bytes, bytes]] = []
         for raw in raws:
             try:
                 decode_raw_transaction(raw, max_size=self.chain.genesis.max_transaction_bytes)
@@ -182,8 +218,12 @@ class Gossip:
             try:
                 self._submit_tx(raw)
             except Exception as exc:  # noqa: BLE001 - rejections (known, nonce) are normal in gossip
-                log.debug("tx from %s not added: %s", peer_name, exc)
-        return bad
+                refusal = getattr(exc, "refusal", exc)
+                if isinstance(refusal, BlobNotHere) and refusal.blob_hash:
+                    waiting.append((raw, refusal.blob_hash))
+                else:
+                    log.debug("tx from %s not added: %s", peer_name, exc)
+        return bad, waiting
 
     async def _fetch_announced(self) -> None:
         """Fetch announced blocks we lack; an unknown parent starts a sync."""

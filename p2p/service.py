@@ -88,6 +88,7 @@ class P2PService:
         self.gossip = Gossip(
             self.chain, config, self.peerset, self.reads, import_block=self._import_from_peer,
             submit_tx=backend.submit_raw_transaction, want_sync=self.syncer.want,
+            fetch_blob=self.blobs.fetch if blobstore is not None else None,
         )
         self.on_new_head: list[Callable[[bytes], None]] = self.importer.on_new_head
         """Called (on the event loop) with the new head's hash after each import from a

@@ -59,7 +59,12 @@ class BackendError(RpcLayerError):
 
 
 class TransactionRejected(BackendError):
-    """The pool refused a transaction; the message is geth's ("nonce too low", ...)."""
+    """The pool refused a transaction; the message is geth's ("nonce too low", ...).
+    ``refusal``: the pool's own error (typed, with its fields), when there is one."""
+
+    def __init__(self, message: str, *, refusal: Exception | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class CallInvalid(BackendError):
@@ -556,7 +561,7 @@ class ChainBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - the pool's typed errors carry geth's message
             if isinstance(exc, (AssertionError, AttributeError, TypeError, NameError)):
                 raise  # a bug, not a rejection: reported as -32603 and logged
-            raise TransactionRejected(getattr(exc, "rpc_message", None) or str(exc)) from None
+            raise TransactionRejected(getattr(exc, "rpc_message", None) or str(exc), refusal=exc) from None
         tx = self.pool.get(tx_hash)
         if tx is None:  # admitted and already gone (mined or evicted): decode for the record
             from chain.transactions import decode_raw_transaction

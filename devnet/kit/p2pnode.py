@@ -76,7 +76,8 @@ class TestNode:
         self.db: AtomicDatabaseAPI = LevelDB(path) if path is not None else AtomicDB()
         clock = FixedClock(self.genesis.timestamp + FAR_AHEAD)
         self.chain = Chain.open(self.db, self.genesis, seal_engine=seal_engine, clock=clock)
-        self.chain.txpool = TxPool(self.genesis.chain_id, self.chain.state_view())
+        self.chain.txpool = TxPool(self.genesis.chain_id, self.chain.state_view(),
+                                   missing_blobs=self.chain.engine.missing_transaction_blobs)
         self.backend = ChainBackend(self.chain)
         self.blobs: BlobStore = blobs(self.db) if blobs is not None else MemoryBlobStore()
         self.service: Optional[P2PService] = None
