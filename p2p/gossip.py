@@ -16,6 +16,7 @@ transactions are decoded and handed to the pool on a read thread; a peer pays
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional
 
@@ -43,6 +44,8 @@ TX_BATCH_CHARS = 400 * 1024
 """Hex characters of transactions per ``txs`` message before a new one starts (well
 inside the message type's size limit)."""
 
+GREET_TXS = 1024
+"""Pending transactions sent to a peer when it connects, at most."""
 TX_BLOB_FETCHES = 4
 """Blobs fetched for one ``txs`` message's transactions, at most."""
 TX_BLOBS_REMEMBERED = 4096
@@ -140,6 +143,25 @@ class Gossip:
                 peer.known_blocks.add(head.hash)
                 await _send_quietly(peer, "new_block", hash=m.hx(head.hash), number=head.number,
                                     total_work=m.qty(head.total_work))
+
+    def greet(self, peer: Peer) -> None:
+        """A new peer gets our pool's pending transactions (at most ``GREET_TXS``), as
+        geth sends its pool to a new peer: a transaction submitted while we had no peer
+        (an auditor's fraud proof, a dApp's job) still reaches the miners."""
+        if self._running:
+            asyncio.ensure_future(self._send_pool(peer))
+
+    async def _send_pool(self, peer: Peer) -> None:
+        pool = self.chain.txpool
+        if pool is None:
+            return
+        try:
+            txs = await self.reads.run(lambda: list(itertools.islice(pool.pending(), GREET_TXS)))
+        except RuntimeError:  # executor shut down
+            return
+        raws = [(bytes(tx.hash), raw_transaction(tx)) for tx in txs]
+        for batch in tx_batches(peer.known_txs, raws):
+            await _send_quietly(peer, "txs", txs=batch)
 
     async def _push_txs(self, txs: list[SignedTransactionAPI]) -> None:
         raws = [(bytes(tx.hash), raw_transaction(tx)) for tx in txs]

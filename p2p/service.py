@@ -297,6 +297,7 @@ class P2PService:
         if hello.total_work > head_info(self.chain).total_work:
             self.syncer.want()
         self.prefetcher.schedule()  # the new peer may hold blobs we lack
+        self.gossip.greet(peer)  # our pending transactions
         return peer
 
     # --- what peers call (p2p.peer.PeerHost) ----------------------------------------------

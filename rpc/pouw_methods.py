@@ -214,7 +214,7 @@ class JobJson(TypedDict):
     postedBlock: str | None
     postedTransaction: str | None
     audit: NotRequired[AuditJson | None]
-    """pouw_getJob only (as of the head; rpc/audit_methods.py)."""
+    """As of the head (rpc/audit_methods.py)."""
 
 
 class DatasetJson(TypedDict):
@@ -712,7 +712,12 @@ def list_jobs(ctx: CallContext, query: Optional[ListFilter]) -> list[JobJson]:
         limit=query.get("limit", LIST_LIMIT_DEFAULT),
         include_standing=query.get("includeStanding", True),
     )
-    return [job_json(view, job) for job in jobs]
+    listed = []
+    for job in jobs:
+        out = job_json(view, job)
+        out["audit"] = audit_json(ctx, job.job_id)
+        listed.append(out)
+    return listed
 
 
 @pouw.method("pouw_getJobResult", Param("jobId", parse_uint), Param("options", parse_result_options, default=None), blocking=True)

@@ -37,7 +37,7 @@ from chain.chain import Chain
 from chain.header import PouwBlockHeader
 from chain.errors import WorkVerificationUnavailable
 from consensus.blobs import LevelDBBlobStore
-from consensus.rewards import billed_steps, block_fee, fees_paid
+from consensus.rewards import billed_steps, block_fee, fees_paid, read_ring_entry
 from consensus.params import (
     REGISTRY_ADDRESS,
     STANDING_JOB_BASE,
@@ -424,6 +424,7 @@ class PouwView:
     def rewards(self, address: bytes, first: int, last: int) -> BlockRewards:
         """What ``address`` earned as coinbase in canonical blocks first..last."""
         head_number = self.chain.head().block_number
+        head_state = self.state() if self.maturity else None
         mined = rewards = fees = immature = 0
         for number in range(first, last + 1):
             header = self.header(number)
@@ -432,13 +433,28 @@ class PouwView:
             if number == 0 or bytes(header.coinbase) != address:
                 continue
             mined += 1
-            reward = self.block_reward(number)
-            fee = self.block_fee(header)
+            young = bool(self.maturity) and number + self.maturity > head_number
+            reward, fee = self.credit(header, head_state if young else None)
             rewards += reward
             fees += fee
-            if self.maturity and number + self.maturity > head_number:
+            if young:
                 immature += reward + fee
         return BlockRewards(mined, rewards, fees, immature)
+
+    def credit(self, header: PouwBlockHeader, head_state: Optional[StateAPI] = None) -> tuple[int, int]:
+        """(reward, fee) block ``header`` earns its coinbase: as its reward-ring entry holds
+        them (``head_state``: at the head, for a block still immature; else just before
+        the entry matured), so a fraud proof's slashing and a rollback's fee claw-back
+        (docs/protocol.md §21) are counted; the rules' amounts where there is no ring."""
+        number = header.block_number
+        if self.maturity and self.is_pouw:
+            state = head_state
+            if state is None:
+                state = self.state(self.header(number + self.maturity - 1))
+            entry = read_ring_entry(state, number, self.maturity)
+            if entry is not None:
+                return entry.reward, entry.fee
+        return self.block_reward(number), self.block_fee(header)
 
     def block_fee(self, header: PouwBlockHeader) -> int:
         """The job fee a block earned (``consensus.rewards.block_fee`` on its job at the

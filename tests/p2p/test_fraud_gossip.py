@@ -73,3 +73,17 @@ async def test_a_gossiped_proof_brings_its_start_state_along(make_node: Callable
         entry = read_ring_entry(node.chain.state_at(), sub.block.number, MATURITY)
         assert entry is not None and entry.slashed
     assert validator.blobs.has(state_hash)
+
+
+async def test_a_transaction_sent_while_alone_reaches_a_peer_that_connects_later(
+    make_node: Callable[..., TestNode],
+) -> None:
+    """An auditor may find and submit its proof before any peer is connected: the pool's
+    pending transactions go to each peer as it connects."""
+    from tests.chain.helpers import sign_tx
+
+    alone = await make_node("alone").start()
+    tx = sign_tx(ALICE, 0, b"\x11" * 20, value=1)
+    alone.backend.submit_raw_transaction(tx.encode())
+    later = await make_node("later").start([alone])
+    await wait_for(lambda: later.chain.txpool.get(tx.hash) is not None, timeout=20, what="the tx at the new peer")

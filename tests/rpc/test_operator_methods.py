@@ -174,16 +174,18 @@ def test_the_web3_module_refuses_to_post_where_nobody_trains(live_url: str) -> N
 
 def test_the_registry_abi_ships_as_json_and_matches_the_precompile() -> None:
     from consensus.registry import (
-        SEL_CANCEL, SEL_NEXT, SEL_POST, SEL_SPEC, SEL_STATUS, TOPIC_CANCELLED, TOPIC_POSTED, encode_post_job,
+        SEL_AUDIT, SEL_CANCEL, SEL_NEXT, SEL_POST, SEL_PROVE, SEL_SPEC, SEL_STATUS, TOPIC_CANCELLED, TOPIC_POSTED,
+        encode_post_job,
     )
+    from consensus.fraud import TOPIC_FRAUD
     from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector
 
     assert json.loads(REGISTRY_ABI_PATH.read_text()) == REGISTRY_ABI
     functions = {f["name"]: function_abi_to_4byte_selector(f) for f in REGISTRY_ABI if f["type"] == "function"}
     assert functions == {"postJob": SEL_POST, "cancelJob": SEL_CANCEL, "jobStatus": SEL_STATUS, "jobSpec": SEL_SPEC,
-                         "nextJobId": SEL_NEXT}
+                         "nextJobId": SEL_NEXT, "proveFraud": SEL_PROVE, "jobAudit": SEL_AUDIT}
     events = {e["name"]: event_abi_to_log_topic(e) for e in REGISTRY_ABI if e["type"] == "event"}
-    assert events == {"JobPosted": TOPIC_POSTED, "JobCancelled": TOPIC_CANCELLED}
+    assert events == {"JobPosted": TOPIC_POSTED, "JobCancelled": TOPIC_CANCELLED, "FraudProven": TOPIC_FRAUD}
     registry = Web3().eth.contract(address=Web3.to_checksum_address(REGISTRY_ADDRESS), abi=REGISTRY_ABI)
     spec = tiny_spec(steps=10)
     data = registry.encode_abi("postJob", args=[json.dumps(spec).encode(), GWEI])
