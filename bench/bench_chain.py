@@ -40,7 +40,7 @@ from chain.chain import Chain  # noqa: E402
 from chain.db import LevelDB  # noqa: E402
 from chain.header import PouwBlock  # noqa: E402
 from genesis.format import parse_genesis  # noqa: E402
-from chain.node import DEV_GENESIS_PATH  # noqa: E402
+from node.node import DEV_GENESIS_PATH  # noqa: E402
 
 FLOOR_TRANSFERS_PER_S = 800
 SENDERS = 64

@@ -2,7 +2,7 @@
 
     python bench/bench_rpc.py [--quick] [--modes automine,interval] [--profile FILE]
 
-Both nodes are real processes on loopback (tests/rpc/devnode.py): ``pouw-node run`` on
+Both nodes are real processes on loopback (devnet/kit/processes.py): ``pouw-node run`` on
 genesis/dev.json (``--automine``, or ``--dev-period 1`` for 1 s blocks, with
 ``--txpool-account-slots 1024`` so that one sender may queue as many transfers as anvil
 takes) and, if ``anvil`` is on PATH or in node_modules (``npm install
@@ -36,22 +36,15 @@ from eth_utils import to_checksum_address
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.rpc.devnode import DevNode, dev_genesis, find_anvil, start_anvil, start_pouw  # noqa: E402
+from devnet.kit.accounts import DEV_KEYS_HEX  # noqa: E402
+from devnet.kit.contract import INIT as CONTRACT_INIT  # noqa: E402
+from devnet.kit.genesis import dev_genesis_dict  # noqa: E402
+from devnet.errors import UnknownBlockMode  # noqa: E402
+from devnet.kit.processes import block_mode, find_anvil, start_anvil, start_pouw  # noqa: E402
 
-#: The first five keys of the public test mnemonic: funded by genesis/dev.json and anvil.
-KEYS = [
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-]
-#: The tests' contract (tests/rpc/contract.py): empty calldata returns storage slot 0.
-CONTRACT_INIT = bytes.fromhex(
-    "6100868061000d6000396000f33615603b576000358015604757806000556000527fdf7a95aebff315db1b7716215d602ab537373cdb"
-    "769232aae6055c06e798425b60206000a1005b60005460005260206000f35b6308c379a060e01b600052602060045260046024527f7a"
-    "65726f0000000000000000000000000000000000000000000000000000000060445260646000fd"
-)
+#: The dev keys: funded by genesis/dev.json and by anvil. CONTRACT_INIT (the kit's
+#: storage contract): empty calldata returns storage slot 0.
+KEYS = list(DEV_KEYS_HEX)
 
 
 class Client:
@@ -167,32 +160,12 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
 
 
 def run_ours(mode: str, quick: bool, profile: Path | None) -> dict[str, float]:
-    args: tuple[str, ...] = ("--txpool-account-slots", "1024")
-    node = start_pouw(mode, dev_genesis(), args=args) if profile is None else _start_profiled(mode, args, profile)
+    """Our node (``profile``: under cProfile, its stats written there when it stops)."""
+    node = start_pouw(mode, dev_genesis_dict(), args=("--txpool-account-slots", "1024"), profile=profile)
     try:
         return asyncio.run(measure(node.url, quick))
     finally:
         node.stop()
-
-
-def _start_profiled(mode: str, args: tuple[str, ...], profile: Path) -> DevNode:
-    """Our node under cProfile (stats written to ``profile`` when it stops on SIGINT)."""
-    import subprocess
-
-    from tests.rpc import devnode
-
-    real_popen = subprocess.Popen
-
-    def popen(command: list[str], **kw: Any) -> Any:
-        if command[1:3] == ["-m", "chain.cli"] and command[3] == "run":
-            command = [command[0], "-m", "cProfile", "-o", str(profile), "-m", "chain.cli", *command[3:]]
-        return real_popen(command, **kw)
-
-    devnode.subprocess.Popen = popen  # type: ignore[assignment]
-    try:
-        return start_pouw(mode, dev_genesis(), args=args)
-    finally:
-        devnode.subprocess.Popen = real_popen  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -201,10 +174,14 @@ def main() -> None:
     parser.add_argument("--modes", default="automine,interval", help="automine and/or interval (1 s blocks)")
     parser.add_argument("--profile", type=Path, help="run our node (automine) under cProfile, stats to FILE")
     args = parser.parse_args()
+    try:
+        modes = [block_mode(mode) for mode in args.modes.split(",")]
+    except UnknownBlockMode as e:
+        parser.error(f"--modes: {e}")
     anvil = find_anvil()
     if anvil is None:
         print("anvil not available (npm install @foundry-rs/anvil-linux-amd64): our node only, no ratios")
-    for mode in args.modes.split(","):
+    for mode in modes:
         ours = run_ours(mode, args.quick, args.profile if mode == "automine" else None)
         theirs: dict[str, float] | None = None
         if anvil is not None:

@@ -24,30 +24,34 @@ import tempfile
 import time
 from pathlib import Path
 
+import rlp
+from eth.abc import SignedTransactionAPI
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chain.chain import Chain  # noqa: E402
 from chain.db import LevelDB  # noqa: E402
-from tests.chain.helpers import ALICE, DEV_ADDRESSES, transfer  # noqa: E402
-from tests.p2p.helpers import TestNode, converged  # noqa: E402
+from devnet.kit.accounts import ALICE, DEV_ADDRESSES, MINER  # noqa: E402
+from devnet.kit.p2pnode import TestNode, converged  # noqa: E402
+from devnet.kit.transactions import transfer  # noqa: E402
 
 
 def build_pouw_chain(node: TestNode, blocks: int, txs: int) -> int:
-    """Honest pouw blocks (tiny standing job, tests/consensus/helpers.py's genesis)."""
-    from tests.consensus.helpers import mine_block
+    """Honest pouw blocks (the kit's tiny standing job, devnet/kit/genesis.py)."""
+    from devnet.kit.mining import mine_block
 
     nonce = 0
     for _ in range(blocks):
         batch = [transfer(ALICE, nonce + j, DEV_ADDRESSES[4], 1) for j in range(txs)]
         nonce += txs
-        mine_block(node.chain, b"\xc0" * 20, batch)
+        mine_block(node.chain, MINER, batch)
     return blocks * txs
 
 
 def build_chain(node: TestNode, blocks: int, txs: int) -> int:
     nonce = {"n": 0}
 
-    def txs_for(i: int) -> list:
+    def txs_for(i: int) -> list[SignedTransactionAPI]:
         out = [transfer(ALICE, nonce["n"] + j, DEV_ADDRESSES[4], 1) for j in range(txs)]
         nonce["n"] += txs
         return out
@@ -62,8 +66,6 @@ def baseline_import(source: TestNode, path: Path) -> float:
         chain = Chain.open(db, source.genesis, seal_engine=source.seal_engine, clock=source.chain.clock)
         entries = [(source.chain.get_block_by_number(n), source.chain.get_payload(source.chain.get_canonical_hash(n)))
                    for n in range(1, source.number + 1)]
-        import rlp
-
         raw = [(rlp.encode(block), payload) for block, payload in entries]
         started = time.perf_counter()
         for block_rlp, payload in raw:
@@ -98,7 +100,7 @@ async def main() -> None:
         if args.pouw:
             from consensus.blobs import LevelDBBlobStore
             from consensus.engine import PouwEngine
-            from tests.consensus.helpers import pouw_genesis
+            from devnet.kit.genesis import pouw_genesis
 
             source = TestNode("a", path=tmp_path / "a", genesis=pouw_genesis(expected_steps=6, k=3),
                               seal_engine=PouwEngine, blobs=LevelDBBlobStore)

@@ -8,7 +8,7 @@ block costs as little as possible before it is refused:
    engine's header-only check;
 2. header against parent: parent known (else :class:`UnknownParent`, an orphan, not an
    invalid block), number, timestamp, gas limit bounds, EIP-1559 base fee,
-   difficulty (``consensus/difficulty.py``), then the seal engine's extension check;
+   difficulty (``chain/difficulty.py``), then the seal engine's extension check;
 3. body against header: no withdrawals, transaction root, each transaction's size,
    type (0, 1, 2 only), signature and chain id;
 4. the seal engine's work check with the block's payload, on the parent state: its
@@ -30,10 +30,11 @@ transactions of abandoned blocks that the new branch lacks go back to the tx poo
 """
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import rlp
@@ -64,7 +65,7 @@ from eth_utils import ValidationError as EthValidationError
 from eth_utils import encode_hex
 
 from chain import schema
-from chain.db import batch_view
+from chain.db import BatchView, batch_view
 from chain.errors import (
     ChainError,
     InvalidBaseFee,
@@ -86,6 +87,7 @@ from chain.errors import (
     MalformedBlock,
     OversizedBlock,
     UnknownParent,
+    WorkBlobMissing,
     WrongChain,
 )
 from chain.header import SEAL_FIELDS, PouwBlock, PouwBlockHeader, template_hash
@@ -95,14 +97,18 @@ from chain.transactions import (
     validate_chain_id,
     validate_transaction,
 )
-from chain.sealing import SealEngine, WorkContext, seal_engine_for
+from chain.sealing import NoProofEngine, SealEngine, WorkContext, engine_for_genesis
 from chain.vm import PouwVM, build_vm_class
-from consensus.difficulty import BlockPoint, next_difficulty, window_pairs
+from chain.difficulty import BlockPoint, next_difficulty, window_pairs
 from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
 
 MAX_FUTURE_SECONDS = 15
 """A block whose timestamp is further ahead of our clock is refused (it may be
 offered again later). Bounds how far a miner can push difficulty down by lying."""
+
+MAX_SEALED_KEPT = 8
+"""Sealed blocks whose executed state the chain keeps for their import (a miner seals
+one block per round and imports it at once; the bound covers stray seals)."""
 
 UINT64_LIMIT = 2**64
 UINT256_LIMIT = 2**256
@@ -138,6 +144,32 @@ class Seal:
         return {name: getattr(self, name) for name in SEAL_FIELDS}
 
 
+class TemplateExecution:
+    """A template's transactions, already executed, waiting for the seal.
+
+    :meth:`Chain.build_template` executes the transactions once to choose them; this
+    keeps that VM (its state, receipts and the batch its writes go to) so that
+    :meth:`Chain.seal_block` only finishes the block: rewards, which read the seal,
+    and the state root. Single use: a second seal of the same template executes
+    from scratch. Owned by one thread (the miner's) until taken.
+    """
+
+    def __init__(self, view: BatchView, vm: PouwVM, header: BlockHeaderAPI, receipts: Sequence[ReceiptAPI]) -> None:
+        self._run: Optional[tuple[BatchView, PouwVM, BlockHeaderAPI, tuple[ReceiptAPI, ...]]] = (
+            view, vm, header, tuple(receipts))
+        self._lock = threading.Lock()
+
+    def take(self) -> Optional[tuple[BatchView, PouwVM, BlockHeaderAPI, tuple[ReceiptAPI, ...]]]:
+        with self._lock:
+            run, self._run = self._run, None
+        return run
+
+    def discard(self) -> None:
+        run = self.take()
+        if run is not None:
+            run[0].discard()
+
+
 @dataclass(frozen=True)
 class BlockTemplate:
     """A block before its work: header without seal (and without post-execution
@@ -145,6 +177,8 @@ class BlockTemplate:
 
     header: BlockHeaderAPI
     transactions: tuple[SignedTransactionAPI, ...]
+    execution: Optional[TemplateExecution] = field(default=None, compare=False, repr=False)
+    """The transactions' execution, reused by the seal (absent: the seal executes)."""
 
     @property
     def template_hash(self) -> Hash32:
@@ -169,11 +203,11 @@ class HeadStateView:
         self.head = head
         self.state = state
 
-    def get_nonce(self, address: Address) -> int:
-        return self.state.get_nonce(address)
+    def get_nonce(self, address: bytes) -> int:
+        return self.state.get_nonce(Address(address))
 
-    def get_balance(self, address: Address) -> int:
-        return self.state.get_balance(address)
+    def get_balance(self, address: bytes) -> int:
+        return self.state.get_balance(Address(address))
 
     def base_fee(self) -> int:
         return calculate_expected_base_fee_per_gas(self.head)
@@ -299,7 +333,11 @@ class Chain:
         self.chaindb = PouwChainDB(db)
         self.txpool = txpool
         self.clock = clock
-        self._import_lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        # blocks this chain sealed, with the batch holding their executed state: their
+        # import commits it instead of executing again (bounded; oldest discarded)
+        self._sealed: "collections.OrderedDict[Hash32, BatchView]" = collections.OrderedDict()
+        self._sealed_lock = threading.Lock()
 
     # --- opening --------------------------------------------------------------------
 
@@ -315,14 +353,15 @@ class Chain:
     ) -> "Chain":
         """Open the chain stored in ``db``, writing the genesis block if ``db`` is empty.
 
-        ``seal_engine`` overrides the genesis file's engine (tests pass NoProofEngine);
-        it is configured with the genesis. Refuses a database whose genesis differs.
+        ``seal_engine``: the engine class (configured here with the genesis). The chain
+        knows only its no-proof engine, used when omitted for a genesis that asks for it;
+        any other engine is passed in by whoever assembles the node (``node.engines``).
+        Refuses a database whose genesis differs.
         """
-        engine = (
-            seal_engine.configure(genesis=genesis_config)
-            if seal_engine is not None
-            else seal_engine_for(genesis_config)
-        )
+        if seal_engine is not None:
+            engine = seal_engine.configure(genesis=genesis_config)
+        else:
+            engine = engine_for_genesis(genesis_config, {"noproof": NoProofEngine})
         chain = cls(db, genesis_config, engine, txpool=txpool, clock=clock)
         chain._init_or_check_genesis()
         return chain
@@ -387,6 +426,14 @@ class Chain:
 
     # --- import -------------------------------------------------------------------------
 
+    @property
+    def write_lock(self) -> "threading.RLock":
+        """The one lock over the chain's writes: every import holds it (reentrant). A
+        producer that must build on the head and import with no other block in between
+        (automine) holds it around both; nobody else needs a lock to import, and no
+        reader ever takes it (reads see committed batches only)."""
+        return self._write_lock
+
     def import_block(
         self, block_or_rlp: Union[BlockAPI, bytes], payload: Optional[bytes] = None
     ) -> ImportResult:
@@ -395,7 +442,7 @@ class Chain:
         Raises a subclass of :class:`chain.errors.InvalidBlock` (nothing written),
         :class:`UnknownParent` for an orphan, or a transient error from the engine.
         """
-        with self._import_lock:
+        with self._write_lock:
             block = decode_block(block_or_rlp, self.genesis)                     # stage 1
             if self.chaindb.header_exists(block.hash):
                 return ImportResult(block, (), (), reorg=False, already_known=True)
@@ -406,11 +453,13 @@ class Chain:
             validate_header_against_parent(block.header, parent, self.genesis, self.difficulty_for_child(parent))
             self._seal_check(self.engine.validate_seal_extension, block.header, (parent,))
             validate_body(block, self.genesis)                                   # stage 3
-            with batch_view(self.db) as view:
+            executed = self._take_sealed(block.hash)  # our own block: executed when sealed
+            with executed if executed is not None else batch_view(self.db) as view:
                 chaindb = PouwChainDB(view)
                 self._verify_work(chaindb, parent, block, payload)               # stage 4
-                computed = self._execute(chaindb, parent, block)                 # stage 5
-                validate_execution(block.header, computed.header)
+                if executed is None:
+                    computed = self._execute(chaindb, parent, block)             # stage 5
+                    validate_execution(block.header, computed.header)
                 new_canonical, old_canonical = chaindb.persist_block(block)
                 if payload is not None:
                     view[schema.work_payload(block.hash)] = payload
@@ -462,6 +511,27 @@ class Chain:
             raise InvalidWork("block comes without its work payload", expected="payload", got=None)
         context = WorkContext(parent_header=parent, parent_state=self._state(chaindb.db, parent))
         self.engine.verify_work(block.header, payload, context)
+        for tx in block.transactions:  # blobs execution will read (fraud proofs' states)
+            missing = self.engine.missing_transaction_blobs(tx)
+            if missing:
+                raise WorkBlobMissing(f"blob 0x{missing[0].hex()} read by transaction 0x{tx.hash.hex()} "
+                                      "is not on this node", blob_hash=missing[0])
+
+    def _keep_sealed(self, block_hash: Hash32, view: BatchView) -> None:
+        with self._sealed_lock:
+            self._sealed[block_hash] = view
+            while len(self._sealed) > MAX_SEALED_KEPT:
+                _, oldest = self._sealed.popitem(last=False)
+                oldest.discard()
+
+    def _take_sealed(self, block_hash: Hash32) -> Optional[BatchView]:
+        """The batch holding the state of a block this chain sealed, if still kept.
+
+        Sound for any block with that hash: the hash fixes the header (so the state
+        root, receipts root and gas used that execution gave) and the body was checked
+        against the header's transaction root in stage 3."""
+        with self._sealed_lock:
+            return self._sealed.pop(block_hash, None)
 
     def _update_txpool(self, result: ImportResult) -> None:
         """Tell the pool about the new head; after a reorg, hand back the transactions
@@ -517,23 +587,45 @@ class Chain:
         view = batch_view(self.db)
         try:
             vm = self._vm(PouwChainDB(view), parent, header)
-            included = select_transactions(vm, header, transactions, strict, self.genesis)
-        finally:
+            executed_header = vm.begin_block(header)
+            included, receipts, executed_header, reverted = select_transactions(
+                vm, executed_header, transactions, strict, self.genesis)
+        except BaseException:
             view.discard()
+            raise
         tx_root, _ = make_trie_root_and_nodes(included)
-        return BlockTemplate(header.copy(transaction_root=tx_root), tuple(included))
+        execution: Optional[TemplateExecution] = None
+        if reverted:  # rare (the pool re-checks on every head): the seal executes afresh
+            view.discard()
+        else:
+            execution = TemplateExecution(view, vm, executed_header, receipts)
+        return BlockTemplate(header.copy(transaction_root=tx_root), tuple(included), execution)
 
     def seal_block(self, template: BlockTemplate, seal: Seal) -> BlockAPI:
-        """Phase two: write the seal into the template and execute, giving the final
-        block (state root, receipts, gas used, bloom computed). Nothing is stored."""
+        """Phase two: write the seal into the template and finish its execution, giving
+        the final block (state root, receipts, gas used, bloom computed).
+
+        Nothing is stored: the executed state is kept (a few blocks, in memory) for the
+        block's import, which then neither executes it again nor needs the template."""
         header = template.header.copy(**seal.fields())
-        block = PouwBlock(header, transactions=list(template.transactions), uncles=[], withdrawals=[])
-        parent = self.chaindb.get_block_header_by_hash(header.parent_hash)
-        view = batch_view(self.db)
-        try:
-            computed = self._execute(PouwChainDB(view), parent, block)
-        finally:
-            view.discard()
+        run = template.execution.take() if template.execution is not None else None
+        if run is None:  # sealed before, or built elsewhere: execute from scratch
+            block = PouwBlock(header, transactions=list(template.transactions), uncles=[], withdrawals=[])
+            parent = self.chaindb.get_block_header_by_hash(header.parent_hash)
+            view = batch_view(self.db)
+            try:
+                computed = self._execute(PouwChainDB(view), parent, block)
+            except BaseException:
+                view.discard()
+                raise
+        else:
+            view, vm, executed_header, receipts = run
+            try:
+                computed = vm.finish_block(executed_header.copy(**seal.fields()), template.transactions, receipts)
+            except BaseException:
+                view.discard()
+                raise
+        self._keep_sealed(computed.hash, view)
         return computed
 
     def build_block(
@@ -608,7 +700,7 @@ class Chain:
 
     def difficulty_for_child(self, parent: BlockHeaderAPI) -> int:
         """The difficulty a child of ``parent`` must carry: the retarget rule
-        (``consensus/difficulty.py``) over ``parent``'s own branch of ancestors."""
+        (``chain/difficulty.py``) over ``parent``'s own branch of ancestors."""
         params = self.genesis.difficulty_params
         pairs = window_pairs(parent.block_number, params)
         if not pairs:
@@ -842,14 +934,20 @@ def select_transactions(
     candidates: Sequence[SignedTransactionAPI],
     strict: bool,
     genesis: GenesisConfig,
-) -> list[SignedTransactionAPI]:
-    """Apply candidates in order on the parent state; keep those that apply.
+) -> tuple[list[SignedTransactionAPI], list[ReceiptAPI], BlockHeaderAPI, bool]:
+    """Apply candidates in order on the block begun in ``vm`` (``header`` from
+    ``vm.begin_block``); keep those that apply. Returns them, their receipts, the
+    header with their gas and bloom, ready for ``vm.finish_block``, and whether a
+    candidate was rolled back after it started to apply (then the VM's journal is not
+    the one a plain execution of the kept ones leaves, and must not be finished).
 
     ``strict``: a candidate that fails raises :class:`InvalidBlockTransaction` instead
     of being skipped (the caller chose the transactions).
     """
     included: list[SignedTransactionAPI] = []
-    gas_header = header.copy(gas_used=0)
+    receipts: list[ReceiptAPI] = []
+    reverted = False
+    gas_header = header
     for index, tx in enumerate(candidates):
         try:
             validate_block_transaction(index, tx, genesis)
@@ -866,10 +964,17 @@ def select_transactions(
         except EthValidationError as exc:
             if strict:
                 raise InvalidBlockTransaction(str(exc), index=index) from None
+            reverted = True
+            continue
+        except WorkBlobMissing:  # a blob gone since the pool took the transaction
+            if strict:
+                raise
+            reverted = True
             continue
         gas_header = vm.add_receipt_to_header(gas_header, receipt)
         included.append(tx)
-    return included
+        receipts.append(receipt)
+    return included, receipts, gas_header, reverted
 
 
 __all__ = [

@@ -307,7 +307,7 @@ class LevelDB(BaseAtomicDB):
         pieces = [db.get(schema.piece(key, i)) for i in range(count)]
         if any(piece is None for piece in pieces) or sum(len(p) for p in pieces if p is not None) != total:
             raise DatabaseCorrupt(f"value of {key!r} stored in pieces is incomplete", path=self.path)
-        return b"".join(pieces)  # type: ignore[arg-type]
+        return b"".join(pieces)
 
     def _delete_pieces(self, key: bytes) -> None:
         head = self._pieces_head(key)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.errors import PouwNodeError
+from genesis.errors import GenesisError
 
-class ChainError(Exception):
+
+class ChainError(PouwNodeError):
     """Root of every error raised by the chain package."""
 
 
@@ -19,29 +22,8 @@ class ValidationError(ChainError):
     ``expected`` and ``got`` are kept on the exception for callers; the message says both.
     """
 
-    def __init__(self, message: str, *, expected: Any = None, got: Any = None) -> None:
-        self.expected = expected
-        self.got = got
-        if expected is not None or got is not None:
-            message = f"{message} (expected {_show(expected)}, got {_show(got)})"
-        super().__init__(message)
 
-
-def _show(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    return repr(value)
-
-
-# --- Genesis ------------------------------------------------------------------------
-
-
-class GenesisError(ValidationError):
-    """The genesis file is malformed; the message names the offending field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
+# --- Genesis: genesis.errors.GenesisError, re-exported ------------------------------
 
 
 class WrongChain(ChainError):
@@ -105,7 +87,7 @@ class InvalidBaseFee(InvalidHeader):
 
 
 class InvalidDifficulty(InvalidHeader):
-    """Difficulty differs from the retarget rule of consensus/difficulty.py."""
+    """Difficulty differs from the retarget rule of chain/difficulty.py."""
 
 
 class InvalidSeal(InvalidHeader):
@@ -152,3 +134,12 @@ class InvalidWork(InvalidBlock):
 class WorkVerificationUnavailable(ChainError):
     """A transient failure while verifying work (e.g. the verifier ran out of memory).
     Not a verdict on the block: kept apart from :class:`InvalidWork`."""
+
+
+class WorkBlobMissing(WorkVerificationUnavailable):
+    """Verifying needs a blob (a dataset, a checkpoint state) this node lacks;
+    ``blob_hash`` names it, so the caller can fetch it and try again."""
+
+    def __init__(self, message: str, *, blob_hash: bytes) -> None:
+        super().__init__(message)
+        self.blob_hash = bytes(blob_hash)

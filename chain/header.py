@@ -17,7 +17,7 @@ so that py-evm executes our blocks unchanged:
 ===========================  ==========================================================
 
 ``difficulty`` is a real field: it is the work (in work units) the block claims, set by
-``consensus/difficulty.py``, and cumulative difficulty is the fork-choice score.
+``chain/difficulty.py``, and cumulative difficulty is the fork-choice score.
 
 The EVM's PREVRANDAO (opcode 0x44) reads ``mix_hash``; here that is the *parent hash*,
 which commits to the parent's work accumulator. It does not depend on this block's own

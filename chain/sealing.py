@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from eth._utils.datatypes import Configurable
-from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ConsensusAPI, StateAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ConsensusAPI, SignedTransactionAPI, StateAPI
 from eth_typing import Address
 
 from chain.errors import SealEngineUnavailable
@@ -56,6 +56,8 @@ class SealEngine(Configurable, ConsensusAPI):
 
     name: str = "abstract"
     genesis: "GenesisConfig" = None  # type: ignore[assignment]
+    precompiles: Mapping[Address, Callable[[ComputationAPI], ComputationAPI]] = {}
+    """Precompiled contracts the engine adds (configured: ``Engine.configure(precompiles=...)``)."""
     blobs: Any = None
     """The content-addressed store (``pouw.blobstore.BlobStore``) the engine reads
     datasets and checkpoint states from; None for an engine that reads none."""
@@ -103,13 +105,30 @@ class SealEngine(Configurable, ConsensusAPI):
         them (``pouw-node export``), so an import needs no peer. Default: none."""
         return ()
 
+    def transaction_blobs(self, tx: SignedTransactionAPI) -> tuple[bytes, ...]:
+        """Blobs that executing ``tx`` reads from the blob store (a fraud proof's start
+        state), by hash: a cheap lookup, no execution. Block files carry them too.
+        Default: none."""
+        return ()
+
+    def missing_transaction_blobs(self, tx: SignedTransactionAPI) -> tuple[bytes, ...]:
+        """Those of :meth:`transaction_blobs` this node lacks. The chain asks before it
+        executes a block (a missing one is :class:`chain.errors.WorkBlobMissing`: fetched
+        from a peer, then the block is retried) and the pool before it admits a
+        transaction, so execution never meets a missing blob."""
+        needed = self.transaction_blobs(tx)
+        if not needed or self.blobs is None:
+            return needed
+        return tuple(h for h in needed if not self.blobs.has(h))
+
     # --- execution hooks --------------------------------------------------------------
 
     @classmethod
     def extra_precompiles(cls) -> Mapping[Address, Callable[[ComputationAPI], ComputationAPI]]:
         """Precompiled contracts the engine adds to the VM (e.g. the job registry at its
-        reserved address), merged over Prague's by :func:`chain.vm.build_vm_class`."""
-        return {}
+        reserved address, bound to this chain's configuration), merged over Prague's by
+        :func:`chain.vm.build_vm_class`."""
+        return dict(cls.precompiles)
 
     def apply_block_rewards(self, state: StateAPI, block: BlockAPI) -> None:
         """State changes made when a block is finalised, after its transactions.
@@ -138,26 +157,16 @@ class NoProofEngine(SealEngine):
         return None
 
 
-def seal_engine_for(genesis: "GenesisConfig") -> type[SealEngine]:
-    """The engine a genesis file asks for, configured with that genesis.
-
-    "pouw" is provided by the consensus milestone (``consensus`` package); until it is,
-    opening a pouw chain fails clearly rather than accepting unchecked seals.
-    """
-    if genesis.seal_engine == "noproof":
-        return NoProofEngine.configure(genesis=genesis)
-    if genesis.seal_engine == "pouw":
-        try:
-            from consensus.engine import PouwEngine  # type: ignore[import-not-found]
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("consensus.engine",):
-                raise
-            raise SealEngineUnavailable(
-                "pouw seal engine not available yet (consensus.engine.PouwEngine is not "
-                "installed); use a genesis with \"sealEngine\": \"noproof\" for development"
-            ) from None
-        return PouwEngine.configure(genesis=genesis)
-    raise SealEngineUnavailable(f"unknown seal engine {genesis.seal_engine!r}")
+__all__ = ["NoProofEngine", "SealEngine", "WorkContext", "engine_for_genesis"]
 
 
-__all__ = ["NoProofEngine", "SealEngine", "WorkContext", "seal_engine_for"]
+def engine_for_genesis(genesis: "GenesisConfig", engines: Mapping[str, type[SealEngine]]) -> type[SealEngine]:
+    """The engine the genesis file names (``consensus.sealEngine``), from ``engines`` (name
+    to class, supplied by whoever assembles the node: the chain knows no engine but its
+    own no-proof one), configured with that genesis."""
+    engine = engines.get(genesis.seal_engine)
+    if engine is None:
+        raise SealEngineUnavailable(
+            f"no seal engine {genesis.seal_engine!r} in this build (known: {', '.join(sorted(engines)) or 'none'})"
+        )
+    return engine.configure(genesis=genesis)

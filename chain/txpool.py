@@ -111,12 +111,12 @@ class TxPoolError(ChainError):
         got: object = None,
         message: Optional[str] = None,
     ) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)  # geth's message alone; the specifics are attributes
         self.detail = detail
         self.expected = expected
         self.got = got
-        if message is not None:
-            self.message = message
-        super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message
@@ -204,6 +204,22 @@ class AccountLimitExceeded(TxPoolError):
     message = "account limit exceeded"
 
 
+class BlobNotHere(TxPoolError):
+    """The transaction's execution reads a blob this node does not have (a fraud proof's
+    start state): upload the blob first. Carries its hash."""
+
+    message = "a blob this transaction reads is not on this node: upload it first"
+
+    def __init__(self, detail: str = "", *, blob_hash: bytes = b"") -> None:
+        super().__init__(detail or f"blob 0x{blob_hash.hex()} is not on this node", expected=blob_hash.hex())
+        self.blob_hash = blob_hash
+
+    @property
+    def rpc_message(self) -> str:
+        """Names the blob (a fraud proof's start state: ``pouw_uploadProofState``)."""
+        return f"{self.message} (blob 0x{self.blob_hash.hex()})" if self.blob_hash else self.message
+
+
 class TxPoolFull(TxPoolError):
     message = "txpool is full"
 
@@ -273,6 +289,16 @@ class PoolStats:
 # ---------------------------------------------------------------------- the pool
 
 
+@dataclass(frozen=True)
+class TxPoolLimits:
+    """The pool's limits (geth's ``--txpool.*``), as one value to pass around."""
+
+    max_slots: int = 4096
+    max_per_sender: int = 64
+    price_bump_percent: int = 10
+    min_gas_price: int = 1
+
+
 class TxPool:
     """Pending and queued transactions, bounded, thread safe; see the module docstring."""
 
@@ -289,11 +315,20 @@ class TxPool:
         allow_unprotected: bool = False,
         block_gas_limit_fn: Optional[Callable[[], int]] = None,
         builder: Type[TransactionBuilderAPI] = DEFAULT_BUILDER,
+        limits: Optional[TxPoolLimits] = None,
+        missing_blobs: Optional[Callable[[SignedTransactionAPI], tuple[bytes, ...]]] = None,
     ) -> None:
         """``min_gas_price`` is the minimum tip (legacy: gas price), geth's
         ``--txpool.pricelimit``. ``block_gas_limit_fn`` overrides ``state.block_gas_limit``.
         ``builder`` must be the transaction builder of the VM that will execute the txs,
-        so decoding and intrinsic gas follow the same fork."""
+        so decoding and intrinsic gas follow the same fork. ``limits``, when given,
+        overrides the four pool limits it carries. ``missing_blobs`` (the seal engine's
+        ``missing_transaction_blobs``) names blobs a transaction needs that this node
+        lacks: such a transaction is refused (:class:`BlobNotHere`) until they are here,
+        so every block built from the pool can be executed by its builder."""
+        if limits is not None:
+            max_slots, max_per_sender = limits.max_slots, limits.max_per_sender
+            price_bump_percent, min_gas_price = limits.price_bump_percent, limits.min_gas_price
         self.chain_id = chain_id
         self.max_slots = max_slots
         self.max_per_sender = max_per_sender
@@ -303,6 +338,7 @@ class TxPool:
         self.allow_unprotected = allow_unprotected
         self.builder = builder
         self._block_gas_limit_fn = block_gas_limit_fn
+        self._missing_blobs = missing_blobs
         self._state = state
         self._lock = threading.RLock()
         self._by_hash: Dict[Hash32, PoolTx] = {}
@@ -324,6 +360,9 @@ class TxPool:
         """Admit a transaction (raw network bytes or a py-evm object); return its hash."""
         entry = self._prepare(tx_or_raw)
         self._check_limits(entry)
+        missing = self._missing_blobs(entry.tx) if self._missing_blobs is not None else ()
+        if missing:
+            raise BlobNotHere(f"blob 0x{missing[0].hex()} is not on this node (pouw_uploadProofState puts it there)", blob_hash=missing[0])
         with self._lock:
             self._admit(entry)
         return entry.hash

@@ -13,7 +13,7 @@ What differs from py-evm's PragueVM:
 * blocks use :class:`chain.header.PouwBlockHeader` (seal fields instead of mix_hash and
   nonce; difficulty is real);
 * ``create_header_from_parent`` computes the base fee with EIP-1559 from the parent;
-  difficulty needs the parent's ancestors (``consensus/difficulty.py``), so the chain
+  difficulty needs the parent's ancestors (``chain/difficulty.py``), so the chain
   computes it and passes it in (``Chain.difficulty_for_child``);
 * block rewards come from the seal engine (``SealEngine.apply_block_rewards``), which
   applies the genesis reward schedule by default;
@@ -26,10 +26,10 @@ this class only executes.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from eth import constants
-from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA256, EMPTY_UNCLE_HASH, ZERO_HASH32
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.forks.prague import PragueVM
@@ -43,8 +43,6 @@ from eth_utils import ValidationError as EthValidationError
 from chain.errors import InvalidBlockTransaction
 from chain.header import PouwBlock, PouwBlockHeader
 from chain.sealing import NoProofEngine, SealEngine
-from consensus.params import REGISTRY_ADDRESS
-from consensus.registry import registry_precompile
 
 # --- CLZ (EIP-7939) ------------------------------------------------------------------
 
@@ -66,11 +64,11 @@ POUW_OPCODES = {
 
 
 class PouwComputation(PragueComputation):
-    """Prague computation with CLZ and the job registry precompile at REGISTRY_ADDRESS
-    (0x...0100, consensus/registry.py)."""
+    """Prague computation with CLZ. Precompiles beyond Prague's come from the chain's seal
+    engine (``SealEngine.extra_precompiles``: the pouw engine's job registry, configured
+    with its genesis), merged in by :func:`build_vm_class`."""
 
     opcodes = POUW_OPCODES
-    _precompiles = {**PragueComputation.get_precompiles(), REGISTRY_ADDRESS: registry_precompile}
 
 
 class PouwState(PragueState):
@@ -170,8 +168,29 @@ class PouwVM(PragueVM):
         state root, transaction and receipt roots, gas used, bloom, requests hash.
         The state changes are persisted into ``self.chaindb.db`` (the import's batch).
         """
+        header = self.begin_block(block.header)
+        receipts = []
+        for index, transaction in enumerate(block.transactions):
+            try:
+                receipt, _ = self.apply_transaction(header, transaction)
+            except EthValidationError as exc:  # nonce, balance, gas, fee cap...
+                raise InvalidBlockTransaction(str(exc), index=index) from None
+            header = self.add_receipt_to_header(header, receipt)
+            receipts.append(receipt)
+        return self.finish_block(header, block.transactions, receipts), tuple(receipts)
+
+    def begin_block(self, block_header: BlockHeaderAPI) -> BlockHeaderAPI:
+        """Start a block: reset every post-execution field of ``block_header``, build
+        the parent's state under it and run the fork's pre-block system updates.
+
+        Returns the header to apply transactions with (``apply_transaction`` then
+        ``add_receipt_to_header`` per transaction). Seal fields do not reach execution
+        (PREVRANDAO reads the parent hash), so a template can be executed before its
+        work is done and sealed after (:meth:`finish_block`), with the same result as
+        :meth:`execute_block` on the sealed block.
+        """
         base = self.get_header()  # from create_header_from_parent: parent's state root
-        header = block.header.copy(
+        header = block_header.copy(
             state_root=base.state_root,
             transaction_root=BLANK_ROOT_HASH,
             receipt_root=BLANK_ROOT_HASH,
@@ -187,19 +206,17 @@ class PouwVM(PragueVM):
         self._initial_header = header
         self._block = self.get_block_class()(header, transactions=[], uncles=[], withdrawals=[])
         self._state = self.build_state(self.chaindb.db, header, self.chain_context, self.previous_hashes or ())
+        self.block_preprocessing(self._block)
+        return header
 
-        self.block_preprocessing(block)
-        receipts = []
-        for index, transaction in enumerate(block.transactions):
-            try:
-                receipt, _ = self.apply_transaction(header, transaction)
-            except EthValidationError as exc:  # nonce, balance, gas, fee cap...
-                raise InvalidBlockTransaction(str(exc), index=index) from None
-            header = self.add_receipt_to_header(header, receipt)
-            receipts.append(receipt)
+    def finish_block(
+        self, header: BlockHeaderAPI, transactions: Sequence[SignedTransactionAPI], receipts: Sequence[ReceiptAPI]
+    ) -> BlockAPI:
+        """End a block begun with :meth:`begin_block`: commit the transactions and
+        receipts, run the post-block system calls, apply the engine's rewards (which
+        read the seal fields of ``header``) and persist the state; the computed block."""
         filled = self.set_block_transactions_and_withdrawals(
-            self._block, header, block.transactions, receipts, withdrawals=()
+            self.get_block(), header, transactions, receipts, withdrawals=()
         )
         processed = self.block_postprocessing(filled)
-        result = self.finalize_block(processed)
-        return result.block, tuple(receipts)
+        return self.finalize_block(processed).block

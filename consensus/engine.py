@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Iterable, cast
 
-from eth.abc import BlockAPI, BlockHeaderAPI, StateAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.db.account import AccountDB
 
 from chain.errors import WorkVerificationUnavailable
@@ -41,10 +41,12 @@ from consensus.errors import (
     UnknownJob,
     WrongStartCheckpoint,
 )
-from consensus.jobs import checkpoint_state_bytes, current_checkpoint, digits_dataset_id, load_dataset
-from consensus.params import MAX_STEPS_PER_BLOCK, ConsensusConfig, config_from_genesis, register_config
+from consensus.fraud import proof_blobs
+from consensus.jobs import checkpoint_state_bytes, current_checkpoint, load_dataset
+from consensus.market import job_blobs
+from consensus.params import MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, ConsensusConfig, config_from_genesis
 from consensus.payload import WorkPayload
-from consensus.registry import JobRecord, read_job
+from consensus.registry import JobRecord, read_job, registry_precompile
 from consensus.rewards import finalise_block
 from consensus.seal import SealClaim, verify_trajectory
 from pouw.state import serialize_state
@@ -68,13 +70,15 @@ class PouwEngine(SealEngine):
     """Device validators recompute on ("auto", "cpu", "cuda:N"); results are bit-identical."""
 
     @classmethod
-    def configure(cls, __name__: str | None = None, **overrides: Any) -> Any:  # type: ignore[override]
+    def configure(cls, __name__: str | None = None, **overrides: Any) -> Any:
+        """``Engine.configure(genesis=...)``: the consensus configuration is derived from
+        that genesis and carried by the configured class (never looked up globally), and
+        the job registry precompile is bound to it."""
         if "genesis" in overrides and "config" not in overrides:
             overrides["config"] = config_from_genesis(overrides["genesis"])
-        configured = super().configure(__name__, **overrides)  # type: ignore[arg-type]
-        if configured.config is not None:
-            register_config(configured.config)
-        return configured
+        if "config" in overrides and "precompiles" not in overrides:
+            overrides["precompiles"] = {REGISTRY_ADDRESS: registry_precompile(overrides["config"])}
+        return super().configure(__name__, **overrides)  # type: ignore[arg-type]
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
@@ -143,11 +147,13 @@ class PouwEngine(SealEngine):
         """The job's dataset (unless built in) and its start checkpoint state (unless the
         initial one, derived from the spec): what block files carry for an offline import."""
         job = self.open_job(parent_state, cast(PouwBlockHeader, block_header))
-        assert job.spec is not None
-        names = [] if job.spec.dataset == digits_dataset_id() else [bytes.fromhex(job.spec.dataset[2:])]
-        if job.checkpoint != ZERO32:
-            names.append(bytes(job.checkpoint))
-        return tuple(names)
+        return tuple(name for name, _ in job_blobs(job))
+
+    def transaction_blobs(self, tx: SignedTransactionAPI) -> tuple[bytes, ...]:
+        """A fraud proof's start state (``consensus.fraud.proof_blobs``); nothing else."""
+        if tx.to != REGISTRY_ADDRESS:
+            return ()
+        return proof_blobs(self.context.db, bytes(tx.data))  # type: ignore[attr-defined]
 
     # --- finalisation ---------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ own trouble (dataset not available locally, device failure) raises
 """
 from __future__ import annotations
 
-from chain.errors import ChainError, InvalidSeal, InvalidWork, WorkVerificationUnavailable
+from chain.errors import ChainError, InvalidSeal, InvalidWork, WorkBlobMissing, WorkVerificationUnavailable
 
 
 class ConsensusError(ChainError):
@@ -112,11 +112,11 @@ class ChallengedSegmentMismatch(SegmentMismatch):
     """A challenged segment recomputes to another state."""
 
 
-class DatasetUnavailable(WorkVerificationUnavailable):
+class DatasetUnavailable(WorkBlobMissing):
     """The job's dataset is not in this node's blob store: cannot verify (yet)."""
 
 
-class CheckpointUnavailable(WorkVerificationUnavailable):
+class CheckpointUnavailable(WorkBlobMissing):
     """The state of the job's checkpoint is not in this node's blob store."""
 
 

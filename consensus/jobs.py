@@ -124,11 +124,13 @@ def checkpoint_state_bytes(job: "JobRecord", blobs: "BlobStore | None") -> bytes
     if job.checkpoint == ZERO32:
         return initial_state_bytes(job.job_id, job.spec)
     if blobs is None:
-        raise CheckpointUnavailable(f"no blob store to read checkpoint 0x{job.checkpoint.hex()} of job {job.job_id}")
+        raise CheckpointUnavailable(f"no blob store to read checkpoint 0x{job.checkpoint.hex()} of job {job.job_id}",
+                                    blob_hash=job.checkpoint)
     try:
         return blobs.get(job.checkpoint)
     except BlobNotFound:
-        raise CheckpointUnavailable(f"checkpoint state 0x{job.checkpoint.hex()} of job {job.job_id} not stored") from None
+        raise CheckpointUnavailable(f"checkpoint state 0x{job.checkpoint.hex()} of job {job.job_id} not stored",
+                                    blob_hash=job.checkpoint) from None
 
 
 def checkpoint_state(job: "JobRecord", blobs: "BlobStore") -> "State":
@@ -150,6 +152,12 @@ def digits_dataset_id() -> str:
     return "0x" + content_hash(_digits_blob()).hex()
 
 
+@functools.lru_cache(maxsize=1)
+def builtin_dataset_ids() -> frozenset[str]:
+    """Dataset ids every node has without fetching (generated locally, offline)."""
+    return frozenset({digits_dataset_id()})
+
+
 def load_dataset(spec: JobSpec, blobs: "BlobStore | None", max_bytes: int) -> Dataset:
     """The spec's dataset, from the memory cache, the blob store or the built-in sets.
 
@@ -167,10 +175,10 @@ def load_dataset(spec: JobSpec, blobs: "BlobStore | None", max_bytes: int) -> Da
         if blobs is not None:
             blobs.put(blob)
     if blob is None:
-        raise DatasetUnavailable(f"dataset {spec.dataset} is not in this node's blob store")
+        raise DatasetUnavailable(f"dataset {spec.dataset} is not in this node's blob store", blob_hash=want)
     try:
         dataset = dataset_from_bytes(blob, expected_hash=want, max_bytes=max_bytes)
     except DatasetError as exc:
-        raise DatasetUnavailable(f"dataset {spec.dataset} unusable: {exc}") from None
+        raise DatasetUnavailable(f"dataset {spec.dataset} unusable: {exc}", blob_hash=want) from None
     _datasets.put(want, dataset)
     return dataset

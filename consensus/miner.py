@@ -28,17 +28,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional
+from typing import Any, Callable, Optional
 
 from eth_typing import Address, Hash32
 
 from chain.chain import MAX_FUTURE_SECONDS, Chain, Seal
 from consensus.blobs import LevelDBBlobStore
 from consensus.engine import PouwEngine, backend_for
-from consensus.errors import ConsensusError
 from consensus.jobs import checkpoint_state, current_checkpoint, load_dataset
-from consensus.params import MAX_STEPS_PER_BLOCK
-from consensus.registry import JobRecord, posted_job_ids, read_job
+from consensus.params import MAX_STEPS_PER_BLOCK, job_label
+from consensus.market import funded_jobs
+from consensus.registry import JobRecord, read_job
 from consensus.seal import build_payload
 from pouw.commit import max_segment_steps, seal_seed
 from pouw.errors import PouwError
@@ -106,12 +106,6 @@ class CurrentWork:
     """time.time() when the round's training started."""
 
 
-def job_name(job_id: int) -> str:
-    from consensus.params import STANDING_JOB_BASE
-
-    return f"standing-{job_id - STANDING_JOB_BASE}" if job_id >= STANDING_JOB_BASE else str(job_id)
-
-
 @dataclass(frozen=True)
 class MinedBlock:
     block: Any
@@ -134,7 +128,6 @@ class Miner:
         *,
         device: str = "auto",
         extra_data: bytes = b"",
-        lock: Optional[ContextManager[Any]] = None,
         on_block: Optional[Callable[[Any], None]] = None,
         segment_steps: int = DEFAULT_SEGMENT_STEPS,
         pipeline: Optional[bool] = None,
@@ -148,7 +141,6 @@ class Miner:
         self.backend = backend_for(device)
         self.blobs = LevelDBBlobStore(chain.db)
         self.extra_data = extra_data
-        self.lock = lock
         self.on_block = on_block
         self.blocks_mined = 0
         self.last: Optional[MinedBlock] = None
@@ -174,10 +166,7 @@ class Miner:
         """The job to train on ``state`` for a block of ``difficulty`` (see the module doc)."""
         best: Optional[JobRecord] = None
         best_key = (0, 1)  # (price * min(r * w, D), w): compared as fractions
-        for job_id in posted_job_ids(state):
-            job = read_job(state, job_id, self.config)
-            if job is None or not job.is_funded:
-                continue
+        for job in reversed(funded_jobs(state, self.config)):  # oldest first: lowest id wins ties
             assert job.spec is not None
             w = get_family(job.spec.family).work_units(job.spec)
             left = job.budget_left or 0
@@ -192,9 +181,9 @@ class Miner:
         for index in range(len(self.config.standing_jobs)):
             from consensus.params import STANDING_JOB_BASE
 
-            job = read_job(state, STANDING_JOB_BASE + index, self.config)
-            if job is not None and self._usable(job):
-                return job
+            standing = read_job(state, STANDING_JOB_BASE + index, self.config)
+            if standing is not None and self._usable(standing):
+                return standing
         raise PouwError("no job to mine: no funded open job and no usable standing job")
 
     def _usable(self, job: JobRecord) -> bool:
@@ -219,9 +208,8 @@ class Miner:
         if ahead > 0:  # the chain runs ahead of our clock: peers would refuse the block yet
             self._stop.wait(min(ahead, 1.0))
             return None
-        with self._locked():
-            head = self.chain.head()
-            template = self.chain.build_template(self.coinbase, extra_data=self.extra_data, parent_hash=head.hash)
+        head = self.chain.head()
+        template = self.chain.build_template(self.coinbase, extra_data=self.extra_data, parent_hash=head.hash)
         if self._stop.is_set():
             return None
         return self.seal_template(template, max_steps=max_steps, watch_head=head.hash)
@@ -294,18 +282,17 @@ class Miner:
         steps_per_s, _ = self.meter.rates()
         eta = difficulty / (w * steps_per_s) if steps_per_s > 0 else float("inf")
         log.info("mining job %s: step %d of this block, %.1f steps/s, expected time to a block %.0f s",
-                 job_name(job_id), step, steps_per_s, eta)
+                 job_label(job_id), step, steps_per_s, eta)
 
     def mine_and_import(self) -> Optional[MinedBlock]:
         mined = self.mine_one()
         if mined is None:
             return None
-        with self._locked():
-            self.chain.import_block(mined.block, mined.payload)
+        self.chain.import_block(mined.block, mined.payload)
         self.blocks_mined += 1
         self.last = mined
         log.info("mined block #%d %s: job %s, t=%d steps, D=%d, trained %.2fs", mined.block.number,
-                 "0x" + mined.block.hash.hex()[:12], job_name(mined.job_id), mined.steps,
+                 "0x" + mined.block.hash.hex()[:12], job_label(mined.job_id), mined.steps,
                  mined.block.header.difficulty, mined.train_seconds)
         if self.on_block is not None:
             self.on_block(mined.block)
@@ -361,11 +348,6 @@ class Miner:
         if trainer is not None:
             trainer.stop()
 
-    def _locked(self) -> ContextManager[Any]:
-        import contextlib
-
-        return self.lock if self.lock is not None else contextlib.nullcontext()
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -373,41 +355,3 @@ class Miner:
             except Exception:  # noqa: BLE001 - keep mining; log the reason
                 log.exception("mining round failed")
                 self._stop.wait(1.0)
-
-
-def start_node_miner(node: Any, coinbase: Address, device: str = "auto",
-                     segment_steps: int = DEFAULT_SEGMENT_STEPS) -> Miner:
-    """Start mining inside a running node (``chain.node.Node``): templates and imports
-    hold the node's import lock (never the pool's), and each mined block is announced to the RPC
-    layer (``newHeads`` subscribers, filters) like any new head."""
-    backend = node.backend
-    miner = Miner(
-        node.chain, coinbase, device=device, lock=backend.import_lock,
-        on_block=lambda block: backend.notify_new_head(block.hash), segment_steps=segment_steps,
-    )
-    log.info("mining for %s on %s", "0x" + bytes(coinbase).hex(), miner.backend.device)
-    backend.miner = miner  # eth_mining, eth_hashrate and pouw_minerStatus read it
-    return miner.start()
-
-
-class MiningRefused(ConsensusError):
-    """``--mine`` cannot run: no pouw seal engine, or a bad coinbase address."""
-
-
-def parse_coinbase(text: Optional[str]) -> Address:
-    """A 0x-prefixed 20-byte hex address (EIP-55 checksum checked when mixed case)."""
-    from chain.node import parse_address_option
-
-    if not text:
-        raise MiningRefused("--mine needs --coinbase ADDR (the address credited with rewards and fees)")
-    return Address(parse_address_option(text, "--coinbase", MiningRefused))
-
-
-def check_mining_allowed(genesis: Any) -> None:
-    if genesis.seal_engine != "pouw":
-        raise MiningRefused(
-            f"--mine needs a genesis with \"sealEngine\": \"pouw\" (this chain uses {genesis.seal_engine!r}; "
-            "use --automine on a development chain)"
-        )
-    if not genesis.pouw.standing_jobs:
-        log.warning("the genesis has no standing job: mining waits for a paid job to be posted")

@@ -5,7 +5,6 @@ Everything here is a consensus rule: changing a value forks the chain.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
@@ -88,29 +87,19 @@ def _plain(job: Mapping[str, Any]) -> Any:
     return json.loads(json.dumps(dict(job)))
 
 
-# --- per-chain config, for code that only sees a chain id (the precompile) -------------
-
-DEFAULT_CONFIG_LIMITS: Final = Limits()
-
-_CONFIGS: dict[int, ConsensusConfig] = {}
-_CONFIGS_LOCK = threading.Lock()
+def default_config(chain_id: int) -> ConsensusConfig:
+    """The registry's configuration on a chain without the pouw engine (a no-proof dev
+    chain): pouw's default limits, no standing jobs, k = 1, immediate crediting."""
+    return ConsensusConfig(chain_id, 1, Limits(), (), 0)
 
 
-def register_config(config: ConsensusConfig) -> None:
-    """Make ``config`` the one the registry precompile uses for its chain id.
-
-    The precompile runs inside py-evm's computation, which knows the chain id but not
-    the genesis file; the engine registers its config when it is configured.
-    """
-    with _CONFIGS_LOCK:
-        _CONFIGS[config.chain_id] = config
+def config_of(engine_class: type, chain_id: int) -> ConsensusConfig:
+    """The consensus configuration a chain runs with: its pouw engine's (carried by the
+    configured engine class), or :func:`default_config` on a chain without one."""
+    config = getattr(engine_class, "config", None)
+    return config if isinstance(config, ConsensusConfig) else default_config(chain_id)
 
 
-def config_for_chain(chain_id: int) -> ConsensusConfig:
-    """The registered config, or defaults (no standing jobs, pouw's default limits) for a
-    chain without the pouw engine (a no-proof dev chain)."""
-    with _CONFIGS_LOCK:
-        found = _CONFIGS.get(chain_id)
-    if found is not None:
-        return found
-    return ConsensusConfig(chain_id, 1, DEFAULT_CONFIG_LIMITS, (), 0)
+def job_label(job_id: int) -> str:
+    """A job id as people read it: ``3``, or ``standing-0`` for the genesis standing jobs."""
+    return f"standing-{job_id - STANDING_JOB_BASE}" if job_id >= STANDING_JOB_BASE else str(job_id)

@@ -28,9 +28,14 @@ ABI (Solidity signatures; selectors are the usual first 4 bytes of keccak256)::
         bytes32 checkpoint, bytes32 specHash)
     function jobSpec(uint256 jobId) view returns (bytes spec)
     function nextJobId() view returns (uint256)
+    function proveFraud(bytes32 blockHash, uint256 segment)      (consensus/fraud.py)
+    function jobAudit(uint256 jobId) view returns (uint256 epoch, uint256 fraudsProven,
+        uint256 lastFraudBlock, bytes32 lastFraudBlockHash, uint256 lastFraudSegment)
     event JobPosted(uint256 indexed jobId, address indexed poster, bytes32 specHash,
         uint256 pricePerStep, uint256 escrow)
     event JobCancelled(uint256 indexed jobId, address indexed poster, uint256 refund)
+    event FraudProven(uint256 indexed jobId, bytes32 indexed blockHash, uint256 segment,
+        address prover, uint256 bounty)
 
 Rules: ``postJob``'s ``msg.value`` is the escrow; the spec must parse and pass
 ``validate_spec`` with the genesis limits (else revert with ``Error(string)``). Only the
@@ -46,7 +51,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Callable, Final, Protocol
 
 from eth.abc import ComputationAPI
 from eth.exceptions import Revert, WriteProtection
@@ -59,10 +64,10 @@ from consensus.params import (
     MAX_SPEC_BYTES,
     REGISTRY_ADDRESS,
     ConsensusConfig,
-    config_for_chain,
 )
 from pouw.errors import PouwError
-from pouw.spec import JobSpec, loads_spec_json
+from consensus.specs import SpecTooLong, read_spec, stored_spec
+from pouw.spec import JobSpec
 
 # --- constants -----------------------------------------------------------------------
 
@@ -80,6 +85,8 @@ SEL_CANCEL: Final = function_signature_to_4byte_selector("cancelJob(uint256)")
 SEL_STATUS: Final = function_signature_to_4byte_selector("jobStatus(uint256)")
 SEL_SPEC: Final = function_signature_to_4byte_selector("jobSpec(uint256)")
 SEL_NEXT: Final = function_signature_to_4byte_selector("nextJobId()")
+SEL_PROVE: Final = function_signature_to_4byte_selector("proveFraud(bytes32,uint256)")
+SEL_AUDIT: Final = function_signature_to_4byte_selector("jobAudit(uint256)")
 
 TOPIC_POSTED: Final = keccak(b"JobPosted(uint256,address,bytes32,uint256,uint256)")
 TOPIC_CANCELLED: Final = keccak(b"JobCancelled(uint256,address,uint256)")
@@ -90,6 +97,7 @@ GAS_CANCEL: Final = 30_000
 GAS_VIEW: Final = 2_600
 GAS_VIEW_WORD: Final = 200
 
+AUDIT_TYPES: Final = ["uint256", "uint256", "uint256", "bytes32", "uint256"]
 STATUS_TYPES: Final = ["uint8", "address", "uint256", "uint256", "uint256", "uint256", "bytes32", "bytes32"]
 
 
@@ -168,21 +176,8 @@ def read_job(state: StorageReader, job_id: int, config: ConsensusConfig) -> JobR
     )
 
 
-_SPEC_CACHE: dict[bytes, JobSpec] = {}
-
-
 def _spec_from_stored(spec_bytes: bytes, config: ConsensusConfig) -> JobSpec | None:
-    key = keccak(spec_bytes)
-    cached = _SPEC_CACHE.get(key)
-    if cached is None:
-        try:
-            cached = JobSpec.from_dict(loads_spec_json(spec_bytes), config.limits)
-        except (PouwError, ValueError, TypeError):
-            return None
-        if len(_SPEC_CACHE) > 4096:
-            _SPEC_CACHE.clear()
-        _SPEC_CACHE[key] = cached
-    return cached
+    return stored_spec(bytes(spec_bytes), config.limits)
 
 
 def read_spec_bytes(state: StorageReader, job_id: int) -> bytes:
@@ -225,84 +220,99 @@ def keep_registry_alive(state: Any) -> None:
 # --- the precompile -------------------------------------------------------------------
 
 
-def _revert(reason: str) -> Revert:
+def revert_with(reason: str) -> Revert:
     """A revert with Solidity's ``Error(string)`` payload."""
     return Revert(function_signature_to_4byte_selector("Error(string)") + abi_encode(["string"], [reason]))
 
 
-def registry_precompile(computation: ComputationAPI) -> ComputationAPI:
-    """Entry point called by py-evm for every message to REGISTRY_ADDRESS.
+def registry_precompile(config: ConsensusConfig) -> Callable[[ComputationAPI], ComputationAPI]:
+    """The precompile at REGISTRY_ADDRESS for a chain of configuration ``config`` (its
+    limits and standing jobs), as the seal engine hands it to the VM.
 
-    A revert carries Solidity's ``Error(string)`` as return data (as REVERT does)."""
-    try:
-        return _dispatch(computation)
-    except Revert as exc:
-        computation.output = exc.args[0]
-        raise
+    py-evm calls it for every message to REGISTRY_ADDRESS. A revert carries Solidity's
+    ``Error(string)`` as return data (as REVERT does)."""
+
+    def precompile(computation: ComputationAPI) -> ComputationAPI:
+        try:
+            return _dispatch(computation, config)
+        except Revert as exc:
+            computation.output = exc.args[0]
+            raise
+
+    return precompile
 
 
-def _dispatch(computation: ComputationAPI) -> ComputationAPI:
+def _dispatch(computation: ComputationAPI, config: ConsensusConfig) -> ComputationAPI:
     msg = computation.msg
     if msg.storage_address != REGISTRY_ADDRESS:
-        raise _revert("registry: only CALL or STATICCALL")
+        raise revert_with("registry: only CALL or STATICCALL")
     data = msg.data_as_bytes
     selector, args = data[:4], data[4:]
-    config = config_for_chain(computation.state.execution_context.chain_id)
     if selector == SEL_POST:
         _post_job(computation, args, config)
     elif selector == SEL_CANCEL:
         _cancel_job(computation, args, config)
     elif selector == SEL_STATUS:
         computation.consume_gas(GAS_VIEW, reason="jobStatus")
-        _no_value(computation)
-        (job_id,) = _decode(["uint256"], args)
+        require_no_value(computation)
+        (job_id,) = decode_args(["uint256"], args)
         computation.output = abi_encode(STATUS_TYPES, status_tuple(computation.state, job_id, config))
     elif selector == SEL_SPEC:
-        (job_id,) = _decode(["uint256"], args)
+        (job_id,) = decode_args(["uint256"], args)
         spec = _spec_bytes_for(computation.state, job_id, config)
         computation.consume_gas(GAS_VIEW + GAS_VIEW_WORD * ((len(spec) + 31) // 32), reason="jobSpec")
-        _no_value(computation)
+        require_no_value(computation)
         computation.output = abi_encode(["bytes"], [spec])
     elif selector == SEL_NEXT:
         computation.consume_gas(GAS_VIEW, reason="nextJobId")
-        _no_value(computation)
+        require_no_value(computation)
         computation.output = abi_encode(["uint256"], [next_job_id(computation.state)])
+    elif selector in (SEL_PROVE, SEL_AUDIT):
+        from consensus import fraud  # the fraud-proof rules build on this module
+
+        if selector == SEL_PROVE:
+            fraud.prove_fraud(computation, args, config)
+        else:
+            computation.consume_gas(GAS_VIEW, reason="jobAudit")
+            require_no_value(computation)
+            (job_id,) = decode_args(["uint256"], args)
+            computation.output = abi_encode(AUDIT_TYPES, fraud.audit_tuple(computation.state, job_id))
     else:
-        raise _revert("registry: unknown function")
+        raise revert_with("registry: unknown function")
     return computation
 
 
-def _decode(types: list[str], args: bytes) -> tuple[Any, ...]:
+def decode_args(types: list[str], args: bytes) -> tuple[Any, ...]:
     try:
         return tuple(abi_decode(types, args))
     except Exception:  # eth_abi raises several unrelated types on bad input
-        raise _revert("registry: malformed arguments") from None
+        raise revert_with("registry: malformed arguments") from None
 
 
-def _no_value(computation: ComputationAPI) -> None:
+def require_no_value(computation: ComputationAPI) -> None:
     if computation.msg.value:
-        raise _revert("registry: function is not payable")
+        raise revert_with("registry: function is not payable")
 
 
-def _writable(computation: ComputationAPI) -> None:
+def require_writable(computation: ComputationAPI) -> None:
     if computation.msg.is_static:
         raise WriteProtection("registry: state change in a static call")
 
 
 def _post_job(computation: ComputationAPI, args: bytes, config: ConsensusConfig) -> None:
-    _writable(computation)
-    spec_raw, price = _decode(["bytes", "uint256"], args)
+    require_writable(computation)
+    spec_raw, price = decode_args(["bytes", "uint256"], args)
     if len(spec_raw) > MAX_SPEC_BYTES:
-        raise _revert(f"spec: at most {MAX_SPEC_BYTES} bytes")
+        raise revert_with(f"spec: at most {MAX_SPEC_BYTES} bytes")
     try:
-        spec = JobSpec.from_dict(loads_spec_json(spec_raw), config.limits)
+        spec = read_spec(spec_raw, config.limits)
+    except SpecTooLong:
+        raise revert_with(f"spec: canonical form over {MAX_SPEC_BYTES} bytes") from None
     except PouwError as exc:
-        raise _revert(f"spec: {exc}") from None
+        raise revert_with(f"spec: {exc}") from None
     except (ValueError, TypeError, RecursionError) as exc:
-        raise _revert(f"spec: not valid JSON ({type(exc).__name__})") from None
+        raise revert_with(f"spec: not valid JSON ({type(exc).__name__})") from None
     canonical = spec.canonical_bytes()
-    if len(canonical) > MAX_SPEC_BYTES:
-        raise _revert(f"spec: canonical form over {MAX_SPEC_BYTES} bytes")
     words = (len(canonical) + 31) // 32
     computation.consume_gas(GAS_POST + GAS_POST_WORD * words, reason="postJob")
 
@@ -328,20 +338,20 @@ def _post_job(computation: ComputationAPI, args: bytes, config: ConsensusConfig)
 
 
 def _cancel_job(computation: ComputationAPI, args: bytes, config: ConsensusConfig) -> None:
-    _writable(computation)
+    require_writable(computation)
     computation.consume_gas(GAS_CANCEL, reason="cancelJob")
-    _no_value(computation)
-    (job_id,) = _decode(["uint256"], args)
+    require_no_value(computation)
+    (job_id,) = decode_args(["uint256"], args)
     state = computation.state
     base = job_base_slot(job_id)
     if config.standing_spec(job_id) is not None:
-        raise _revert("registry: standing jobs cannot be cancelled")
+        raise revert_with("registry: standing jobs cannot be cancelled")
     status = state.get_storage(REGISTRY_ADDRESS, base)
     if status != STATUS_OPEN:
-        raise _revert("registry: job is not open")
+        raise revert_with("registry: job is not open")
     poster = Address(state.get_storage(REGISTRY_ADDRESS, base + 1).to_bytes(20, "big"))
     if computation.msg.sender != poster:
-        raise _revert("registry: only the poster may cancel")
+        raise revert_with("registry: only the poster may cancel")
     refund = state.get_storage(REGISTRY_ADDRESS, base + 3)
     keep_registry_alive(state)
     state.set_storage(REGISTRY_ADDRESS, base, STATUS_CANCELLED)

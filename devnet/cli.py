@@ -34,7 +34,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from eth_utils import to_checksum_address
+
 import safejson
+from devnet.errors import DevnetError
+from devnet.kit.accounts import DEV_ADDRESSES, DEV_KEYS_HEX
 
 DEFAULT_DIR = Path(".devnet")
 STATE_FILE = "devnet.json"
@@ -42,20 +46,6 @@ PID_FILE = "node.pid"
 LOG_FILE = "node.log"
 MAX_REPLY_BYTES = 1 << 20
 """JSON-RPC replies the devnet reads are small; whatever answers on a port is untrusted."""
-
-# The first five keys of the PUBLIC test mnemonic "test test ... junk", funded by the
-# shipped genesis files. Anyone can spend from them: DEVNET ONLY, never with value.
-DEV_KEYS = (
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-)
-
-
-class DevnetError(Exception):
-    """A devnet command cannot proceed; the message is for the user as is."""
 
 
 @dataclass
@@ -122,11 +112,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def node_command(state: DevnetState, spec: NodeSpec, root: Path) -> list[str]:
-    """``pouw-node run ...`` for one node (as ``python -m chain.cli``, so the node runs on
+    """``pouw-node run ...`` for one node (as ``python -m node.cli``, so the node runs on
     the same interpreter as this command, whether or not the console script is on PATH)."""
     peers = ",".join(f"127.0.0.1:{n.p2p_port}" for n in state.peers_of(spec))
     cmd = [
-        sys.executable, "-m", "chain.cli", "run", "--datadir", str(root / spec.name),
+        sys.executable, "-m", "node.cli", "run", "--datadir", str(root / spec.name),
         "--rpc-port", str(spec.rpc_port), "--p2p-port", str(spec.p2p_port),
     ]
     if peers:
@@ -140,7 +130,7 @@ def node_command(state: DevnetState, spec: NodeSpec, root: Path) -> list[str]:
 
 
 def start_node(state: DevnetState, spec: NodeSpec, root: Path) -> int:
-    from chain.node import RUNNING_FILENAME
+    from node.node import RUNNING_FILENAME
 
     node_dir = root / spec.name
     (node_dir / RUNNING_FILENAME).unlink(missing_ok=True)  # a crashed run's: must not vouch for this one
@@ -205,7 +195,7 @@ def verify_node(spec: NodeSpec, root: Path, pid: int, timeout: float) -> None:
     node writes DIR/running.json with its pid and ports once it has bound them; the port
     is ours only if that file names our pid and our ports and the process is alive.
     """
-    from chain.node import read_running_file
+    from node.node import read_running_file
 
     node_dir = root / spec.name
     deadline = time.monotonic() + timeout
@@ -270,7 +260,7 @@ def resolve_genesis(spec: Optional[str]) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from chain.node import init_datadir, read_genesis
+    from node.node import init_datadir, read_genesis
 
     root: Path = args.datadir
     root.mkdir(parents=True, exist_ok=True)
@@ -329,11 +319,8 @@ def print_up(state: DevnetState, root: Path, started: list[str]) -> None:
               f"{root / spec.name / LOG_FILE}")
     print()
     print("Funded development accounts -- PUBLIC TEST KEYS, DEVNET ONLY, NEVER USE WITH VALUE:")
-    from eth_keys import keys
-
-    for key in DEV_KEYS:
-        address = keys.PrivateKey(bytes.fromhex(key[2:])).public_key.to_checksum_address()
-        print(f"  {address}  key {key}")
+    for key, address in zip(DEV_KEYS_HEX, DEV_ADDRESSES):
+        print(f"  {to_checksum_address(address)}  key {key}")
     print()
     print(f"status: pouw-devnet status --datadir {root}    stop: pouw-devnet down --datadir {root}")
 
@@ -561,7 +548,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    from chain.cli import closed_pipe, report_error, unexpected_error
+    from node.cli import closed_pipe, report_error, unexpected_error
     from chain.errors import ChainError
 
     try:

@@ -8,7 +8,7 @@ from genesis.format import (
     load_genesis,
     parse_genesis,
 )
-from chain.errors import GenesisError
+from genesis.errors import GenesisError
 
 
 def load_default_genesis() -> GenesisConfig:

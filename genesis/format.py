@@ -2,7 +2,7 @@
 
 The file format is documented in ``genesis/README.md``. :func:`load_genesis` turns a
 path or a parsed dict into a frozen :class:`GenesisConfig`, or refuses it with a
-:class:`~chain.errors.GenesisError` whose message starts with the dotted path of the
+:class:`~genesis.errors.GenesisError` whose message starts with the dotted path of the
 offending field (``alloc.0xabc….balance: expected ...``), so a user can fix the file
 without reading code.
 """
@@ -12,27 +12,59 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Final, Mapping, TypeVar
 
 from eth_utils import is_checksum_address, keccak, to_canonical_address
 
 from eth_typing import Address
 
 import safejson
-from chain.errors import GenesisError
-from consensus.difficulty import (
-    DEFAULT_MAXIMUM_DIFFICULTY,
-    DEFAULT_SMOOTHING,
-    DEFAULT_WINDOW,
-    MAXIMUM_DIFFICULTY_LIMIT,
-    DifficultyParams,
-)
+from genesis.errors import GenesisError
 
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1
+MAX_COINBASE_MATURITY = 256
+"""Fraud proofs name an ancestor within the audit window (= coinbase maturity) by its
+hash among the last 256 (the EVM's BLOCKHASH range), so the window is at most 256."""
+
 MAX_EXTRA_DATA_BYTES = 32
 SEAL_ENGINES = ("pouw", "noproof")
 """``noproof`` accepts any seal: for tests and local development only."""
+
+# --- the difficulty retarget's parameters (the rule itself: chain/difficulty.py) -----
+
+DEFAULT_WINDOW: Final = 90
+"""Blocks per measured span (genesis ``consensus.retargetWindow``)."""
+DEFAULT_SMOOTHING: Final = 15
+"""Consecutive spans averaged; each end of the window is the mean of this many
+timestamps (genesis ``consensus.retargetSmoothing``)."""
+DEFAULT_MAXIMUM_DIFFICULTY: Final = 2**128
+"""Ceiling of every difficulty (genesis ``consensus.maximumDifficulty``)."""
+MAXIMUM_DIFFICULTY_LIMIT: Final = 2**192
+"""No genesis may set a higher ceiling: 2**64 blocks at 2**192 keep the score < 2**256."""
+
+
+@dataclass(frozen=True)
+class DifficultyParams:
+    """The genesis parameters of the retarget rule."""
+
+    target_block_time: int
+    """Seconds the chain aims for between blocks."""
+    minimum_difficulty: int
+    """Floor for every block's difficulty (>= 1: every block adds to the score)."""
+    max_adjust_up_percent: int
+    """Largest increase from one block to the next, in percent of the parent's."""
+    max_adjust_down_percent: int
+    """Largest decrease from one block to the next, in percent of the parent's (< 100)."""
+    maximum_difficulty: int = DEFAULT_MAXIMUM_DIFFICULTY
+    """Ceiling for every block's difficulty, so no value overflows 2**256."""
+    window: int = DEFAULT_WINDOW
+    """Blocks per measured span: longer smooths more, shorter reacts faster."""
+    smoothing: int = DEFAULT_SMOOTHING
+    """Spans averaged: each end of the window is the mean of this many timestamps, so
+    one manipulated timestamp counts 1/smoothing of its error."""
+
+
 
 DEFAULT_GENESIS_PATH = Path(__file__).with_name("default.json")
 
@@ -99,7 +131,7 @@ class GenesisConfig:
     maximum_difficulty: int
     """Ceiling of every block's difficulty (so no value, and no score, overflows)."""
     retarget_window: int
-    """Blocks per span the retarget measures (consensus/difficulty.py)."""
+    """Blocks per span the retarget measures (chain/difficulty.py)."""
     retarget_smoothing: int
     """Spans averaged: how many timestamps each end of the window is the mean of."""
     block_rewards: tuple[RewardEra, ...]
@@ -258,7 +290,8 @@ def parse_genesis(raw: Mapping[str, Any]) -> GenesisConfig:
         retarget_window=consensus.number("retargetWindow", default=DEFAULT_WINDOW, low=1, high=10_000),
         retarget_smoothing=consensus.number("retargetSmoothing", default=DEFAULT_SMOOTHING, low=1, high=1_000),
         block_rewards=_parse_rewards(consensus.required("blockReward", _is_list)),
-        coinbase_maturity=consensus.number("coinbaseMaturity"),
+        # the audit window: a fraud proof names its block by the last 256 block hashes
+        coinbase_maturity=consensus.number("coinbaseMaturity", high=MAX_COINBASE_MATURITY),
         pouw=PouwParams(
             challenge_count=pouw.number("challengeCount", low=1, high=1024),
             max_state_bytes=pouw.number("maxStateBytes", low=1),

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.errors import PouwNodeError
 
-class P2PError(Exception):
+
+class P2PError(PouwNodeError):
     """Root of every error raised by the p2p package."""
 
 
@@ -26,11 +28,11 @@ class ProtocolViolation(P2PError):
     ) -> None:
         self.penalty = penalty
         self.disconnect = disconnect
-        self.expected = expected
-        self.got = got
-        if expected is not None or got is not None:
+        if expected is not None or got is not None:  # p2p shows values as they are (hex strings)
             message = f"{message} (expected {expected}, got {got})"
         super().__init__(message)
+        self.expected = expected
+        self.got = got
 
 
 class MalformedMessage(ProtocolViolation):
@@ -47,3 +49,8 @@ class PeerUnavailable(P2PError):
 
 class BlobUnavailable(PeerUnavailable):
     """No peer served a blob whose bytes match the requested hash."""
+
+
+class SyncAborted(P2PError):
+    """The current sync round or block fetch from a peer ends: it sent an invalid block
+    (and is banned), or the block cannot be imported now (a transient failure)."""

@@ -6,6 +6,8 @@ The reader never does slow work itself: requests go to a bounded per-peer queue 
 by one task, notices to the service's handlers (which queue their own work), responses
 to the futures waiting for them. Any violation raised while handling a message is
 scored here, and closes the connection when it says so.
+
+A peer sees its owner only through :class:`PeerHost` (the service implements it).
 """
 from __future__ import annotations
 
@@ -13,22 +15,47 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol, Union
 
 import aiohttp
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 
 from p2p import messages as m
+from p2p.config import P2PConfig
 from p2p.errors import HandshakeRefused, MalformedMessage, P2PError, PeerUnavailable, ProtocolViolation
 from p2p.scoring import PENALTY_RATE, PENALTY_TIMEOUT, TokenBucket
-
-if TYPE_CHECKING:
-    from p2p.service import P2PService
 
 log = logging.getLogger("p2p.peer")
 
 CLOSE_PROTOCOL = 4000
 """WebSocket close code for protocol violations and refusals (reason in the message)."""
+
+WebSocket = Union[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]
+"""A connection's socket: accepted (inbound) or dialed (outbound); both speak alike."""
+
+
+class PeerHost(Protocol):
+    """What a connection needs from whoever owns it (the service): its limits, a way to
+    score the peer, handlers for what arrives, and word when the connection ends."""
+
+    @property
+    def config(self) -> P2PConfig: ...
+
+    async def penalise(self, peer: "Peer", penalty: int, reason: str) -> None:
+        """Take ``penalty`` off the peer's score (banning and closing at the threshold)."""
+        ...
+
+    async def on_notice(self, peer: "Peer", msg: m.Message) -> None:
+        """A notice (``new_block``, ``txs``) arrived."""
+        ...
+
+    async def serve_request(self, peer: "Peer", msg: m.Message) -> tuple[str, dict[str, Any]]:
+        """The response ``(type, body)`` to a request; ProtocolViolation for a bad one."""
+        ...
+
+    def peer_closed(self, peer: "Peer") -> None:
+        """The connection ended (called once, synchronously, from the reader's end)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -90,8 +117,8 @@ class Peer:
 
     def __init__(
         self,
-        service: "P2PService",
-        ws: Any,
+        service: PeerHost,
+        ws: WebSocket,
         hello: Hello,
         *,
         outbound: bool,
@@ -190,11 +217,11 @@ class Peer:
                 if msg.type == WSMsgType.TEXT:
                     await self._on_frame(msg.data)
                 elif msg.type == WSMsgType.BINARY:
-                    await self._violation(MalformedMessage("binary frames are not part of the protocol", penalty=m.PENALTY_MALFORMED))
+                    await self.violation(MalformedMessage("binary frames are not part of the protocol", penalty=m.PENALTY_MALFORMED))
                 elif msg.type == WSMsgType.ERROR:
                     exc = self.ws.exception()
                     if "too big" in str(exc).lower() or "message size" in str(exc).lower():
-                        await self._violation(
+                        await self.violation(
                             ProtocolViolation(f"frame over the connection limit: {exc}", penalty=m.PENALTY_OVERSIZED)
                         )
                     else:
@@ -215,7 +242,7 @@ class Peer:
         finally:
             # Synchronous on purpose: a second cancellation must not skip any of it.
             self.closed.set()
-            self.service._unregister(self)
+            self.service.peer_closed(self)
             for _, future in self._pending.values():
                 if not future.done():
                     future.set_exception(PeerUnavailable(f"peer {self.name} disconnected"))
@@ -250,7 +277,7 @@ class Peer:
             else:
                 await self.service.on_notice(self, msg)
         except ProtocolViolation as exc:
-            await self._violation(exc)
+            await self.violation(exc)
 
     def _on_response(self, msg: m.Message) -> None:
         request_id = m.field_request_id(msg.body)
@@ -268,11 +295,12 @@ class Peer:
                 type_, body = await self.service.serve_request(self, msg)
                 await self.send(type_, **body)
             except ProtocolViolation as exc:
-                await self._violation(exc)
+                await self.violation(exc)
             except PeerUnavailable:
                 return
 
-    async def _violation(self, exc: ProtocolViolation) -> None:
+    async def violation(self, exc: ProtocolViolation) -> None:
+        """Score ``exc`` against this peer; close the connection when it says so."""
         log.info("peer %s: %s", self.name, exc)
         await self.service.penalise(self, exc.penalty, str(exc))
         if exc.disconnect:
@@ -301,7 +329,7 @@ class Peer:
             reader.cancel()
 
 
-async def exchange_hello(ws: Any, ours: Hello, timeout: float, max_bytes: int) -> Hello:
+async def exchange_hello(ws: WebSocket, ours: Hello, timeout: float, max_bytes: int) -> Hello:
     """Send our hello and read theirs; HandshakeRefused if they refuse or send junk."""
     await ws.send_str(ours.encode())
     try:

@@ -8,22 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _show(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    return repr(value)
+from common.errors import PouwNodeError
 
 
-class PouwError(Exception):
-    """Root of every error raised by the pouw package."""
-
-    def __init__(self, message: str, *, expected: Any = None, got: Any = None) -> None:
-        self.expected = expected
-        self.got = got
-        if expected is not None or got is not None:
-            message = f"{message} (expected {_show(expected)}, got {_show(got)})"
-        super().__init__(message)
+class PouwError(PouwNodeError):
+    """Root of every error raised by the pouw package (expected/got: common.errors)."""
 
 
 class SpecError(PouwError):
@@ -46,7 +35,12 @@ class DatasetError(PouwError):
 
 
 class BlobNotFound(PouwError):
-    """A content-addressed blob is not in the store."""
+    """A content-addressed blob is not in the store; ``blob_hash`` names it."""
+
+    def __init__(self, message: str, *, blob_hash: bytes | None = None, expected: Any = None, got: Any = None) -> None:
+        self.blob_hash = bytes(blob_hash) if blob_hash is not None else (
+            bytes(expected) if isinstance(expected, (bytes, bytearray)) else None)
+        super().__init__(message, expected=expected, got=got)
 
 
 class DeviceError(PouwError):

@@ -31,7 +31,7 @@ class NoGpu:
     reason: str
 
 
-def _try(fn, *args):  # type: ignore[no-untyped-def]
+def _try(fn, *args):
     try:
         return fn(*args)
     except Exception:  # NVML raises NVMLError_NotSupported & co per field

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from eth.abc import BlockAPI
+from eth_typing import Address
 
 from rpc.backend import ChainBackend
 
 log = logging.getLogger("rpc.automine")
 
-DEV_COINBASE = b"\x00" * 19 + b"\xc0"
+DEV_COINBASE = Address(b"\x00" * 19 + b"\xc0")
 
 
 class Automine:
@@ -23,7 +24,7 @@ class Automine:
     def __init__(self, backend: ChainBackend, *, interval_s: float = 0.005, coinbase: bytes = DEV_COINBASE) -> None:
         self.backend = backend
         self.interval_s = interval_s
-        self.coinbase = coinbase
+        self.coinbase = Address(coinbase)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -43,14 +44,14 @@ class Automine:
     def __enter__(self) -> "Automine":
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def mine_now(self, *, allow_empty: bool = True) -> Any | None:
+    def mine_now(self, *, allow_empty: bool = True) -> BlockAPI | None:
         """Build, import and announce one block; returns it (None if nothing to mine)."""
         backend = self.backend
         chain = backend.chain
-        with backend.import_lock:
+        with chain.write_lock:  # build on the head and import, nothing in between
             pending = backend.pending_transactions()
             if not pending and not allow_empty:
                 return None

@@ -7,9 +7,9 @@ node's ``chain.chain.Chain`` (itself built on py-evm).
 
 Thread safety: the RPC calls these from the event loop and from executor threads at
 once. Reads go to committed data only (the chain writes each import as one batch). The
-pool has its own short lock (``chain.txpool.TxPool``); block producers (the miner,
-automine, the dev producer, p2p import) serialise on ``import_lock``, which no RPC
-method takes, so ``eth_sendRawTransaction`` never waits behind a block import.
+pool has its own short lock (``chain.txpool.TxPool``); block imports serialise on the
+chain's own write lock (``Chain.write_lock``), which no RPC method takes, so
+``eth_sendRawTransaction`` never waits behind a block import.
 """
 from __future__ import annotations
 
@@ -18,23 +18,53 @@ import contextlib
 import functools
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator, cast
 
+from eth.abc import (
+    AccountDatabaseAPI,
+    BlockAPI,
+    BlockHeaderAPI,
+    ChainDatabaseAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+    UnsignedTransactionAPI,
+)
 from eth.exceptions import BlockNotFound, HeaderNotFound
 from eth.vm.spoof import SpoofTransaction
+from eth.vm.state import BaseState
+from eth_typing import Address, Hash32
 
+from chain.chain import Chain
+from chain.txpool import TxPool
+from chain.vm import PouwVM
+
+from rpc.errors import RpcLayerError
 from rpc.events import ChainChange, EventHub
+from rpc.sources import AuditSource, ImportSource, MinerSource, PeerSource
 from rpc.evm_deadline import CallTimeout
 
-ZERO_ADDRESS = b"\x00" * 20
+if TYPE_CHECKING:
+    from rpc.pouw_view import PouwView
+    from rpc.proofs import ProofJson
+    from rpc.simulate import SimulatedBlockJson, SimulatePayload
+
+ZERO_ADDRESS = Address(b"\x00" * 20)
+CREATE = Address(b"")
+"""The ``to`` of a contract creation (py-evm's empty address)."""
 
 
-class BackendError(Exception):
+class BackendError(RpcLayerError):
     """Root of the errors the backend raises for the RPC layer to translate."""
 
 
 class TransactionRejected(BackendError):
-    """The pool refused a transaction; the message is geth's ("nonce too low", ...)."""
+    """The pool refused a transaction; the message is geth's ("nonce too low", ...).
+    ``refusal``: the pool's own error (typed, with its fields), when there is one."""
+
+    def __init__(self, message: str, *, refusal: Exception | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class CallInvalid(BackendError):
@@ -45,8 +75,8 @@ class CallInvalid(BackendError):
 class CallRequest:
     """A transaction to simulate (eth_call / eth_estimateGas / eth_createAccessList)."""
 
-    sender: bytes = ZERO_ADDRESS
-    to: bytes | None = None
+    sender: Address = ZERO_ADDRESS
+    to: Address | None = None
     gas: int | None = None
     gas_price: int | None = None
     max_fee_per_gas: int | None = None
@@ -54,7 +84,7 @@ class CallRequest:
     value: int = 0
     data: bytes = b""
     nonce: int | None = None
-    access_list: tuple[tuple[bytes, tuple[int, ...]], ...] = ()
+    access_list: tuple[tuple[Address, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +111,7 @@ class ExecutionResult:
     #: The VM error when the call failed for another reason ("out of gas", ...).
     error: str | None = None
     #: Addresses and storage slots touched, for eth_createAccessList.
-    accessed: dict[bytes, set[int]] = field(default_factory=dict)
+    accessed: dict[Address, set[int]] = field(default_factory=dict)
 
 
 class Simulation(abc.ABC):
@@ -95,7 +125,7 @@ class Simulation(abc.ABC):
         """Execute ``call`` with ``gas`` and roll the state back afterwards."""
 
     @abc.abstractmethod
-    def balance(self, address: bytes) -> int:
+    def balance(self, address: Address) -> int:
         """Balance in this simulation's state (after overrides)."""
 
 
@@ -106,44 +136,50 @@ class Backend(abc.ABC):
     events: EventHub
     chain_id: int
     client_version: str = "pouw-node/0.1.0/python"
+    #: The node's other parts, attached by whoever assembles the node (rpc/sources.py);
+    #: None where the node runs without them.
+    miner: MinerSource | None = None
+    peers: PeerSource | None = None
+    imports: ImportSource | None = None
+    auditor: AuditSource | None = None
 
     # -- blocks ------------------------------------------------------------
     @abc.abstractmethod
-    def head(self) -> Any:
+    def head(self) -> BlockAPI:
         """The canonical head block."""
 
     @abc.abstractmethod
-    def block_by_number(self, number: int) -> Any | None:
+    def block_by_number(self, number: int) -> BlockAPI | None:
         """The canonical block at ``number``, or None."""
 
-    def head_header(self) -> Any:
+    def head_header(self) -> BlockHeaderAPI:
         """The canonical head's header (cheap: eth_blockNumber reads only this)."""
         return self.head().header
 
-    def pending_block(self) -> Any:
+    def pending_block(self) -> BlockAPI:
         """The block the node would build next (number head + 1); default: none is built,
         the head stands in."""
         return self.head()
 
-    def header_by_number(self, number: int) -> Any | None:
+    def header_by_number(self, number: int) -> BlockHeaderAPI | None:
         """The canonical header at ``number`` (cheaper than the block: log scans use it)."""
         block = self.block_by_number(number)
         return None if block is None else block.header
 
     @abc.abstractmethod
-    def block_by_hash(self, block_hash: bytes) -> Any | None:
+    def block_by_hash(self, block_hash: bytes) -> BlockAPI | None:
         """Any stored block with this hash (canonical or not), or None."""
 
     @abc.abstractmethod
-    def is_canonical(self, block: Any) -> bool:
+    def is_canonical(self, block: BlockAPI) -> bool:
         """Is this block on the canonical chain?"""
 
     @abc.abstractmethod
-    def receipts(self, block: Any) -> list[Any]:
+    def receipts(self, block: BlockAPI) -> list[ReceiptAPI]:
         """The receipts of a stored block, in transaction order."""
 
     @abc.abstractmethod
-    def transaction_location(self, tx_hash: bytes) -> tuple[Any, int] | None:
+    def transaction_location(self, tx_hash: bytes) -> tuple[BlockAPI, int] | None:
         """(canonical block, index) of a mined transaction, or None."""
 
     def total_difficulty(self, block_hash: bytes) -> int | None:
@@ -152,27 +188,37 @@ class Backend(abc.ABC):
 
     # -- state -------------------------------------------------------------
     @abc.abstractmethod
-    def state_at(self, header: Any) -> Any:
+    def state_at(self, header: BlockHeaderAPI) -> StateAPI:
         """A read-only py-evm state (get_balance/get_nonce/get_code/get_storage) after ``header``."""
 
     @abc.abstractmethod
-    def simulate(self, header: Any, overrides: dict[bytes, AccountOverride] | None = None) -> contextlib.AbstractContextManager[Simulation]:
+    def simulate(
+        self, header: BlockHeaderAPI, overrides: dict[Address, AccountOverride] | None = None
+    ) -> contextlib.AbstractContextManager[Simulation]:
         """A simulation on the state after ``header`` (block context: the next block)."""
 
     # -- pool --------------------------------------------------------------
+    def account_proof(self, header: BlockHeaderAPI, address: bytes, slots: list[int]) -> ProofJson:
+        """EIP-1186 account and storage proofs at ``header`` (eth_getProof)."""
+        raise NotImplementedError
+
+    def simulate_blocks(self, header: BlockHeaderAPI, payload: SimulatePayload, gas_cap: int) -> list[SimulatedBlockJson]:
+        """eth_simulateV1's blocks on top of ``header``."""
+        raise NotImplementedError
+
     @abc.abstractmethod
-    def submit_raw_transaction(self, raw: bytes) -> Any:
+    def submit_raw_transaction(self, raw: bytes) -> SignedTransactionAPI:
         """Decode and add a signed transaction to the pool; return it. Raises TransactionRejected."""
 
     @abc.abstractmethod
-    def pending_transactions(self) -> list[Any]:
+    def pending_transactions(self) -> list[SignedTransactionAPI]:
         """Transactions in the pool."""
 
     @abc.abstractmethod
-    def pool_transaction(self, tx_hash: bytes) -> Any | None:
+    def pool_transaction(self, tx_hash: bytes) -> SignedTransactionAPI | None:
         """A pool transaction by hash, or None."""
 
-    def pending_nonce(self, address: bytes) -> int:
+    def pending_nonce(self, address: Address) -> int:
         """The next nonce for ``address`` counting its consecutive pool transactions."""
         nonce = int(self.state_at(self.head().header).get_nonce(address))
         taken = {tx.nonce for tx in self.pending_transactions() if tx.sender == address}
@@ -190,8 +236,8 @@ class Backend(abc.ABC):
         if new is None:
             return ChainChange([], [])
         old = self.block_by_hash(old_hash)
-        added: list[Any] = []
-        removed: list[Any] = []
+        added: list[BlockAPI] = []
+        removed: list[BlockAPI] = []
         while old is not None and new is not None and old.hash != new.hash and len(added) < max_depth:
             if new.number >= old.number:
                 added.append(new)
@@ -199,7 +245,7 @@ class Backend(abc.ABC):
             if old is not None and new is not None and old.number > new.number:
                 removed.append(old)
                 old = self._parent(old)
-        if old is None and not added:
+        if old is None and not added and new is not None:
             added.append(new)
         added.reverse()
         return ChainChange(
@@ -207,20 +253,20 @@ class Backend(abc.ABC):
             added=[(b, self.receipts(b)) for b in added],
         )
 
-    def _parent(self, block: Any) -> Any | None:
+    def _parent(self, block: BlockAPI) -> BlockAPI | None:
         return None if block.number == 0 else self.block_by_hash(block.header.parent_hash)
 
 
 class PyEvmSimulation(Simulation):
     """A simulation on a py-evm state with base fee 0 (geth's eth_call: no fee checks)."""
 
-    def __init__(self, vm_class: Any, state: Any, base_fee: int | None) -> None:
+    def __init__(self, vm_class: type[PouwVM], state: BaseState, base_fee: int | None) -> None:
         self.vm_class = vm_class
         self.state = state
         self.gas_limit = state.gas_limit
         self.base_fee = base_fee
 
-    def balance(self, address: bytes) -> int:
+    def balance(self, address: Address) -> int:
         return int(self.state.get_balance(address))
 
     def run(self, call: CallRequest, gas: int, *, trace_access: bool = False) -> ExecutionResult:
@@ -229,11 +275,11 @@ class PyEvmSimulation(Simulation):
         state = self.state
         nonce = state.get_nonce(call.sender) if call.nonce is None else call.nonce
         unsigned = self.vm_class.create_unsigned_transaction(
-            nonce=nonce, gas_price=0, gas=gas, to=call.to or b"", value=call.value, data=call.data
+            nonce=nonce, gas_price=0, gas=gas, to=call.to or CREATE, value=call.value, data=call.data
         )
-        tx = SpoofTransaction(unsigned, from_=call.sender)
+        tx = spoofed(unsigned, call.sender)
         snapshot = state.snapshot()
-        accessed: dict[bytes, set[int]] = {}
+        accessed: dict[Address, set[int]] = {}
         account_db = state._account_db
         traced = _trace_access(account_db, accessed) if trace_access else []
         try:
@@ -268,31 +314,37 @@ class PyEvmSimulation(Simulation):
             state.revert(snapshot)
 
 
+def spoofed(unsigned: UnsignedTransactionAPI, sender: bytes) -> SignedTransactionAPI:
+    """``unsigned`` as if ``sender`` had signed it (py-evm's ``SpoofTransaction``, which
+    stands in for a signed transaction, as py-evm's own gas estimator uses it)."""
+    return cast(SignedTransactionAPI, SpoofTransaction(unsigned, from_=sender))
+
+
 def _validation_message(message: str) -> str:
     if "intrinsic gas" in message.lower():
         return "intrinsic gas too low"
     return message
 
 
-def _trace_access(account_db: Any, accessed: dict[bytes, set[int]]) -> list[str]:
+def _trace_access(account_db: AccountDatabaseAPI, accessed: dict[Address, set[int]]) -> list[str]:
     """Record every address and slot the EVM warms, by wrapping the account db's markers."""
     mark_address = account_db.mark_address_warm
     mark_storage = account_db.mark_storage_warm
 
-    def address_warm(address: bytes) -> None:
-        accessed.setdefault(bytes(address), set())
+    def address_warm(address: Address) -> None:
+        accessed.setdefault(Address(bytes(address)), set())
         mark_address(address)
 
-    def storage_warm(address: bytes, slot: int) -> None:
-        accessed.setdefault(bytes(address), set()).add(int(slot))
+    def storage_warm(address: Address, slot: int) -> None:
+        accessed.setdefault(Address(bytes(address)), set()).add(int(slot))
         mark_storage(address, slot)
 
-    account_db.mark_address_warm = address_warm
-    account_db.mark_storage_warm = storage_warm
+    setattr(account_db, "mark_address_warm", address_warm)
+    setattr(account_db, "mark_storage_warm", storage_warm)
     return ["mark_address_warm", "mark_storage_warm"]
 
 
-def _vm_error_message(error: Any) -> str:
+def _vm_error_message(error: BaseException | None) -> str:
     """geth's wording for common VM errors."""
     name = type(error).__name__
     return {
@@ -310,7 +362,7 @@ def _vm_error_message(error: Any) -> str:
     }.get(name, str(error) or name)
 
 
-def apply_overrides(state: Any, overrides: dict[bytes, AccountOverride]) -> None:
+def apply_overrides(state: StateAPI, overrides: dict[Address, AccountOverride]) -> None:
     """Apply eth_call state overrides to a py-evm state."""
     for address, override in overrides.items():
         if override.balance is not None:
@@ -335,25 +387,21 @@ class ChainBackend(Backend):
     transactions accepted here are announced by this class itself.
     """
 
-    def __init__(self, chain: Any, *, events: EventHub | None = None) -> None:
+    def __init__(self, chain: Chain, *, events: EventHub | None = None) -> None:
         self.chain = chain
         self.chain_id = int(chain.genesis.chain_id)
         self.events = events or EventHub()
-        #: Held by block producers and importers around template building and import
-        #: (one block at a time on this node); never by the RPC methods.
-        self.import_lock = threading.RLock()
-        #: Former name of ``import_lock`` (the pool no longer shares it).
-        self.pool_lock = self.import_lock
         self._sim_cache = threading.local()
-        #: The node's miner (consensus.miner.Miner) when it mines; set by start_node_miner.
-        self.miner: Any = None
-        self._pouw_view: Any = None
+        self.miner = None
+        self.peers = None
+        self.imports = None
+        self._pouw_view: PouwView | None = None
         self._pending_lock = threading.Lock()
-        self._pending_cache: tuple[Any, Any] | None = None
+        self._pending_cache: tuple[tuple[Hash32, int | None], BlockAPI] | None = None
         self._pouw_lock = threading.Lock()
 
     @property
-    def pouw(self) -> Any:
+    def pouw(self) -> PouwView:
         """The job market's reads (rpc.pouw_view.PouwView), built on first use."""
         with self._pouw_lock:
             if self._pouw_view is None:
@@ -363,41 +411,41 @@ class ChainBackend(Backend):
             return self._pouw_view
 
     # -- blocks --
-    def head(self) -> Any:
+    def head(self) -> BlockAPI:
         return self.chain.head_block()
 
-    def block_by_number(self, number: int) -> Any | None:
+    def block_by_number(self, number: int) -> BlockAPI | None:
         try:
             return self.chain.get_block_by_number(number)
         except (HeaderNotFound, BlockNotFound, KeyError):
             return None
 
-    def head_header(self) -> Any:
+    def head_header(self) -> BlockHeaderAPI:
         return self.chain.head()
 
-    def header_by_number(self, number: int) -> Any | None:
+    def header_by_number(self, number: int) -> BlockHeaderAPI | None:
         try:
             return self.chain.get_header_by_hash(self.chain.get_canonical_hash(number))
         except (HeaderNotFound, KeyError):
             return None
 
-    def block_by_hash(self, block_hash: bytes) -> Any | None:
+    def block_by_hash(self, block_hash: bytes) -> BlockAPI | None:
         try:
-            return self.chain.get_block_by_hash(block_hash)
+            return self.chain.get_block_by_hash(Hash32(block_hash))
         except (HeaderNotFound, BlockNotFound, KeyError):
             return None
 
-    def is_canonical(self, block: Any) -> bool:
+    def is_canonical(self, block: BlockAPI) -> bool:
         try:
             return bool(self.chain.get_canonical_hash(block.number) == block.hash)
         except HeaderNotFound:
             return False
 
-    def receipts(self, block: Any) -> list[Any]:
+    def receipts(self, block: BlockAPI) -> list[ReceiptAPI]:
         return list(self.chain.get_receipts(block))
 
-    def transaction_location(self, tx_hash: bytes) -> tuple[Any, int] | None:
-        location = self.chain.get_transaction_by_hash(tx_hash)
+    def transaction_location(self, tx_hash: bytes) -> tuple[BlockAPI, int] | None:
+        location = self.chain.get_transaction_by_hash(Hash32(tx_hash))
         if location is None:
             return None
         block = self.block_by_hash(location.block_hash)
@@ -405,16 +453,16 @@ class ChainBackend(Backend):
 
     def total_difficulty(self, block_hash: bytes) -> int | None:
         try:
-            return int(self.chain.score(block_hash))
+            return int(self.chain.score(Hash32(block_hash)))
         except (HeaderNotFound, KeyError):
             return None
 
     # -- state --
-    def state_at(self, header: Any) -> Any:
+    def state_at(self, header: BlockHeaderAPI) -> StateAPI:
         return self.chain.state_at(header)
 
     @contextlib.contextmanager
-    def simulate(self, header: Any, overrides: dict[bytes, AccountOverride] | None = None) -> Iterator[Simulation]:
+    def simulate(self, header: BlockHeaderAPI, overrides: dict[Address, AccountOverride] | None = None) -> Iterator[Simulation]:
         """State after ``header``; block context: its child, with base fee 0 (as geth).
 
         Without overrides, each executor thread reuses its last state for the same block
@@ -440,20 +488,20 @@ class ChainBackend(Backend):
         finally:
             simulation.state.revert(snapshot)
 
-    def account_proof(self, header: Any, address: bytes, slots: list[int]) -> dict[str, Any]:
+    def account_proof(self, header: BlockHeaderAPI, address: bytes, slots: list[int]) -> ProofJson:
         """eth_getProof's answer at ``header``'s state (rpc/proofs.py)."""
         from rpc.proofs import account_proof
 
         return account_proof(self.chain.db, header.state_root, address, slots)
 
-    def simulate_blocks(self, header: Any, payload: Any, gas_cap: int) -> list[dict[str, Any]]:
+    def simulate_blocks(self, header: BlockHeaderAPI, payload: SimulatePayload, gas_cap: int) -> list[SimulatedBlockJson]:
         """eth_simulateV1 on the state after ``header`` (rpc/simulate.py)."""
         from rpc.simulate import simulate_v1
 
         return simulate_v1(self, header, payload, gas_cap)
 
     @functools.cached_property
-    def simulation_vm_class(self) -> Any:
+    def simulation_vm_class(self) -> type[PouwVM]:
         """The chain's VM whose computations stop at the calling thread's deadline
         (rpc/evm_deadline.py); block import keeps the chain's own VM."""
         from rpc.evm_deadline import vm_with_deadline
@@ -461,14 +509,14 @@ class ChainBackend(Backend):
         return vm_with_deadline(self.chain.vm_class)
 
     @functools.cached_property
-    def transfer_tracing_vm_class(self) -> Any:
+    def transfer_tracing_vm_class(self) -> type[PouwVM]:
         """The simulation VM that can also log ether transfers (eth_simulateV1's
         traceTransfers; rpc/simulate.py)."""
         from rpc.simulate import vm_with_transfer_logs
 
         return vm_with_transfer_logs(self.simulation_vm_class)
 
-    def _new_simulation(self, header: Any) -> PyEvmSimulation:
+    def _new_simulation(self, header: BlockHeaderAPI) -> PyEvmSimulation:
         chain = self.chain
         vm_class = self.simulation_vm_class
         child = vm_class.create_header_from_parent(
@@ -479,9 +527,10 @@ class ChainBackend(Backend):
         state = vm_class.build_state(
             chain.db, context_header, chain.chain_context, _Ancestors(chain.chaindb, header)
         )
+        assert isinstance(state, BaseState), "access tracing wraps py-evm's account db"
         return PyEvmSimulation(vm_class, state, base_fee)
 
-    def pending_block(self) -> Any:
+    def pending_block(self) -> BlockAPI:
         """The block this node would build now: number head + 1, the pool's pending
         transactions that fit, executed on the head state (nothing is stored). Built
         again only when the head or the pool changed."""
@@ -500,10 +549,10 @@ class ChainBackend(Backend):
 
     # -- pool --
     @property
-    def pool(self) -> Any:
+    def pool(self) -> TxPool | None:
         return self.chain.txpool
 
-    def submit_raw_transaction(self, raw: bytes) -> Any:
+    def submit_raw_transaction(self, raw: bytes) -> SignedTransactionAPI:
         """Hand the raw bytes to the pool, which decodes and checks them (geth's messages)."""
         if self.pool is None:
             raise TransactionRejected("transaction pool disabled on this node")
@@ -512,7 +561,7 @@ class ChainBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - the pool's typed errors carry geth's message
             if isinstance(exc, (AssertionError, AttributeError, TypeError, NameError)):
                 raise  # a bug, not a rejection: reported as -32603 and logged
-            raise TransactionRejected(getattr(exc, "rpc_message", None) or str(exc)) from None
+            raise TransactionRejected(getattr(exc, "rpc_message", None) or str(exc), refusal=exc) from None
         tx = self.pool.get(tx_hash)
         if tx is None:  # admitted and already gone (mined or evicted): decode for the record
             from chain.transactions import decode_raw_transaction
@@ -521,17 +570,17 @@ class ChainBackend(Backend):
         self.events.notify_new_transaction(tx)
         return tx
 
-    def pending_transactions(self) -> list[Any]:
+    def pending_transactions(self) -> list[SignedTransactionAPI]:
         if self.pool is None:
             return []
         return list(self.pool.pending())
 
-    def pool_transaction(self, tx_hash: bytes) -> Any | None:
+    def pool_transaction(self, tx_hash: bytes) -> SignedTransactionAPI | None:
         if self.pool is None:
             return None
-        return self.pool.get(tx_hash)
+        return self.pool.get(Hash32(tx_hash))
 
-    def pending_nonce(self, address: bytes) -> int:
+    def pending_nonce(self, address: Address) -> int:
         pool = self.pool
         if pool is not None and hasattr(pool, "next_nonce"):
             return int(pool.next_nonce(address))
@@ -546,12 +595,12 @@ class ChainBackend(Backend):
 class _Ancestors:
     """Hashes of ``header`` and its ancestors, newest first, read lazily (BLOCKHASH in calls)."""
 
-    def __init__(self, chaindb: Any, header: Any, limit: int = 256) -> None:
+    def __init__(self, chaindb: ChainDatabaseAPI, header: BlockHeaderAPI, limit: int = 256) -> None:
         self.chaindb = chaindb
         self.header = header
         self.limit = limit
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Hash32]:
         header = self.header
         for _ in range(self.limit):
             yield header.hash

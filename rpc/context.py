@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar, TypeVarTuple, Unpack
 
 from rpc.config import RpcConfig
 
@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from rpc.events import EventHub
     from rpc.filters import FilterManager
     from rpc.subscriptions import SubscriptionSet
+    from rpc.uploads import DatasetUploads
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 
 class Connection(Protocol):
@@ -33,21 +37,21 @@ class Services:
     loop: asyncio.AbstractEventLoop
     #: Runs EVM simulations (eth_call, ...); defaults to ``executor``.
     evm_executor: ThreadPoolExecutor | None = None
-    uploads: Any = None
-    """rpc.uploads.DatasetUploads: dataset uploads under the quota (set by create_app)."""
+    uploads: "DatasetUploads | None" = None
+    """Dataset uploads under the quota (set by create_app)."""
 
-    async def run_blocking(self, func: Callable[..., Any], *args: Any) -> Any:
+    async def run_blocking(self, func: Callable[[Unpack[Args]], T], *args: Unpack[Args]) -> T:
         """Run ``func(*args)`` in the thread executor and await its result."""
         return await self.loop.run_in_executor(self.executor, lambda: func(*args))
 
-    async def run_evm(self, func: Callable[..., Any], *args: Any) -> Any:
+    async def run_evm(self, func: Callable[[Unpack[Args]], T], *args: Unpack[Args]) -> T:
         """Run an EVM simulation ``func(*args)`` in the EVM executor under the configured
         wall-clock limit (rpc/evm_deadline.py); a call past it is -32000
         ``execution aborted (timeout = 5s)``, as in geth."""
         from rpc.errors import ServerError
         from rpc.evm_deadline import CallTimeout, deadline
 
-        def limited() -> Any:
+        def limited() -> T:
             try:
                 with deadline(self.config.evm_timeout_s):
                     return func(*args)
@@ -63,7 +67,7 @@ class CallContext:
 
     services: Services
     connection: Connection | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def backend(self) -> "Backend":

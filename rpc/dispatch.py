@@ -11,8 +11,6 @@ import asyncio
 import json
 import logging
 import math
-from typing import Any
-
 import safejson
 from safejson import JsonTooDeep
 
@@ -25,18 +23,20 @@ from rpc.errors import (
     ParseError,
     RpcError,
 )
-from rpc.registry import Registry
+from rpc.jsontypes import Json, JsonObject
+from rpc.registry import Registry, await_handler
 
 log = logging.getLogger("rpc")
 
-Response = dict[str, Any]
+Response = dict[str, object]
+"""A response object; its ``result`` is what the handler answered (JSON-encodable)."""
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> Json:
     raise ValueError(f"invalid JSON literal {name}")
 
 
-def decode_json(text: str | bytes, max_depth: int = 64) -> Any:
+def decode_json(text: str | bytes, max_depth: int = 64) -> Json:
     """Strict JSON decoding; raises ParseError for anything that is not plain JSON.
 
     Nesting is checked first (``safejson``): CPython's C decoder recurses per level and a
@@ -52,15 +52,15 @@ def decode_json(text: str | bytes, max_depth: int = 64) -> Any:
         raise ParseError(f"parse error: {str(exc)[:200]}") from None
 
 
-def encode_json(payload: Any) -> str:
+def encode_json(payload: object) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
-def error_response(error: RpcError, request_id: Any = None) -> Response:
+def error_response(error: RpcError, request_id: Json = None) -> Response:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
 
 
-def _valid_id(value: Any) -> bool:
+def _valid_id(value: Json) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
@@ -83,7 +83,7 @@ class Dispatcher:
         answer = await self.handle_payload(payload, ctx)
         return None if answer is None else encode_json(answer)
 
-    async def handle_payload(self, payload: Any, ctx: CallContext) -> Any:
+    async def handle_payload(self, payload: Json, ctx: CallContext) -> Response | list[Response] | None:
         """Answer a decoded payload: a response, a list of responses, or None."""
         if isinstance(payload, list):
             if not payload:
@@ -95,7 +95,7 @@ class Dispatcher:
             return responses or None
         return await self.handle_request(payload, ctx)
 
-    async def handle_request(self, request: Any, ctx: CallContext) -> Response | None:
+    async def handle_request(self, request: Json, ctx: CallContext) -> Response | None:
         """Answer one request object; None for a notification (no ``id``)."""
         if not isinstance(request, dict):
             return error_response(InvalidRequest("invalid request: not an object"))
@@ -118,7 +118,7 @@ class Dispatcher:
             return None
         return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
-    async def _run(self, request: dict[str, Any], ctx: CallContext) -> Any:
+    async def _run(self, request: JsonObject, ctx: CallContext) -> object:
         if request.get("jsonrpc") != "2.0":
             raise InvalidRequest("invalid request: jsonrpc must be \"2.0\"")
         name = request.get("method")
@@ -134,5 +134,5 @@ class Dispatcher:
             return await ctx.services.run_evm(method.handler, ctx, *args)
         if method.blocking:
             return await ctx.services.run_blocking(method.handler, ctx, *args)
-        return await method.handler(ctx, *args)
+        return await await_handler(method.handler, ctx, *args)
 

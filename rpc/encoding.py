@@ -8,9 +8,10 @@ place of ``mixHash``/``nonce``; blocks carry ``mixHash`` = the work accumulator 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Literal, NotRequired, Sequence, TypedDict, Union, cast
 
 import rlp
+from eth.abc import BlockAPI, BlockHeaderAPI, LegacyTransactionFieldsAPI, LogAPI, ReceiptAPI, SignedTransactionAPI
 from eth_utils import keccak
 
 from rpc.hexcodec import data, quantity
@@ -18,14 +19,138 @@ from rpc.hexcodec import data, quantity
 ZERO_NONCE = "0x0000000000000000"
 EMPTY_HASH = b"\x00" * 32
 
+SealKey = Literal["jobId", "startCheckpoint", "stepCount", "finalState", "workAccumulator"]
+OptionalHeaderKey = Literal[
+    "baseFeePerGas", "withdrawalsRoot", "blobGasUsed", "excessBlobGas", "parentBeaconBlockRoot", "requestsHash"
+]
+
 #: Our header's seal fields -> their JSON names (present only on our header class).
-SEAL_FIELDS: tuple[tuple[str, str], ...] = (
+SEAL_FIELDS: tuple[tuple[str, SealKey], ...] = (
     ("job_id", "jobId"),
     ("start_checkpoint", "startCheckpoint"),
     ("step_count", "stepCount"),
     ("final_state", "finalState"),
     ("work_accumulator", "workAccumulator"),
 )
+#: Header fields of later forks -> their JSON names (left out where the header has none).
+OPTIONAL_HEADER_FIELDS: tuple[tuple[str, OptionalHeaderKey], ...] = (
+    ("base_fee_per_gas", "baseFeePerGas"),
+    ("withdrawals_root", "withdrawalsRoot"),
+    ("blob_gas_used", "blobGasUsed"),
+    ("excess_blob_gas", "excessBlobGas"),
+    ("parent_beacon_block_root", "parentBeaconBlockRoot"),
+    ("requests_hash", "requestsHash"),
+)
+
+
+class HeaderJson(TypedDict):
+    """A block's header fields (also the ``newHeads`` notification)."""
+
+    number: str
+    hash: str | None
+    """Null in the pending block (geth), as are ``nonce`` and ``miner``."""
+    parentHash: str
+    sha3Uncles: str
+    miner: str | None
+    stateRoot: str
+    transactionsRoot: str
+    receiptsRoot: str
+    logsBloom: str
+    difficulty: str
+    gasLimit: str
+    gasUsed: str
+    timestamp: str
+    extraData: str
+    mixHash: str
+    nonce: str | None
+    baseFeePerGas: NotRequired[str]
+    withdrawalsRoot: NotRequired[str]
+    blobGasUsed: NotRequired[str]
+    excessBlobGas: NotRequired[str]
+    parentBeaconBlockRoot: NotRequired[str]
+    requestsHash: NotRequired[str]
+    totalDifficulty: NotRequired[str]
+    jobId: NotRequired[str]
+    startCheckpoint: NotRequired[str]
+    stepCount: NotRequired[str]
+    finalState: NotRequired[str]
+    workAccumulator: NotRequired[str]
+
+
+AccessListEntryJson = TypedDict("AccessListEntryJson", {"address": str, "storageKeys": list[str]})
+
+TransactionJson = TypedDict("TransactionJson", {
+    "type": str,
+    "hash": str,
+    "nonce": str,
+    "blockHash": Union[str, None],
+    "blockNumber": Union[str, None],
+    "blockTimestamp": NotRequired[str],
+    "transactionIndex": Union[str, None],
+    "from": str,
+    "to": Union[str, None],
+    "value": str,
+    "gas": str,
+    "input": str,
+    "r": str,
+    "s": str,
+    "v": NotRequired[str],
+    "yParity": NotRequired[str],
+    "chainId": NotRequired[str],
+    "accessList": NotRequired[list[AccessListEntryJson]],
+    "gasPrice": NotRequired[str],
+    "maxFeePerGas": NotRequired[str],
+    "maxPriorityFeePerGas": NotRequired[str],
+})
+"""A transaction object (block fields null while it is pending)."""
+
+
+class WithdrawalJson(TypedDict):
+    index: str
+    validatorIndex: str
+    address: str
+    amount: str
+
+
+class BlockJson(HeaderJson):
+    """A block object as eth_getBlockByHash/Number return it."""
+
+    size: str
+    transactions: list[str] | list[TransactionJson]
+    """Hashes, or whole transactions with ``fullTransactions``."""
+    uncles: list[str]
+    withdrawals: NotRequired[list[WithdrawalJson]]
+
+
+class LogJson(TypedDict):
+    address: str
+    topics: list[str]
+    data: str
+    blockNumber: str
+    blockHash: str
+    blockTimestamp: str
+    transactionHash: str
+    transactionIndex: str
+    logIndex: str
+    removed: bool
+
+
+ReceiptJson = TypedDict("ReceiptJson", {
+    "type": str,
+    "transactionHash": str,
+    "transactionIndex": str,
+    "blockHash": str,
+    "blockNumber": str,
+    "from": str,
+    "to": Union[str, None],
+    "cumulativeGasUsed": str,
+    "gasUsed": str,
+    "contractAddress": Union[str, None],
+    "logs": list[LogJson],
+    "logsBloom": str,
+    "status": str,
+    "effectiveGasPrice": str,
+})
 
 
 def address(value: bytes) -> str:
@@ -33,26 +158,24 @@ def address(value: bytes) -> str:
     return data(value)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
+def _hex_field(value: int | bytes) -> str:
+    """A header field as JSON: an integer as a QUANTITY, bytes as DATA."""
     if isinstance(value, int):
         return quantity(value)
-    if isinstance(value, (bytes, bytearray)):
-        return data(bytes(value))
-    return value
+    return data(bytes(value))
 
 
-def header_json(header: Any, *, total_difficulty: int | None = None) -> dict[str, Any]:
+def header_json(header: BlockHeaderAPI, *, total_difficulty: int | None = None) -> HeaderJson:
     """The header part of a block object (also the ``newHeads`` notification)."""
-    seal = {json_name: _json_value(getattr(header, name)) for name, json_name in SEAL_FIELDS if hasattr(header, name)}
-    if "workAccumulator" in seal:
-        mix_hash = seal["workAccumulator"] if isinstance(seal["workAccumulator"], str) and len(seal["workAccumulator"]) == 66 else data(EMPTY_HASH)
+    seal = [(json_name, _hex_field(getattr(header, name))) for name, json_name in SEAL_FIELDS if hasattr(header, name)]
+    work_accumulator = dict(seal).get("workAccumulator")
+    if work_accumulator is not None:
+        mix_hash = work_accumulator if len(work_accumulator) == 66 else data(EMPTY_HASH)
         nonce = ZERO_NONCE
     else:
         mix_hash = data(getattr(header, "mix_hash", EMPTY_HASH))
         nonce = data(getattr(header, "nonce", b"\x00" * 8))
-    result: dict[str, Any] = {
+    result: HeaderJson = {
         "number": quantity(header.block_number),
         "hash": data(header.hash),
         "parentHash": data(header.parent_hash),
@@ -70,30 +193,22 @@ def header_json(header: Any, *, total_difficulty: int | None = None) -> dict[str
         "mixHash": mix_hash,
         "nonce": nonce,
     }
-    optional = (
-        ("base_fee_per_gas", "baseFeePerGas"),
-        ("withdrawals_root", "withdrawalsRoot"),
-        ("blob_gas_used", "blobGasUsed"),
-        ("excess_blob_gas", "excessBlobGas"),
-        ("parent_beacon_block_root", "parentBeaconBlockRoot"),
-        ("requests_hash", "requestsHash"),
-    )
-    for name, json_name in optional:
+    for name, optional_name in OPTIONAL_HEADER_FIELDS:
         value = getattr(header, name, None)
         if value is not None:
-            result[json_name] = _json_value(value)
+            result[optional_name] = _hex_field(value)
     if total_difficulty is not None:
         result["totalDifficulty"] = quantity(total_difficulty)
-    result.update(seal)
+    for seal_name, seal_value in seal:
+        result[seal_name] = seal_value
     return result
 
 
-def block_json(block: Any, *, full_transactions: bool, total_difficulty: int | None = None) -> dict[str, Any]:
+def block_json(block: BlockAPI, *, full_transactions: bool, total_difficulty: int | None = None) -> BlockJson:
     """A block object as eth_getBlockByHash/Number return it."""
-    result = header_json(block.header, total_difficulty=total_difficulty)
-    result["size"] = quantity(len(rlp.encode(block)))
+    transactions: list[str] | list[TransactionJson]
     if full_transactions:
-        result["transactions"] = [
+        transactions = [
             transaction_json(
                 tx, block_hash=block.hash, block_number=block.number, index=i,
                 base_fee=getattr(block.header, "base_fee_per_gas", None), block_timestamp=block.header.timestamp,
@@ -101,8 +216,13 @@ def block_json(block: Any, *, full_transactions: bool, total_difficulty: int | N
             for i, tx in enumerate(block.transactions)
         ]
     else:
-        result["transactions"] = [data(tx.hash) for tx in block.transactions]
-    result["uncles"] = [data(uncle.hash) for uncle in block.uncles]
+        transactions = [data(tx.hash) for tx in block.transactions]
+    result: BlockJson = {
+        **header_json(block.header, total_difficulty=total_difficulty),
+        "size": quantity(len(rlp.encode(block))),
+        "transactions": transactions,
+        "uncles": [data(uncle.hash) for uncle in block.uncles],
+    }
     withdrawals = getattr(block, "withdrawals", None)
     if withdrawals is not None and "withdrawalsRoot" in result:
         result["withdrawals"] = [
@@ -117,12 +237,12 @@ def block_json(block: Any, *, full_transactions: bool, total_difficulty: int | N
     return result
 
 
-def transaction_type(tx: Any) -> int:
+def transaction_type(tx: SignedTransactionAPI) -> int:
     type_id = getattr(tx, "type_id", None)
     return 0 if type_id is None else int(type_id)
 
 
-def effective_gas_price(tx: Any, base_fee: int | None) -> int:
+def effective_gas_price(tx: SignedTransactionAPI, base_fee: int | None) -> int:
     """What the sender pays per gas: the legacy price, or min(max fee, base fee + tip)."""
     if transaction_type(tx) in (0, 1):
         return int(tx.gas_price)
@@ -137,17 +257,17 @@ def legacy_chain_id(v: int) -> int | None:
 
 
 def transaction_json(
-    tx: Any,
+    tx: SignedTransactionAPI,
     *,
     block_hash: bytes | None = None,
     block_number: int | None = None,
     index: int | None = None,
     base_fee: int | None = None,
     block_timestamp: int | None = None,
-) -> dict[str, Any]:
+) -> TransactionJson:
     """A transaction object; block fields are null for a pending transaction."""
     kind = transaction_type(tx)
-    result: dict[str, Any] = {
+    result: TransactionJson = {
         "type": quantity(kind),
         "hash": data(tx.hash),
         "nonce": quantity(tx.nonce),
@@ -165,12 +285,14 @@ def transaction_json(
     if block_timestamp is not None:
         result["blockTimestamp"] = quantity(block_timestamp)
     if kind == 0:
+        v = cast(LegacyTransactionFieldsAPI, tx).v  # py-evm: legacy fields once type_id is None
         result["gasPrice"] = quantity(tx.gas_price)
-        result["v"] = quantity(tx.v)
-        chain_id = legacy_chain_id(tx.v)
+        result["v"] = quantity(v)
+        chain_id = legacy_chain_id(v)
         if chain_id is not None:
             result["chainId"] = quantity(chain_id)
         return result
+    assert tx.chain_id is not None, "a typed transaction carries its chain id"
     result["chainId"] = quantity(tx.chain_id)
     result["accessList"] = access_list_json(tx.access_list)
     result["yParity"] = quantity(tx.y_parity)
@@ -187,7 +309,7 @@ def transaction_json(
     return result
 
 
-def access_list_json(access_list: Sequence[Any]) -> list[dict[str, Any]]:
+def access_list_json(access_list: Sequence[tuple[bytes, Sequence[int]]]) -> list[AccessListEntryJson]:
     return [
         {"address": address(addr), "storageKeys": ["0x" + int(slot).to_bytes(32, "big").hex() for slot in slots]}
         for addr, slots in access_list
@@ -206,7 +328,7 @@ class LogPosition:
     block_timestamp: int
 
 
-def log_json(log: Any, position: LogPosition, *, removed: bool = False) -> dict[str, Any]:
+def log_json(log: LogAPI, position: LogPosition, *, removed: bool = False) -> LogJson:
     return {
         "address": address(log.address),
         "topics": ["0x" + int(topic).to_bytes(32, "big").hex() if isinstance(topic, int) else data(topic) for topic in log.topics],
@@ -221,9 +343,9 @@ def log_json(log: Any, position: LogPosition, *, removed: bool = False) -> dict[
     }
 
 
-def block_logs(block: Any, receipts: Sequence[Any], *, removed: bool = False) -> list[dict[str, Any]]:
+def block_logs(block: BlockAPI, receipts: Sequence[ReceiptAPI], *, removed: bool = False) -> list[LogJson]:
     """Every log of a block, in order, as JSON objects."""
-    logs: list[dict[str, Any]] = []
+    logs: list[LogJson] = []
     log_index = 0
     for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts)):
         for log in receipt.logs:
@@ -233,7 +355,7 @@ def block_logs(block: Any, receipts: Sequence[Any], *, removed: bool = False) ->
     return logs
 
 
-def receipt_json(block: Any, receipts: Sequence[Any], index: int) -> dict[str, Any]:
+def receipt_json(block: BlockAPI, receipts: Sequence[ReceiptAPI], index: int) -> ReceiptJson:
     """The receipt of ``block.transactions[index]`` as eth_getTransactionReceipt returns it."""
     tx = block.transactions[index]
     receipt = receipts[index]

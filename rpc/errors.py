@@ -11,23 +11,30 @@ Codes follow JSON-RPC 2.0 and, for Ethereum-specific failures, what geth answers
 """
 from __future__ import annotations
 
-from typing import Any
+from common.errors import PouwNodeError
+from rpc.jsontypes import Json
 
 
-class RpcError(Exception):
-    """Root of every error the rpc package answers with."""
+class RpcLayerError(PouwNodeError):
+    """Root of every error raised by the rpc package: the JSON-RPC errors below, the
+    backend's (rpc/backend.py), the job view's (rpc/pouw_view.py), uploads'
+    (rpc/uploads.py) and the call time limit's (rpc/evm_deadline.py)."""
+
+
+class RpcError(RpcLayerError):
+    """Root of every error the rpc package answers with (a JSON-RPC error object)."""
 
     code: int = -32603
     default_message: str = "internal error"
 
-    def __init__(self, message: str | None = None, data: Any = None) -> None:
+    def __init__(self, message: str | None = None, data: Json = None) -> None:
         self.message = message if message is not None else self.default_message
         self.data = data
         super().__init__(self.message)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Json]:
         """The JSON-RPC ``error`` member for this error."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        error: dict[str, Json] = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
         return error

@@ -6,12 +6,14 @@ coroutines on the loop.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
+from eth.abc import BlockAPI, BlockHeaderAPI
+from eth_typing import Address, Hash32
 from eth_utils import keccak
 
 from rpc import encoding
-from rpc.backend import CallInvalid, CallRequest, ExecutionResult, TransactionRejected
+from rpc.backend import AccountOverride, CallInvalid, CallRequest, ExecutionResult, Simulation, TransactionRejected
 from rpc.context import CallContext
 from rpc.errors import (
     ExecutionReverted,
@@ -20,7 +22,8 @@ from rpc.errors import (
     ResourceNotFound,
     ServerError,
 )
-from rpc.filters import Filter, LogCriteria
+from rpc.encoding import BlockJson, LogJson, ReceiptJson, TransactionJson
+from rpc.filters import Filter, FilterItem, LogCriteria
 from rpc.hexcodec import data, parse_address, parse_data, parse_hash, parse_storage_slot, quantity
 from rpc.params import (
     LATEST,
@@ -34,7 +37,12 @@ from rpc.params import (
     parse_index,
     parse_overrides,
 )
+from rpc.jsontypes import Json, JsonObject
 from rpc.registry import Param, Registry
+
+if TYPE_CHECKING:
+    from rpc.proofs import ProofJson
+    from rpc.simulate import SimulatedBlockJson, SimulatePayload
 
 eth = Registry()
 
@@ -69,7 +77,8 @@ async def net_listening(ctx: CallContext) -> bool:
 
 @eth.method("net_peerCount")
 async def net_peer_count(ctx: CallContext) -> str:
-    return quantity(int(getattr(ctx.backend, "peer_count", 0)))
+    peers = ctx.backend.peers
+    return quantity(peers.peer_count if peers is not None else 0)
 
 
 # -- node state -------------------------------------------------------------
@@ -79,9 +88,22 @@ async def chain_id(ctx: CallContext) -> str:
     return quantity(ctx.backend.chain_id)
 
 
+class SyncingJson(TypedDict):
+    startingBlock: str
+    currentBlock: str
+    highestBlock: str
+
+
 @eth.method("eth_syncing")
-async def syncing(ctx: CallContext) -> Any:
-    return False
+async def syncing(ctx: CallContext) -> Literal[False] | SyncingJson:
+    """False when in sync; else geth's object: where sync started, where we are, the best
+    peer's head (p2p knows: ``rpc.sources.PeerSource.sync_status``)."""
+    peers = ctx.backend.peers
+    status = peers.sync_status() if peers is not None else None
+    if status is None:
+        return False
+    return {"startingBlock": quantity(status.starting_block), "currentBlock": quantity(status.current_block),
+            "highestBlock": quantity(status.highest_block)}
 
 
 @eth.method("eth_blockNumber")
@@ -92,17 +114,17 @@ async def block_number(ctx: CallContext) -> str:
 
 @eth.method("eth_mining")
 async def mining(ctx: CallContext) -> bool:
-    miner = getattr(ctx.backend, "miner", None)
+    miner = ctx.backend.miner
     return bool(miner is not None and miner.running)
 
 
 @eth.method("eth_hashrate")
 async def hashrate(ctx: CallContext) -> str:
     """Useful work units per second trained by this node's miner (0 when it does not mine)."""
-    miner = getattr(ctx.backend, "miner", None)
+    miner = ctx.backend.miner
     if miner is None or not miner.running:
         return quantity(0)
-    return quantity(int(miner.meter.rates()[1]))
+    return quantity(int(miner.status()["work_units_per_second"]))
 
 
 @eth.method("eth_accounts")
@@ -112,7 +134,7 @@ async def accounts(ctx: CallContext) -> list[str]:
 
 # -- helpers ----------------------------------------------------------------
 
-def resolve_block(ctx: CallContext, block_id: BlockId, *, pending: bool = False) -> Any | None:
+def resolve_block(ctx: CallContext, block_id: BlockId, *, pending: bool = False) -> BlockAPI | None:
     """The block a BlockId names, or None. ``pending`` is the block the node would build
     next (number head + 1, from the pool) where ``pending=True`` (methods that return
     blocks and their transactions), the head for state reads (its state is not stored);
@@ -132,7 +154,7 @@ def resolve_block(ctx: CallContext, block_id: BlockId, *, pending: bool = False)
     return backend.head()
 
 
-def require_block(ctx: CallContext, block_id: BlockId) -> Any:
+def require_block(ctx: CallContext, block_id: BlockId) -> BlockAPI:
     """Like resolve_block but missing is an error (state methods), with geth's message."""
     block = resolve_block(ctx, block_id)
     if block is None:
@@ -140,28 +162,29 @@ def require_block(ctx: CallContext, block_id: BlockId) -> Any:
     return block
 
 
-def block_result(ctx: CallContext, block: Any | None, full: bool, *, pending: bool = False) -> Any:
+def block_result(ctx: CallContext, block: BlockAPI | None, full: bool, *, pending: bool = False) -> BlockJson | None:
     if block is None:
         return None
     result = encoding.block_json(block, full_transactions=full)
     if pending:  # geth: a pending block has no hash, nonce or miner yet
-        result.update(hash=None, nonce=None, miner=None)
+        result["hash"] = result["nonce"] = result["miner"] = None
         if full:
             for tx in result["transactions"]:
-                tx["blockHash"] = None
+                if isinstance(tx, dict):
+                    tx["blockHash"] = None
     return result
 
 
 # -- state ------------------------------------------------------------------
 
 @eth.method("eth_getBalance", Param("address", parse_address), Param("block", parse_block_id, LATEST), blocking=True)
-def get_balance(ctx: CallContext, address: bytes, block_id: BlockId) -> str:
+def get_balance(ctx: CallContext, address: Address, block_id: BlockId) -> str:
     block = require_block(ctx, block_id)
     return quantity(ctx.backend.state_at(block.header).get_balance(address))
 
 
 @eth.method("eth_getTransactionCount", Param("address", parse_address), Param("block", parse_block_id, LATEST), blocking=True)
-def get_transaction_count(ctx: CallContext, address: bytes, block_id: BlockId) -> str:
+def get_transaction_count(ctx: CallContext, address: Address, block_id: BlockId) -> str:
     if block_id.tag == "pending":
         return quantity(ctx.backend.pending_nonce(address))
     block = require_block(ctx, block_id)
@@ -169,7 +192,7 @@ def get_transaction_count(ctx: CallContext, address: bytes, block_id: BlockId) -
 
 
 @eth.method("eth_getCode", Param("address", parse_address), Param("block", parse_block_id, LATEST), blocking=True)
-def get_code(ctx: CallContext, address: bytes, block_id: BlockId) -> str:
+def get_code(ctx: CallContext, address: Address, block_id: BlockId) -> str:
     block = require_block(ctx, block_id)
     return data(ctx.backend.state_at(block.header).get_code(address))
 
@@ -181,7 +204,7 @@ def get_code(ctx: CallContext, address: bytes, block_id: BlockId) -> str:
     Param("block", parse_block_id, LATEST),
     blocking=True,
 )
-def get_storage_at(ctx: CallContext, address: bytes, slot: int, block_id: BlockId) -> str:
+def get_storage_at(ctx: CallContext, address: Address, slot: int, block_id: BlockId) -> str:
     block = require_block(ctx, block_id)
     value = ctx.backend.state_at(block.header).get_storage(address, slot)
     return data(int(value).to_bytes(32, "big"))
@@ -208,7 +231,7 @@ def _raise_for(result: ExecutionResult) -> None:
     Param("stateOverrides", parse_overrides, None),
     evm=True,
 )
-def call(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: Any) -> str:
+def call(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: dict[Address, AccountOverride] | None) -> str:
     block = require_block(ctx, block_id)
     with ctx.backend.simulate(block.header, overrides) as sim:
         try:
@@ -226,7 +249,9 @@ def call(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: A
     Param("stateOverrides", parse_overrides, None),
     evm=True,
 )
-def estimate_gas(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: Any) -> str:
+def estimate_gas(
+    ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: dict[Address, AccountOverride] | None
+) -> str:
     block = require_block(ctx, block_id)
     with ctx.backend.simulate(block.header, overrides) as sim:
         try:
@@ -235,7 +260,7 @@ def estimate_gas(ctx: CallContext, request: CallRequest, block_id: BlockId, over
             raise ServerError(str(exc)) from None
 
 
-def _estimate(ctx: CallContext, sim: Any, request: CallRequest, block_gas_limit: int) -> int:
+def _estimate(ctx: CallContext, sim: Simulation, request: CallRequest, block_gas_limit: int) -> int:
     """geth's estimator: run at the cap, then binary-search the least gas that succeeds
     (to within 1.5%), starting from the gas the capped run used."""
     hi = request.gas if request.gas is not None and request.gas >= TX_GAS else block_gas_limit
@@ -279,13 +304,19 @@ def _estimate(ctx: CallContext, sim: Any, request: CallRequest, block_gas_limit:
     return hi
 
 
+class AccessListResultJson(TypedDict):
+    accessList: list[encoding.AccessListEntryJson]
+    gasUsed: str
+    error: NotRequired[str]
+
+
 @eth.method(
     "eth_createAccessList",
     Param("transaction", parse_call),
     Param("block", parse_block_id, LATEST),
     evm=True,
 )
-def create_access_list(ctx: CallContext, request: CallRequest, block_id: BlockId) -> dict[str, Any]:
+def create_access_list(ctx: CallContext, request: CallRequest, block_id: BlockId) -> AccessListResultJson:
     block = require_block(ctx, block_id)
     with ctx.backend.simulate(block.header) as sim:
         try:
@@ -300,13 +331,13 @@ def create_access_list(ctx: CallContext, request: CallRequest, block_id: BlockId
         for address, slots in result.accessed.items()
         if address not in excluded or (slots and address == request.to)
     ]
-    answer: dict[str, Any] = {"accessList": encoding.access_list_json(entries), "gasUsed": quantity(result.gas_used)}
+    answer: AccessListResultJson = {"accessList": encoding.access_list_json(entries), "gasUsed": quantity(result.gas_used)}
     if not result.success:
         answer["error"] = "execution reverted" if result.reverted else (result.error or "execution failed")
     return answer
 
 
-def _parse_slots(value: Any) -> list[int]:
+def _parse_slots(value: Json) -> list[int]:
     from rpc.proofs import MAX_PROOF_SLOTS
 
     if not isinstance(value, list):
@@ -323,20 +354,20 @@ def _parse_slots(value: Any) -> list[int]:
     Param("block", parse_block_id, LATEST),
     blocking=True,
 )
-def get_proof(ctx: CallContext, address: bytes, slots: list[int], block_id: BlockId) -> dict[str, Any]:
+def get_proof(ctx: CallContext, address: bytes, slots: list[int], block_id: BlockId) -> ProofJson:
     """EIP-1186 account and storage proofs against the block's state root (rpc/proofs.py)."""
     block = require_block(ctx, block_id)
     return ctx.backend.account_proof(block.header, address, slots)
 
 
-def _parse_simulate(value: Any) -> Any:
+def _parse_simulate(value: Json) -> SimulatePayload:
     from rpc.simulate import parse_simulate_payload
 
     return parse_simulate_payload(value)
 
 
 @eth.method("eth_simulateV1", Param("payload", _parse_simulate), Param("block", parse_block_id, LATEST), evm=True)
-def simulate_v1(ctx: CallContext, payload: Any, block_id: BlockId) -> list[dict[str, Any]]:
+def simulate_v1(ctx: CallContext, payload: SimulatePayload, block_id: BlockId) -> list[SimulatedBlockJson]:
     """Calls in a chain of simulated blocks on the block's state (rpc/simulate.py)."""
     block = require_block(ctx, block_id)
     return ctx.backend.simulate_blocks(block.header, payload, ctx.config.gas_cap)
@@ -354,7 +385,7 @@ def send_raw_transaction(ctx: CallContext, raw: bytes) -> str:
 
 
 @eth.method("eth_getTransactionByHash", Param("hash", parse_hash), blocking=True)
-def get_transaction_by_hash(ctx: CallContext, tx_hash: bytes) -> Any:
+def get_transaction_by_hash(ctx: CallContext, tx_hash: Hash32) -> TransactionJson | None:
     """Chain, then pool, then chain again: an import commits its block before it takes
     the transaction out of the pool, so a transaction that left the pool between the
     first two looks is found by the third (never a false null during an import)."""
@@ -371,7 +402,7 @@ def get_transaction_by_hash(ctx: CallContext, tx_hash: bytes) -> Any:
     return _tx_in_block(block, index)
 
 
-def _tx_in_block(block: Any, index: int) -> Any:
+def _tx_in_block(block: BlockAPI, index: int) -> TransactionJson | None:
     if index >= len(block.transactions):
         return None
     return encoding.transaction_json(
@@ -381,7 +412,7 @@ def _tx_in_block(block: Any, index: int) -> Any:
 
 
 @eth.method("eth_getTransactionReceipt", Param("hash", parse_hash), blocking=True)
-def get_transaction_receipt(ctx: CallContext, tx_hash: bytes) -> Any:
+def get_transaction_receipt(ctx: CallContext, tx_hash: Hash32) -> ReceiptJson | None:
     location = ctx.backend.transaction_location(tx_hash)
     if location is None:
         return None
@@ -390,7 +421,7 @@ def get_transaction_receipt(ctx: CallContext, tx_hash: bytes) -> Any:
 
 
 @eth.method("eth_getBlockReceipts", Param("block", parse_block_id), blocking=True)
-def get_block_receipts(ctx: CallContext, block_id: BlockId) -> Any:
+def get_block_receipts(ctx: CallContext, block_id: BlockId) -> list[ReceiptJson] | None:
     block = resolve_block(ctx, block_id)
     if block is None:
         return None
@@ -401,7 +432,7 @@ def get_block_receipts(ctx: CallContext, block_id: BlockId) -> Any:
 @eth.method(
     "eth_getTransactionByBlockHashAndIndex", Param("blockHash", parse_hash), Param("index", parse_index), blocking=True
 )
-def get_tx_by_block_hash_and_index(ctx: CallContext, block_hash: bytes, index: int) -> Any:
+def get_tx_by_block_hash_and_index(ctx: CallContext, block_hash: Hash32, index: int) -> TransactionJson | None:
     block = ctx.backend.block_by_hash(block_hash)
     return None if block is None else _tx_in_block(block, index)
 
@@ -409,12 +440,12 @@ def get_tx_by_block_hash_and_index(ctx: CallContext, block_hash: bytes, index: i
 @eth.method(
     "eth_getTransactionByBlockNumberAndIndex", Param("block", parse_block_number), Param("index", parse_index), blocking=True
 )
-def get_tx_by_block_number_and_index(ctx: CallContext, block_id: BlockId, index: int) -> Any:
+def get_tx_by_block_number_and_index(ctx: CallContext, block_id: BlockId, index: int) -> TransactionJson | None:
     block = resolve_block(ctx, block_id, pending=True)
     return None if block is None else _tx_in_block(block, index)
 
 
-def _raw_in_block(block: Any | None, index: int) -> str | None:
+def _raw_in_block(block: BlockAPI | None, index: int) -> str | None:
     if block is None or index >= len(block.transactions):
         return None
     return data(block.transactions[index].encode())
@@ -452,43 +483,43 @@ def get_raw_tx_by_block_number_and_index(ctx: CallContext, block_id: BlockId, in
 
 # fullTransactions is required, as in geth and the execution-apis schema: one parameter is -32602.
 @eth.method("eth_getBlockByHash", Param("blockHash", parse_hash), Param("fullTransactions", parse_bool), blocking=True)
-def get_block_by_hash(ctx: CallContext, block_hash: bytes, full: bool) -> Any:
+def get_block_by_hash(ctx: CallContext, block_hash: Hash32, full: bool) -> BlockJson | None:
     return block_result(ctx, ctx.backend.block_by_hash(block_hash), full)
 
 
 @eth.method("eth_getBlockByNumber", Param("block", parse_block_number), Param("fullTransactions", parse_bool), blocking=True)
-def get_block_by_number(ctx: CallContext, block_id: BlockId, full: bool) -> Any:
+def get_block_by_number(ctx: CallContext, block_id: BlockId, full: bool) -> BlockJson | None:
     pending = block_id.tag == "pending"
     return block_result(ctx, resolve_block(ctx, block_id, pending=True), full, pending=pending)
 
 
 @eth.method("eth_getBlockTransactionCountByHash", Param("blockHash", parse_hash), blocking=True)
-def tx_count_by_hash(ctx: CallContext, block_hash: bytes) -> Any:
+def tx_count_by_hash(ctx: CallContext, block_hash: Hash32) -> str | None:
     block = ctx.backend.block_by_hash(block_hash)
     return None if block is None else quantity(len(block.transactions))
 
 
 @eth.method("eth_getBlockTransactionCountByNumber", Param("block", parse_block_number), blocking=True)
-def tx_count_by_number(ctx: CallContext, block_id: BlockId) -> Any:
+def tx_count_by_number(ctx: CallContext, block_id: BlockId) -> str | None:
     block = resolve_block(ctx, block_id, pending=True)
     return None if block is None else quantity(len(block.transactions))
 
 
 @eth.method("eth_getUncleCountByBlockHash", Param("blockHash", parse_hash), blocking=True)
-def uncle_count_by_hash(ctx: CallContext, block_hash: bytes) -> Any:
+def uncle_count_by_hash(ctx: CallContext, block_hash: Hash32) -> str | None:
     block = ctx.backend.block_by_hash(block_hash)
     return None if block is None else quantity(len(block.uncles))
 
 
 @eth.method("eth_getUncleCountByBlockNumber", Param("block", parse_block_number), blocking=True)
-def uncle_count_by_number(ctx: CallContext, block_id: BlockId) -> Any:
+def uncle_count_by_number(ctx: CallContext, block_id: BlockId) -> str | None:
     block = resolve_block(ctx, block_id, pending=True)
     return None if block is None else quantity(len(block.uncles))
 
 
 # -- fees -------------------------------------------------------------------
 
-def next_base_fee(parent: Any) -> int:
+def next_base_fee(parent: BlockHeaderAPI) -> int:
     """EIP-1559 base fee of the block after ``parent`` (elasticity 2, change 1/8)."""
     raw_base_fee = getattr(parent, "base_fee_per_gas", None)
     if raw_base_fee is None:
@@ -504,7 +535,7 @@ def next_base_fee(parent: Any) -> int:
     return max(base_fee - base_fee * (target - gas_used) // target // 8, 0)
 
 
-def _tips(block: Any) -> list[int]:
+def _tips(block: BlockAPI) -> list[int]:
     base_fee = getattr(block.header, "base_fee_per_gas", None) or 0
     return [encoding.effective_gas_price(tx, base_fee) - base_fee for tx in block.transactions]
 
@@ -513,7 +544,7 @@ def suggest_tip(ctx: CallContext, blocks: int = 20, percentile: int = 60) -> int
     """geth's oracle, simplified: the 60th percentile of tips paid in the last 20 blocks."""
     head = ctx.backend.head()
     tips: list[int] = []
-    block: Any | None = head
+    block: BlockAPI | None = head
     for _ in range(blocks):
         if block is None:
             break
@@ -547,18 +578,20 @@ async def blob_base_fee(ctx: CallContext) -> str:
     return quantity(MIN_BLOB_BASE_FEE)
 
 
-def _parse_percentiles(value: Any) -> list[float]:
+def _parse_percentiles(value: Json) -> list[float]:
     if not isinstance(value, list) or len(value) > 100:
         raise ValueError("expected array of at most 100 percentiles")
+    percentiles: list[float] = []
     previous = -1.0
     for p in value:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 100 or p < previous:
             raise ValueError("percentiles must be numbers in [0, 100], ascending")
         previous = float(p)
-    return [float(p) for p in value]
+        percentiles.append(previous)
+    return percentiles
 
 
-def _parse_block_count(value: Any) -> int:
+def _parse_block_count(value: Json) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise ValueError("negative block count")
@@ -568,6 +601,13 @@ def _parse_block_count(value: Any) -> int:
     return parse_quantity(value, bits=64)
 
 
+class FeeHistoryJson(TypedDict):
+    oldestBlock: str
+    baseFeePerGas: list[str]
+    gasUsedRatio: list[float]
+    reward: NotRequired[list[list[str]]]
+
+
 @eth.method(
     "eth_feeHistory",
     Param("blockCount", _parse_block_count),
@@ -575,20 +615,20 @@ def _parse_block_count(value: Any) -> int:
     Param("rewardPercentiles", _parse_percentiles, None),
     blocking=True,
 )
-def fee_history(ctx: CallContext, count: int, newest_id: BlockId, percentiles: list[float] | None) -> dict[str, Any]:
+def fee_history(ctx: CallContext, count: int, newest_id: BlockId, percentiles: list[float] | None) -> FeeHistoryJson:
     newest = resolve_block(ctx, newest_id)
     if newest is None:
         raise ServerError("header not found")
     count = min(count, FEE_HISTORY_MAX_BLOCKS, newest.number + 1)
-    blocks: list[Any] = []
-    block: Any | None = newest
+    blocks: list[BlockAPI] = []
+    block: BlockAPI | None = newest
     while block is not None and len(blocks) < count:
         blocks.append(block)
         block = None if block.number == 0 else ctx.backend.block_by_hash(block.header.parent_hash)
     blocks.reverse()
     if not blocks:
         return {"oldestBlock": quantity(0), "baseFeePerGas": [], "gasUsedRatio": []}
-    result: dict[str, Any] = {
+    result: FeeHistoryJson = {
         "oldestBlock": quantity(blocks[0].number),
         "baseFeePerGas": [quantity(getattr(b.header, "base_fee_per_gas", 0) or 0) for b in blocks]
         + [quantity(next_base_fee(blocks[-1].header))],
@@ -599,7 +639,7 @@ def fee_history(ctx: CallContext, count: int, newest_id: BlockId, percentiles: l
     return result
 
 
-def _block_rewards(ctx: CallContext, block: Any, percentiles: list[float]) -> list[str]:
+def _block_rewards(ctx: CallContext, block: BlockAPI, percentiles: list[float]) -> list[str]:
     """Tips at the given percentiles, weighted by gas used (geth's feeHistory rule)."""
     if not block.transactions:
         return [quantity(0) for _ in percentiles]
@@ -632,7 +672,7 @@ def _block_range(ctx: CallContext, query: FilterQuery) -> tuple[int, int]:
     return number(query.from_block), min(number(query.to_block), head_number)
 
 
-def query_logs(ctx: CallContext, query: FilterQuery) -> list[dict[str, Any]]:
+def query_logs(ctx: CallContext, query: FilterQuery) -> list[LogJson]:
     """Scan blocks (bloom first) for logs matching the query, within the configured limits."""
     criteria = LogCriteria.parse(query.raw)
     backend = ctx.backend
@@ -654,7 +694,7 @@ def query_logs(ctx: CallContext, query: FilterQuery) -> list[dict[str, Any]]:
         return []
     if end - start + 1 > ctx.config.max_log_range:
         raise LimitExceeded(f"block range too large (at most {ctx.config.max_log_range} blocks)")
-    logs: list[dict[str, Any]] = []
+    logs: list[LogJson] = []
     for number in range(start, end + 1):
         header = backend.header_by_number(number)
         if header is None:
@@ -671,7 +711,7 @@ def query_logs(ctx: CallContext, query: FilterQuery) -> list[dict[str, Any]]:
 
 
 @eth.method("eth_getLogs", Param("filter", parse_filter), blocking=True)
-def get_logs(ctx: CallContext, query: FilterQuery) -> list[dict[str, Any]]:
+def get_logs(ctx: CallContext, query: FilterQuery) -> list[LogJson]:
     return query_logs(ctx, query)
 
 
@@ -691,25 +731,23 @@ async def new_pending_filter(ctx: CallContext) -> str:
     return ctx.services.filters.install(Filter("pending"))
 
 
-def _parse_id(value: Any) -> str:
+def _parse_id(value: Json) -> str:
     if not isinstance(value, str) or not value.startswith("0x") or len(value) > 66:
         raise ValueError("expected filter id (hex string)")
     return value.lower()
 
 
 @eth.method("eth_getFilterChanges", Param("filterId", _parse_id))
-async def get_filter_changes(ctx: CallContext, filter_id: str) -> list[Any]:
+async def get_filter_changes(ctx: CallContext, filter_id: str) -> list[FilterItem]:
     return ctx.services.filters.poll(filter_id)
 
 
 @eth.method("eth_getFilterLogs", Param("filterId", _parse_id))
-async def get_filter_logs(ctx: CallContext, filter_id: str) -> list[Any]:
+async def get_filter_logs(ctx: CallContext, filter_id: str) -> list[LogJson]:
     flt = ctx.services.filters.get(filter_id)
-    if flt.kind != "logs":
+    if flt.kind != "logs" or flt.query is None:  # a logs filter always has its query
         raise ResourceNotFound("filter not found")
-    query: FilterQuery = flt.query
-    logs: list[Any] = await ctx.services.run_blocking(query_logs, ctx, query)
-    return logs
+    return await ctx.services.run_blocking(query_logs, ctx, flt.query)
 
 
 @eth.method("eth_uninstallFilter", Param("filterId", _parse_id))
@@ -722,20 +760,20 @@ async def uninstall_filter(ctx: CallContext, filter_id: str) -> bool:
 SUBSCRIPTION_KINDS = ("newHeads", "logs", "newPendingTransactions")
 
 
-def _parse_kind(value: Any) -> str:
+def _parse_kind(value: Json) -> str:
     if value not in SUBSCRIPTION_KINDS:
         raise ValueError(f"no \"{value}\" subscription in eth namespace" if isinstance(value, str) else "expected subscription name")
     return str(value)
 
 
-def _parse_sub_options(value: Any) -> Any:
+def _parse_sub_options(value: Json) -> JsonObject | bool:
     if not isinstance(value, (dict, bool)):
         raise ValueError("expected filter object or boolean")
     return value
 
 
 @eth.method("eth_subscribe", Param("kind", _parse_kind), Param("options", _parse_sub_options, None), needs_connection=True)
-async def subscribe(ctx: CallContext, kind: str, options: Any) -> str:
+async def subscribe(ctx: CallContext, kind: str, options: JsonObject | bool | None) -> str:
     from rpc.subscriptions import Subscription
 
     assert ctx.connection is not None

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
+
+from eth.abc import BlockAPI, ReceiptAPI, SignedTransactionAPI
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class NewHead:
 class NewTransaction:
     """The pool accepted ``tx`` (a py-evm signed transaction)."""
 
-    tx: Any
+    tx: SignedTransactionAPI
 
 
 Event = NewHead | NewTransaction
@@ -36,8 +38,8 @@ class ChainChange:
     """What one head change did: blocks removed from (by a reorg) and added to the
     canonical chain, each with its receipts; ``added`` in ascending block order."""
 
-    removed: list[tuple[Any, list[Any]]]
-    added: list[tuple[Any, list[Any]]]
+    removed: list[tuple[BlockAPI, list[ReceiptAPI]]]
+    added: list[tuple[BlockAPI, list[ReceiptAPI]]]
 
 
 class EventHub:
@@ -64,7 +66,7 @@ class EventHub:
         """The canonical head changed (import or reorg); call from any thread."""
         self._publish(NewHead(bytes(block_hash)))
 
-    def notify_new_transaction(self, tx: Any) -> None:
+    def notify_new_transaction(self, tx: SignedTransactionAPI) -> None:
         """The pool accepted ``tx``; call from any thread."""
         self._publish(NewTransaction(tx))
 

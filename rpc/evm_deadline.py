@@ -17,10 +17,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Iterator
+from typing import Iterator, TypeVar
+
+from eth.abc import ComputationAPI, VirtualMachineAPI
+from eth.vm.computation import BaseComputation
+from rpc.errors import RpcLayerError
 
 
-class CallTimeout(Exception):
+class CallTimeout(RpcLayerError):
     """A simulated call ran past its wall-clock limit; ``seconds`` is that limit."""
 
     def __init__(self, seconds: float) -> None:
@@ -59,10 +63,10 @@ def check_deadline() -> None:
         raise CallTimeout(_DEADLINE.seconds)
 
 
-def with_deadline(computation_class: type[Any]) -> type[Any]:
+def with_deadline(computation_class: type[ComputationAPI]) -> type[ComputationAPI]:
     """A subclass of ``computation_class`` whose every gas charge checks the deadline."""
 
-    def consume_gas(self: Any, amount: int, reason: str) -> None:
+    def consume_gas(self: BaseComputation, amount: int, reason: str) -> None:
         at = _DEADLINE.at
         if at is not None and time.monotonic() > at:
             raise CallTimeout(_DEADLINE.seconds)
@@ -71,7 +75,10 @@ def with_deadline(computation_class: type[Any]) -> type[Any]:
     return type(f"Deadline{computation_class.__name__}", (computation_class,), {"consume_gas": consume_gas})
 
 
-def vm_with_deadline(vm_class: type[Any]) -> type[Any]:
+VM = TypeVar("VM", bound=VirtualMachineAPI)
+
+
+def vm_with_deadline(vm_class: type[VM]) -> type[VM]:
     """``vm_class`` whose states run computations that honour the deadline (simulations only)."""
     state_class = vm_class.get_state_class()
     computation_class = with_deadline(state_class.computation_class)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable, Literal, Sequence, Union
 
+from eth.abc import BlockAPI, LogAPI, ReceiptAPI
 from eth_bloom import BloomFilter
 
 from rpc import encoding
@@ -18,6 +19,10 @@ from rpc.hexcodec import data as hexdata
 from rpc.errors import InvalidParams, LimitExceeded, ResourceNotFound
 from rpc.events import ChainChange
 from rpc.hexcodec import parse_address, parse_hash
+from rpc.jsontypes import JsonObject
+
+if TYPE_CHECKING:
+    from rpc.params import FilterQuery
 
 #: At most this many undelivered items kept per filter (oldest dropped first).
 MAX_BUFFERED = 10_000
@@ -32,7 +37,7 @@ class LogCriteria:
     topics: tuple[frozenset[bytes] | None, ...] = ()
 
     @classmethod
-    def parse(cls, obj: dict[str, Any]) -> "LogCriteria":
+    def parse(cls, obj: JsonObject) -> "LogCriteria":
         raw_address = obj.get("address")
         if raw_address is None:
             addresses: frozenset[bytes] = frozenset()
@@ -57,7 +62,7 @@ class LogCriteria:
                 topics.append(frozenset({parse_hash(position)}))
         return cls(addresses, tuple(topics))
 
-    def matches(self, log: Any) -> bool:
+    def matches(self, log: LogAPI) -> bool:
         """Does a py-evm log (address bytes, int topics) match?"""
         if self.addresses and log.address not in self.addresses:
             return False
@@ -78,9 +83,9 @@ class LogCriteria:
                 return False
         return True
 
-    def logs_of(self, block: Any, receipts: list[Any], *, removed: bool = False) -> list[dict[str, Any]]:
+    def logs_of(self, block: BlockAPI, receipts: Sequence[ReceiptAPI], *, removed: bool = False) -> list[encoding.LogJson]:
         """The matching logs of one block as JSON objects."""
-        out: list[dict[str, Any]] = []
+        out: list[encoding.LogJson] = []
         log_index = 0
         for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts)):
             for log in receipt.logs:
@@ -90,9 +95,9 @@ class LogCriteria:
                 log_index += 1
         return out
 
-    def logs_of_change(self, change: ChainChange) -> list[dict[str, Any]]:
+    def logs_of_change(self, change: ChainChange) -> list[encoding.LogJson]:
         """Logs a head change removed (``removed: true``, newest first) then added."""
-        out: list[dict[str, Any]] = []
+        out: list[encoding.LogJson] = []
         for block, receipts in change.removed:
             out.extend(self.logs_of(block, receipts, removed=True))
         for block, receipts in change.added:
@@ -100,7 +105,7 @@ class LogCriteria:
         return out
 
 
-def _topic_bytes(topic: Any) -> bytes:
+def _topic_bytes(topic: int | bytes) -> bytes:
     return int(topic).to_bytes(32, "big") if isinstance(topic, int) else bytes(topic)
 
 
@@ -109,18 +114,23 @@ def new_id() -> str:
     return hex(int.from_bytes(os.urandom(16), "big") or 1)
 
 
+FilterKind = Literal["logs", "blocks", "pending"]
+FilterItem = Union[str, encoding.LogJson]
+"""What a filter hands back: block or transaction hashes, or log objects."""
+
+
 @dataclass
 class Filter:
     """An installed filter and what it has collected since the last poll."""
 
-    kind: str  # "logs" | "blocks" | "pending"
+    kind: FilterKind
     criteria: LogCriteria | None = None
     #: For log filters: the eth_newFilter query, replayed by eth_getFilterLogs.
-    query: Any = None
-    buffer: list[Any] = field(default_factory=list)
+    query: "FilterQuery | None" = None
+    buffer: list[FilterItem] = field(default_factory=list)
     last_poll: float = field(default_factory=time.monotonic)
 
-    def push(self, items: Iterable[Any]) -> None:
+    def push(self, items: Iterable[FilterItem]) -> None:
         self.buffer.extend(items)
         if len(self.buffer) > MAX_BUFFERED:
             del self.buffer[: len(self.buffer) - MAX_BUFFERED]
@@ -147,7 +157,7 @@ class FilterManager:
             raise ResourceNotFound("filter not found")
         return flt
 
-    def poll(self, filter_id: str) -> list[Any]:
+    def poll(self, filter_id: str) -> list[FilterItem]:
         """What arrived since the last poll; resets the idle clock."""
         flt = self.get(filter_id)
         flt.last_poll = time.monotonic()

@@ -6,7 +6,9 @@ the registry adds which parameter it was.
 """
 from __future__ import annotations
 
-from typing import Any
+from eth_typing import Address, Hash32
+
+from rpc.jsontypes import Json
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 UINT256_MAX = 2**256 - 1
@@ -22,7 +24,7 @@ def data(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
 
-def parse_quantity(value: Any, *, bits: int = 256) -> int:
+def parse_quantity(value: Json, *, bits: int = 256) -> int:
     """Decode a QUANTITY ("0x1a"). geth also refuses leading zeros and empty "0x"."""
     if not isinstance(value, str):
         raise ValueError(f"expected hex-encoded quantity string, got {_kind(value)}")
@@ -43,7 +45,7 @@ def parse_quantity(value: Any, *, bits: int = 256) -> int:
     return number
 
 
-def parse_data(value: Any, *, size: int | None = None, max_size: int | None = None) -> bytes:
+def parse_data(value: Json, *, size: int | None = None, max_size: int | None = None) -> bytes:
     """Decode DATA ("0xabcd"); with ``size``, exactly that many bytes."""
     if not isinstance(value, str):
         raise ValueError(f"expected hex-encoded data string, got {_kind(value)}")
@@ -62,17 +64,17 @@ def parse_data(value: Any, *, size: int | None = None, max_size: int | None = No
     return raw
 
 
-def parse_address(value: Any) -> bytes:
+def parse_address(value: Json) -> Address:
     """Decode a 20-byte address (checksum case is not enforced, as in geth)."""
-    return parse_data(value, size=20)
+    return Address(parse_data(value, size=20))
 
 
-def parse_hash(value: Any) -> bytes:
+def parse_hash(value: Json) -> Hash32:
     """Decode a 32-byte hash."""
-    return parse_data(value, size=32)
+    return Hash32(parse_data(value, size=32))
 
 
-def parse_storage_slot(value: Any) -> int:
+def parse_storage_slot(value: Json) -> int:
     """A storage key: geth accepts any hex up to 32 bytes, leading zeros allowed."""
     if not isinstance(value, str):
         raise ValueError(f"expected hex string, got {_kind(value)}")
@@ -84,7 +86,7 @@ def parse_storage_slot(value: Any) -> int:
     return int(digits, 16)
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -6,7 +6,7 @@ open jobs' progress, this node's rewards, and GPU telemetry through NVML. Only w
 be seen as it happens is recorded as it happens, by cheap hooks outside the hot paths:
 
 * block import and verification times: a listener on the node's import log
-  (chain/imports.py), one histogram observe per imported block;
+  (node/imports.py), one histogram observe per imported block;
 * JSON-RPC requests by method: each registered method's handler is wrapped once, when
   the app is built (a counter by outcome and a histogram per method, timed from parsed
   params to answer). Only registered method names become labels, so a client cannot
@@ -24,7 +24,9 @@ import collections
 import dataclasses
 import threading
 import time
-from typing import Any, AsyncIterator, Iterator, Optional
+from typing import TYPE_CHECKING, AsyncIterator, Iterator, Optional
+
+from aiohttp import web
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,9 +37,16 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from rpc.registry import Method, Registry
+from rpc.context import CallContext
+from rpc.registry import Method, Registry, await_handler
+from rpc.sources import ImportedBlock
+
+if TYPE_CHECKING:
+    from rpc.backend import Backend
+    from rpc.pouw_view import PouwView
 
 __all__ = ["NodeMetrics", "NodeCollector", "RewardTally", "CONTENT_TYPE_LATEST", "MAX_JOB_SERIES"]
 
@@ -57,7 +66,7 @@ class RewardTally:
     only cost a reward and a fee lookup); a reorg below the last block counted starts it
     over. Immature = what the last ``maturity`` blocks credited."""
 
-    def __init__(self, view: Any, address: bytes) -> None:
+    def __init__(self, view: PouwView, address: bytes) -> None:
         self.view = view
         self.address = bytes(address)
         self._lock = threading.Lock()
@@ -101,11 +110,11 @@ class RewardTally:
 class NodeCollector(Collector):
     """Reads the node's state at scrape time (see the module doc)."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._tally: Optional[RewardTally] = None
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         yield from self._node()
         yield from self._chain()
         yield from self._pool()
@@ -115,10 +124,10 @@ class NodeCollector(Collector):
 
     # --- pieces ---------------------------------------------------------------------------
 
-    def _view(self) -> Any:
+    def _view(self) -> PouwView | None:
         return getattr(self.backend, "pouw", None)
 
-    def _node(self) -> Iterator[Any]:
+    def _node(self) -> Iterator[Metric]:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -134,16 +143,16 @@ class NodeCollector(Collector):
             "seal_engine": str(getattr(genesis, "seal_engine", "")),
         })
         yield info
-        yield GaugeMetricFamily("pouw_p2p_peers", "Connected p2p peers.", value=int(getattr(self.backend, "peer_count", 0)))
+        yield GaugeMetricFamily("pouw_p2p_peers", "Connected p2p peers.", value=self.backend.peers.peer_count if self.backend.peers is not None else 0)
 
-    def _chain(self) -> Iterator[Any]:
+    def _chain(self) -> Iterator[Metric]:
         head = self.backend.head_header()
         yield GaugeMetricFamily("pouw_chain_head_block", "Number of the canonical head block.", value=int(head.block_number))
         yield GaugeMetricFamily("pouw_chain_head_timestamp_seconds", "Timestamp of the head block.", value=int(head.timestamp))
         yield GaugeMetricFamily("pouw_chain_head_difficulty", "Difficulty of the head block (work units per expected block).",
                                 value=int(head.difficulty))
 
-    def _pool(self) -> Iterator[Any]:
+    def _pool(self) -> Iterator[Metric]:
         pool = getattr(self.backend, "pool", None)
         stats = pool.stats() if pool is not None and hasattr(pool, "stats") else None
         family = GaugeMetricFamily("pouw_txpool_transactions", "Transactions in the pool.", labels=["state"])
@@ -151,8 +160,8 @@ class NodeCollector(Collector):
         family.add_metric(["queued"], 0 if stats is None else stats.queued)
         yield family
 
-    def _miner(self) -> Iterator[Any]:
-        miner = getattr(self.backend, "miner", None)
+    def _miner(self) -> Iterator[Metric]:
+        miner = self.backend.miner
         status = miner.status() if miner is not None else None
         yield GaugeMetricFamily("pouw_miner_running", "1 while this node's miner runs.",
                                 value=1 if status and status.get("mining") else 0)
@@ -179,7 +188,7 @@ class NodeCollector(Collector):
         rewards.add_metric(["immature"], immature / 10**18)
         yield rewards
 
-    def _jobs(self) -> Iterator[Any]:
+    def _jobs(self) -> Iterator[Metric]:
         view = self._view()
         if view is None:
             return
@@ -202,7 +211,7 @@ class NodeCollector(Collector):
                                       value=sum(1 for j in jobs if not j.is_standing))
         yield open_jobs
 
-    def _gpus(self) -> Iterator[Any]:
+    def _gpus(self) -> Iterator[Metric]:
         from pouw.telemetry import NoGpu, gpu_snapshot
 
         snapshot = gpu_snapshot()
@@ -226,7 +235,7 @@ class NodeCollector(Collector):
 
 
 def _job_label(job_id: int) -> str:
-    from rpc.jobcli import job_label
+    from consensus.params import job_label
 
     return job_label(job_id)
 
@@ -234,7 +243,7 @@ def _job_label(job_id: int) -> str:
 class NodeMetrics:
     """The metrics of one RPC app: its registry, the node collector, the event histograms."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(NodeCollector(backend))
@@ -258,16 +267,16 @@ class NodeMetrics:
 
     # --- hooks ----------------------------------------------------------------------------
 
-    def on_import(self, record: Any) -> None:
-        """Listener of chain/imports.py's ImportLog: one observe per imported block."""
+    def on_import(self, record: ImportedBlock) -> None:
+        """Listener of node/imports.py's ImportLog: one observe per imported block."""
         source = "local" if record.source == "local" else "peer"
         self.import_seconds.labels(source).observe(record.import_seconds)
         if record.verify_seconds is not None:
             self.verify_seconds.labels(source).observe(record.verify_seconds)
 
-    async def lifecycle(self, app: Any) -> AsyncIterator[None]:
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: listen to the node's imports while the app runs."""
-        imports = getattr(self.backend, "imports", None)
+        imports = self.backend.imports
         if imports is not None:
             imports.listeners.append(self.on_import)
         try:
@@ -289,7 +298,7 @@ class NodeMetrics:
         handler = method.handler
         blocking, evm = method.blocking, method.evm
 
-        async def timed(ctx: Any, *args: Any) -> Any:
+        async def timed(ctx: CallContext, *args: object) -> object:
             started = time.perf_counter()
             try:
                 if evm:  # the EVM executor, under the wall-clock limit (rpc/evm_deadline.py)
@@ -297,7 +306,7 @@ class NodeMetrics:
                 elif blocking:
                     result = await ctx.services.run_blocking(handler, ctx, *args)
                 else:
-                    result = await handler(ctx, *args)
+                    result = await await_handler(handler, ctx, *args)
             except BaseException:
                 failed.inc()
                 raise

@@ -6,7 +6,7 @@ Three ``pouw_`` methods (docs/rpc-pouw.md) behind the dashboard (rpc/dashboard/)
 * ``pouw_nodeInfo()``: version, chain, seal engine (does this chain train jobs at all?),
   whether it mines, its peers;
 * ``pouw_blockImports(limit?)``: the last blocks this node imported, with how long their
-  verification and import took and which peer sent them (chain/imports.py);
+  verification and import took and which peer sent them (node/imports.py);
 * ``pouw_getJobHistory(jobId, options?)``: the job's checkpoints block by block (steps,
   time, miner) with the exact held-out accuracy at each (an accuracy curve), its recent
   training rate and the time left.
@@ -23,15 +23,22 @@ import collections
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional, TypedDict, TypeVar
 
+from eth_typing import Hash32
 from eth_utils import to_checksum_address
 
+from chain.chain import Chain
+from chain.header import PouwBlockHeader
+from consensus.registry import JobRecord
 from rpc.context import CallContext
 from rpc.errors import ServerError
 from rpc.hexcodec import data, quantity
-from rpc.pouw_methods import _bool, _options, parse_uint
+from rpc.jsontypes import Json
+from rpc.pouw_methods import _bool, option_items, parse_uint
+from rpc.pouw_view import PouwView
 from rpc.registry import Param, Registry
+from rpc.sources import ImportedBlock
 
 operator = Registry()
 
@@ -63,7 +70,7 @@ class JobBlock:
 class CheckpointIndex:
     """Job id -> the canonical blocks that trained it, in order (thread-safe)."""
 
-    def __init__(self, chain: Any) -> None:
+    def __init__(self, chain: Chain) -> None:
         self.chain = chain
         self._lock = threading.Lock()
         self._hashes: list[bytes] = []  # canonical hash by number, as scanned (index 0 = genesis)
@@ -93,11 +100,11 @@ class CheckpointIndex:
             block_hash = self._canonical(number)
             if block_hash is None:
                 break
-            header = self.chain.get_header_by_hash(block_hash)
+            header = self.chain.get_header_by_hash(Hash32(block_hash))
             self._hashes.append(block_hash)
             self._timestamps.append(int(header.timestamp))
-            job_id = int.from_bytes(bytes(getattr(header, "job_id", b"") or b""), "big")
-            if number > 0 and job_id:
+            job_id = int.from_bytes(bytes(header.job_id or b""), "big") if isinstance(header, PouwBlockHeader) else 0
+            if number > 0 and job_id and isinstance(header, PouwBlockHeader):
                 self._jobs[job_id].append(JobBlock(
                     number, block_hash, int(header.step_count), bytes(header.final_state), int(header.timestamp),
                     self._timestamps[number - 1], bytes(header.coinbase),
@@ -122,7 +129,7 @@ class _Accuracies:
         self._cache: "collections.OrderedDict[tuple[bytes, bytes], Optional[tuple[float, float]]]" = \
             collections.OrderedDict()
 
-    def get(self, view: Any, job: Any, checkpoint: bytes, state_bytes: Optional[bytes]) -> Optional[tuple[float, float]]:
+    def get(self, view: PouwView, job: JobRecord, checkpoint: bytes, state_bytes: Optional[bytes]) -> Optional[tuple[float, float]]:
         key = (bytes(job.spec_hash), checkpoint)
         with self._lock:
             if key in self._cache:
@@ -136,15 +143,15 @@ class _Accuracies:
         return value
 
     @staticmethod
-    def _compute(view: Any, job: Any, state_bytes: Optional[bytes]) -> Optional[tuple[float, float]]:
+    def _compute(view: PouwView, job: JobRecord, state_bytes: Optional[bytes]) -> Optional[tuple[float, float]]:
         from consensus.jobs import load_dataset
         from pouw.arith import select_backend
         from pouw.evaluate import evaluate
         from pouw.state import deserialize_state
 
-        if state_bytes is None:
-            return None
         spec = job.spec
+        if state_bytes is None or spec is None:
+            return None
         try:
             dataset = load_dataset(spec, view.blobs, view.max_dataset_bytes)
             if int(dataset.y_test.shape[0]) == 0:
@@ -156,12 +163,12 @@ class _Accuracies:
         return metrics.accuracy, metrics.loss
 
 
-_indexes: "weakref.WeakKeyDictionary[Any, CheckpointIndex]" = weakref.WeakKeyDictionary()
+_indexes: "weakref.WeakKeyDictionary[PouwView, CheckpointIndex]" = weakref.WeakKeyDictionary()
 _indexes_lock = threading.Lock()
 _accuracies = _Accuracies()
 
 
-def checkpoint_index(view: Any) -> CheckpointIndex:
+def checkpoint_index(view: PouwView) -> CheckpointIndex:
     with _indexes_lock:
         index = _indexes.get(view)
         if index is None:
@@ -169,7 +176,7 @@ def checkpoint_index(view: Any) -> CheckpointIndex:
         return index
 
 
-def _view(ctx: CallContext) -> Any:
+def _view(ctx: CallContext) -> PouwView:
     view = getattr(ctx.backend, "pouw", None)
     if view is None:
         raise ServerError("this node does not serve the pouw_ namespace")
@@ -188,12 +195,28 @@ def _version() -> str:
         return "unknown"
 
 
+class NodeInfoJson(TypedDict):
+    clientVersion: str
+    version: str
+    chainId: str
+    genesisHash: str
+    sealEngine: str
+    trainsJobs: bool
+    targetBlockTime: int
+    coinbaseMaturity: str
+    mining: bool
+    coinbase: str | None
+    peers: str
+    dashboard: bool
+    metrics: bool
+
+
 @operator.method("pouw_nodeInfo", blocking=True)
-def node_info(ctx: CallContext) -> dict[str, Any]:
+def node_info(ctx: CallContext) -> NodeInfoJson:
     backend = ctx.backend
     view = _view(ctx)
     genesis = view.chain.genesis
-    miner = getattr(backend, "miner", None)
+    miner = backend.miner
     return {
         "clientVersion": backend.client_version,
         "version": _version(),
@@ -203,22 +226,35 @@ def node_info(ctx: CallContext) -> dict[str, Any]:
         "trainsJobs": bool(view.is_pouw),
         "targetBlockTime": int(genesis.target_block_time),
         "coinbaseMaturity": quantity(view.maturity),
-        "mining": bool(miner is not None and getattr(miner, "running", False)),
+        "mining": bool(miner is not None and miner.running),
         "coinbase": None if miner is None else to_checksum_address(bytes(miner.coinbase)),
-        "peers": quantity(int(getattr(backend, "peer_count", 0))),
+        "peers": quantity(backend.peers.peer_count if backend.peers is not None else 0),
         "dashboard": bool(ctx.config.dashboard),
         "metrics": bool(ctx.config.metrics),
     }
 
 
-def parse_limit(value: Any) -> int:
+def parse_limit(value: Json) -> int:
     limit = parse_uint(value)
     if not 1 <= limit <= 1024:
         raise ValueError("limit must be between 1 and 1024")
     return limit
 
 
-def import_json(record: Any) -> dict[str, Any]:
+class ImportJson(TypedDict):
+    number: str
+    hash: str
+    jobId: str
+    steps: str
+    transactions: str
+    verifySeconds: float | None
+    importSeconds: float
+    source: str
+    time: float
+    reorg: bool
+
+
+def import_json(record: ImportedBlock) -> ImportJson:
     return {
         "number": quantity(record.number),
         "hash": data(record.hash),
@@ -234,24 +270,35 @@ def import_json(record: Any) -> dict[str, Any]:
 
 
 @operator.method("pouw_blockImports", Param("limit", parse_limit, default=IMPORTS_DEFAULT), blocking=True)
-def block_imports(ctx: CallContext, limit: int) -> list[dict[str, Any]]:
-    imports = getattr(ctx.backend, "imports", None)
+def block_imports(ctx: CallContext, limit: int) -> list[ImportJson]:
+    imports = ctx.backend.imports
     if imports is None:
         return []
     return [import_json(record) for record in imports.recent(limit)]
 
 
-def parse_history_options(value: Any) -> dict[str, Any]:
-    def points(raw: Any) -> int:
-        n = parse_uint(raw)
-        if not 1 <= n <= HISTORY_POINTS_MAX:
-            raise ValueError(f"points must be between 1 and {HISTORY_POINTS_MAX}")
-        return n
-
-    return _options(value, {"points": points, "metrics": _bool})
+class HistoryOptions(TypedDict, total=False):
+    points: int
+    metrics: bool
 
 
-def _sample(items: list[Any], points: int) -> list[Any]:
+def parse_history_options(value: Json) -> HistoryOptions:
+    options: HistoryOptions = {}
+    for key, item in option_items(value, ("points", "metrics")):
+        if key == "points":
+            n = parse_uint(item)
+            if not 1 <= n <= HISTORY_POINTS_MAX:
+                raise ValueError(f"points must be between 1 and {HISTORY_POINTS_MAX}")
+            options["points"] = n
+        else:
+            options["metrics"] = _bool(item)
+    return options
+
+
+T = TypeVar("T")
+
+
+def _sample(items: list[T], points: int) -> list[T]:
     """At most ``points`` items, evenly spread, always keeping the last one."""
     if len(items) <= points:
         return items
@@ -260,22 +307,46 @@ def _sample(items: list[Any], points: int) -> list[Any]:
     return [items[i] for i in picked]
 
 
-def _state_bytes(view: Any, job: Any, checkpoint: Optional[bytes]) -> Optional[bytes]:
+def _state_bytes(view: PouwView, job: JobRecord, checkpoint: Optional[bytes]) -> Optional[bytes]:
     from consensus.jobs import initial_state_bytes
 
     if checkpoint is None:
-        return initial_state_bytes(job.job_id, job.spec)
+        return None if job.spec is None else initial_state_bytes(job.job_id, job.spec)
     try:
         return bytes(view.blobs.get(checkpoint))
     except Exception:  # noqa: BLE001 - BlobNotFound: this node lacks that state
         return None
 
 
+class CheckpointJson(TypedDict):
+    blockNumber: str | None
+    blockHash: str | None
+    timestamp: str | None
+    miner: str | None
+    steps: str
+    stepsDone: str
+    checkpoint: str | None
+    accuracy: float | None
+    loss: float | None
+
+
+class JobHistoryJson(TypedDict):
+    jobId: str
+    status: str
+    stepsDone: str
+    stepBudget: str
+    blocks: str
+    checkpoints: list[CheckpointJson]
+    stepsPerSecond: float | None
+    etaSeconds: float | None
+    etaBasis: str | None
+
+
 @operator.method(
     "pouw_getJobHistory", Param("jobId", parse_uint),
     Param("options", parse_history_options, default=None), blocking=True,
 )
-def job_history(ctx: CallContext, job_id: int, options: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def job_history(ctx: CallContext, job_id: int, options: Optional[HistoryOptions]) -> Optional[JobHistoryJson]:
     from consensus.jobs import initial_checkpoint
     from rpc.pouw_view import STATUS_NAMES
 
@@ -287,12 +358,12 @@ def job_history(ctx: CallContext, job_id: int, options: Optional[dict[str, Any]]
     with_metrics = options.get("metrics", True) and job.spec is not None
     blocks = checkpoint_index(view).blocks(job_id)
     done = 0
-    rows: list[dict[str, Any]] = []
+    rows: list[CheckpointJson] = []
     initial = None if job.spec is None else initial_checkpoint(job_id, job.spec)
     points: list[tuple[Optional[JobBlock], int]] = [(None, 0)]
-    for block in blocks:
-        done += block.steps
-        points.append((block, done))
+    for trained in blocks:
+        done += trained.steps
+        points.append((trained, done))
     for block, steps_done in _sample(points, options.get("points", HISTORY_POINTS_DEFAULT)):
         checkpoint = initial if block is None else block.final_state
         metrics = None
@@ -323,7 +394,7 @@ def job_history(ctx: CallContext, job_id: int, options: Optional[dict[str, Any]]
     }
 
 
-def _eta(view: Any, job: Any, blocks: list[JobBlock]) -> tuple[Optional[float], Optional[str], Optional[float]]:
+def _eta(view: PouwView, job: JobRecord, blocks: list[JobBlock]) -> tuple[Optional[float], Optional[str], Optional[float]]:
     """(the job's recent steps per second, what the ETA is based on, seconds left).
 
     Measured on the job's own last blocks (steps over the time from the parent of the

@@ -6,7 +6,9 @@ the parameter's index and name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Callable, TypeVar
+
+from eth_typing import Address, Hash32
 
 from rpc.backend import ZERO_ADDRESS, AccountOverride, CallRequest
 from rpc.errors import InvalidParams
@@ -17,8 +19,11 @@ from rpc.hexcodec import (
     parse_quantity,
     parse_storage_slot,
 )
+from rpc.jsontypes import Json, JsonObject
 
 BLOCK_TAGS = ("latest", "pending", "safe", "finalized", "earliest")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,14 +32,14 @@ class BlockId:
 
     tag: str | None = None
     number: int | None = None
-    block_hash: bytes | None = None
+    block_hash: Hash32 | None = None
     require_canonical: bool = False
 
 
 LATEST = BlockId(tag="latest")
 
 
-def parse_block_id(value: Any) -> BlockId:
+def parse_block_id(value: Json) -> BlockId:
     """A block tag, a number, or (EIP-1898) {"blockHash"| "blockNumber", "requireCanonical"}."""
     if isinstance(value, str):
         if value in BLOCK_TAGS:
@@ -56,24 +61,24 @@ def parse_block_id(value: Any) -> BlockId:
     raise ValueError("expected block tag, number or hash")
 
 
-def parse_block_number(value: Any) -> BlockId:
+def parse_block_number(value: Json) -> BlockId:
     """A block tag or number (no hash), as eth_getBlockByNumber takes."""
     if isinstance(value, str) and value in BLOCK_TAGS:
         return BlockId(tag=value)
     return BlockId(number=parse_quantity(value, bits=64))
 
 
-def parse_bool(value: Any) -> bool:
+def parse_bool(value: Json) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected boolean")
     return value
 
 
-def parse_index(value: Any) -> int:
+def parse_index(value: Json) -> int:
     return parse_quantity(value, bits=64)
 
 
-def _optional(obj: dict[str, Any], key: str, parse: Any) -> Any:
+def _optional(obj: JsonObject, key: str, parse: Callable[[Json], T]) -> T | None:
     value = obj.get(key)
     if value is None:
         return None
@@ -83,7 +88,7 @@ def _optional(obj: dict[str, Any], key: str, parse: Any) -> Any:
         raise ValueError(f"{key}: {exc}") from None
 
 
-def parse_call(value: Any) -> CallRequest:
+def parse_call(value: Json) -> CallRequest:
     """A transaction call object (eth_call, eth_estimateGas, eth_createAccessList)."""
     if not isinstance(value, dict):
         raise ValueError("expected transaction call object")
@@ -95,17 +100,16 @@ def parse_call(value: Any) -> CallRequest:
     max_fee = _optional(value, "maxFeePerGas", parse_quantity)
     if gas_price is not None and (max_fee is not None or value.get("maxPriorityFeePerGas") is not None):
         raise InvalidParams("both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified")
-    access_list: list[tuple[bytes, tuple[int, ...]]] = []
+    access_list: list[tuple[Address, tuple[int, ...]]] = []
     raw_list = value.get("accessList")
     if raw_list is not None:
         if not isinstance(raw_list, list):
             raise ValueError("accessList: expected array")
         for entry in raw_list:
-            if not isinstance(entry, dict) or not isinstance(entry.get("storageKeys", []), list):
+            storage_keys = entry.get("storageKeys", []) if isinstance(entry, dict) else None
+            if not isinstance(entry, dict) or not isinstance(storage_keys, list):
                 raise ValueError("accessList: expected {address, storageKeys}")
-            access_list.append(
-                (parse_address(entry.get("address")), tuple(parse_storage_slot(k) for k in entry.get("storageKeys", [])))
-            )
+            access_list.append((parse_address(entry.get("address")), tuple(parse_storage_slot(k) for k in storage_keys)))
     return CallRequest(
         sender=_optional(value, "from", parse_address) or ZERO_ADDRESS,
         to=_optional(value, "to", parse_address),
@@ -120,11 +124,11 @@ def parse_call(value: Any) -> CallRequest:
     )
 
 
-def parse_overrides(value: Any) -> dict[bytes, AccountOverride]:
+def parse_overrides(value: Json) -> dict[Address, AccountOverride]:
     """geth's state override set: {address: {balance, nonce, code, state | stateDiff}}."""
     if not isinstance(value, dict):
         raise ValueError("expected state override object")
-    overrides: dict[bytes, AccountOverride] = {}
+    overrides: dict[Address, AccountOverride] = {}
     for raw_address, entry in value.items():
         address = parse_address(raw_address)
         if not isinstance(entry, dict):
@@ -141,7 +145,7 @@ def parse_overrides(value: Any) -> dict[bytes, AccountOverride]:
     return overrides
 
 
-def _parse_slots(value: Any) -> dict[int, int]:
+def _parse_slots(value: Json) -> dict[int, int]:
     if not isinstance(value, dict):
         raise ValueError("expected {slot: value} object")
     return {parse_storage_slot(k): int.from_bytes(parse_hash(v), "big") for k, v in value.items()}
@@ -153,11 +157,11 @@ class FilterQuery:
 
     from_block: BlockId
     to_block: BlockId
-    block_hash: bytes | None
-    raw: dict[str, Any]
+    block_hash: Hash32 | None
+    raw: JsonObject
 
 
-def parse_filter(value: Any) -> FilterQuery:
+def parse_filter(value: Json) -> FilterQuery:
     if not isinstance(value, dict):
         raise ValueError("expected filter object")
     block_hash = _optional(value, "blockHash", parse_hash)

@@ -7,22 +7,36 @@ executor and encode the answer; a request the node refuses is -32000 with the re
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Callable, Iterator, Literal, NotRequired, Optional, TypedDict, Union
 
 from eth_abi import decode as abi_decode
+from eth_typing import Address
 from eth_utils import to_checksum_address
 
 from consensus.params import MAX_SPEC_BYTES, MAX_STEPS_PER_BLOCK, REGISTRY_ADDRESS, STANDING_JOB_BASE
 from consensus.registry import SEL_POST, STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, JobRecord
 from pouw.errors import PouwError, SpecError
+from consensus.specs import read_spec
 from pouw.spec import FAMILIES, JobSpec, loads_spec_json
+from rpc.audit_methods import AuditJson, audit_json
 from rpc.backend import TransactionRejected
 from rpc.context import CallContext
 from rpc.errors import InvalidParams, LimitExceeded, RpcError, ServerError
 from rpc.eth_methods import require_block, resolve_block
 from rpc.hexcodec import data, parse_address, parse_data, parse_hash, parse_quantity, quantity
+from rpc.jsontypes import Json, JsonObject
 from rpc.params import LATEST, BlockId, parse_block_id, parse_block_number
-from rpc.pouw_view import STATUS_CODES, STATUS_NAMES, DatasetInfo, PouwView, PouwViewError, posted_job_id
+from rpc.pouw_view import (
+    STATUS_CODES,
+    STATUS_NAMES,
+    DatasetInfo,
+    MetricsJson,
+    PouwView,
+    PouwViewError,
+    WorkProof,
+    pouw_header,
+    posted_job_id,
+)
 from rpc.registry import Param, Registry
 from rpc.uploads import UploadError
 
@@ -48,7 +62,7 @@ UNTRAINED_WARNING = (
 
 # -- parameter parsers ---------------------------------------------------------------
 
-def parse_uint(value: Any) -> int:
+def parse_uint(value: Json) -> int:
     """A quantity ("0x1a") or a JSON integer, up to 256 bits."""
     if isinstance(value, bool):
         raise ValueError("expected a quantity, got boolean")
@@ -59,7 +73,7 @@ def parse_uint(value: Any) -> int:
     return parse_quantity(value)
 
 
-def parse_spec(value: Any) -> dict[str, Any]:
+def parse_spec(value: Json | bytes) -> JsonObject:
     """A job spec: a JSON object, or its JSON text (str, or bytes as postJob carries it)."""
     if isinstance(value, (str, bytes)):
         if len(value) > MAX_SPEC_BYTES:
@@ -73,32 +87,50 @@ def parse_spec(value: Any) -> dict[str, Any]:
     return value
 
 
-def _options(value: Any, known: dict[str, Any]) -> dict[str, Any]:
+def option_items(value: Json, known: tuple[str, ...]) -> Iterator[tuple[str, Json]]:
+    """The entries of an options object, in its order; an unknown name is refused when
+    it is reached (so the first bad entry, unknown or invalid, is the one reported)."""
     if not isinstance(value, dict):
         raise ValueError("expected an options object")
-    out: dict[str, Any] = {}
     for key, item in value.items():
         if key not in known:
             raise ValueError(f"unknown option {key!r} (known: {', '.join(sorted(known))})")
-        out[key] = known[key](item)
-    return out
+        yield key, item
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: Json) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected boolean")
     return value
 
 
-def parse_result_options(value: Any) -> dict[str, Any]:
-    return _options(value, {"includeState": _bool})
+class ResultOptions(TypedDict, total=False):
+    includeState: bool
 
 
-def parse_proof_options(value: Any) -> dict[str, Any]:
-    return _options(value, {"recheck": _bool, "includeCommitments": _bool})
+def parse_result_options(value: Json) -> ResultOptions:
+    options: ResultOptions = {}
+    for key, item in option_items(value, ("includeState",)):
+        options["includeState"] = _bool(item)
+    return options
 
 
-def parse_timeout(value: Any) -> float:
+class ProofOptions(TypedDict, total=False):
+    recheck: bool
+    includeCommitments: bool
+
+
+def parse_proof_options(value: Json) -> ProofOptions:
+    options: ProofOptions = {}
+    for key, item in option_items(value, ("recheck", "includeCommitments")):
+        if key == "recheck":
+            options["recheck"] = _bool(item)
+        else:
+            options["includeCommitments"] = _bool(item)
+    return options
+
+
+def parse_timeout(value: Json) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("expected a number of seconds")
     if not 0 <= value <= SUBMIT_TIMEOUT_MAX_S:
@@ -106,7 +138,7 @@ def parse_timeout(value: Any) -> float:
     return float(value)
 
 
-def _parse_statuses(value: Any) -> set[int]:
+def _parse_statuses(value: Json) -> set[int]:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names:
         raise ValueError("status must be a status name or a non-empty list of them")
@@ -114,33 +146,280 @@ def _parse_statuses(value: Any) -> set[int]:
     for name in names:
         if name not in STATUS_CODES:
             raise ValueError(f"unknown status {name!r} (known: {', '.join(STATUS_CODES)})")
-        out.add(STATUS_CODES[name])
+        out.add(STATUS_CODES[str(name)])  # a key of STATUS_CODES: a str already
     return out
 
 
-def _parse_limit(value: Any) -> int:
+def _parse_limit(value: Json) -> int:
     limit = parse_uint(value)
     if not 1 <= limit <= LIST_LIMIT_MAX:
         raise ValueError(f"limit must be between 1 and {LIST_LIMIT_MAX}")
     return limit
 
 
-def parse_list_filter(value: Any) -> dict[str, Any]:
-    return _options(value, {
-        "status": _parse_statuses, "poster": parse_address, "fromId": parse_uint,
-        "limit": _parse_limit, "includeStanding": _bool,
-    })
+class ListFilter(TypedDict, total=False):
+    status: set[int]
+    poster: Address
+    fromId: int
+    limit: int
+    includeStanding: bool
 
 
-def parse_stats_blocks(value: Any) -> int:
+def parse_list_filter(value: Json) -> ListFilter:
+    query: ListFilter = {}
+    for key, item in option_items(value, ("status", "poster", "fromId", "limit", "includeStanding")):
+        if key == "status":
+            query["status"] = _parse_statuses(item)
+        elif key == "poster":
+            query["poster"] = parse_address(item)
+        elif key == "fromId":
+            query["fromId"] = parse_uint(item)
+        elif key == "limit":
+            query["limit"] = _parse_limit(item)
+        else:
+            query["includeStanding"] = _bool(item)
+    return query
+
+
+def parse_stats_blocks(value: Json) -> int:
     blocks = parse_uint(value)
     if not 1 <= blocks <= STATS_BLOCKS_MAX:
         raise ValueError(f"blocks must be between 1 and {STATS_BLOCKS_MAX}")
     return blocks
 
 
-def parse_dataset_id(value: Any) -> bytes:
+def parse_dataset_id(value: Json) -> bytes:
     return parse_hash(value)
+
+
+# -- answers (docs/rpc-pouw.md) -------------------------------------------------------
+
+class JobJson(TypedDict):
+    id: str
+    kind: Literal["standing", "posted"]
+    status: str
+    poster: str | None
+    pricePerStep: str
+    escrowLeft: str
+    initialEscrow: str | None
+    feesPaid: str
+    stepsDone: str
+    stepBudget: str
+    progress: float
+    checkpoint: str
+    specHash: str
+    spec: dict[str, object] | None
+    """The spec's own (snake_case) fields, as posted."""
+    workUnitsPerStep: str | None
+    postedBlock: str | None
+    postedTransaction: str | None
+    audit: NotRequired[AuditJson | None]
+    """As of the head (rpc/audit_methods.py)."""
+
+
+class DatasetJson(TypedDict):
+    id: str
+    size: str
+    trainExamples: str
+    testExamples: str
+    inputShape: list[int]
+    numClasses: int
+    name: str
+    builtin: bool
+    data: NotRequired[str | None]
+
+
+class LimitsJson(TypedDict):
+    maxStateBytes: str
+    maxDatasetBytes: str
+    maxWorkUnitsPerStep: str
+    maxSteps: str
+    maxBatchSize: str
+    maxLayers: str
+    maxWidth: str
+    maxClasses: str
+    maxInputElements: str
+    maxSpecBytes: str
+    maxStepsPerBlock: str
+
+
+class SpecFieldJson(TypedDict):
+    required: bool
+    default: object
+
+
+class FamilyJson(TypedDict):
+    name: str
+    description: str
+    fields: dict[str, SpecFieldJson]
+    example: JsonObject | None
+
+
+class TaskFamiliesJson(TypedDict):
+    families: list[FamilyJson]
+    limits: LimitsJson
+    challengeCount: int
+    datasets: list[DatasetJson]
+
+
+class EstimateJson(TypedDict):
+    specHash: str
+    family: str
+    workUnitsPerStep: str
+    steps: str
+    totalWorkUnits: str
+    stateBytes: str
+    datasetAvailable: bool
+    pricePerStep: str
+    escrowRequired: str
+    difficulty: str
+    expectedStepsPerBlock: str | None
+    expectedBlocks: str | None
+    expectedSeconds: float | None
+    expectedSecondsBasis: Literal["measured", "target"] | None
+    workRate: str | None
+    trainsJobs: bool
+    warning: str | None
+    limits: LimitsJson
+
+
+class SubmissionJson(TypedDict):
+    transactionHash: str
+    blockNumber: str | None
+    status: Literal["pending", "posted", "failed"]
+    jobId: str | None
+    error: NotRequired[str]
+
+
+class JobResultJson(TypedDict):
+    jobId: str
+    status: str
+    final: bool
+    stepsDone: str
+    checkpoint: str
+    spec: dict[str, object]
+    format: str
+    model: str
+    inputScale: float
+    featureScale: float | tuple[float, ...] | None
+    metrics: MetricsJson | None
+    metricsError: str | None
+    audit: AuditJson | None
+    state: NotRequired[str]
+
+
+class RewardsJson(TypedDict):
+    address: str
+    fromBlock: str
+    toBlock: str
+    blocksMined: str
+    blockRewards: str
+    jobFees: str
+    total: str
+    mature: str
+    immature: str
+    coinbaseMaturity: str
+
+
+class SegmentJson(TypedDict):
+    segment: str
+    firstStep: str
+    lastStep: str
+
+
+class VerificationJson(TypedDict):
+    verdict: str
+    source: Literal["import", "recheck"]
+    seconds: NotRequired[float]
+    error: NotRequired[str | None]
+    checkedSegments: list[SegmentJson]
+
+
+class CommitmentJson(TypedDict):
+    step: str
+    stateHash: str
+
+
+class WorkProofJson(TypedDict):
+    blockNumber: str
+    blockHash: str
+    miner: str
+    jobId: str
+    jobKind: Literal["standing", "posted"]
+    startCheckpoint: str
+    finalState: str
+    stepCount: str
+    billedSteps: str
+    budgetPoint: str | None
+    segmentSteps: str
+    points: str
+    workAccumulator: str
+    difficulty: str
+    workUnitsPerStep: str | None
+    totalWorkUnits: str | None
+    sealSeed: str
+    ticketStep: str
+    anchoredSegments: list[SegmentJson]
+    challengedSegments: list[SegmentJson]
+    payloadSize: str
+    verification: VerificationJson
+    commitments: NotRequired[list[CommitmentJson]]
+
+
+class NoGpuJson(TypedDict):
+    available: Literal[False]
+    reason: str
+
+
+class GpuJson(TypedDict):
+    index: int
+    name: str
+    memoryTotal: int | None
+    memoryUsed: int | None
+    utilization: int | None
+    temperature: int | None
+    powerWatts: float | None
+
+
+class CurrentJobJson(TypedDict):
+    jobId: str
+    parentHash: str
+    step: int
+    seconds: float
+
+
+class LastBlockJson(TypedDict):
+    number: str
+    hash: str
+    jobId: str
+    steps: str
+    trainSeconds: float
+
+
+class MinerStatusJson(TypedDict):
+    mining: bool
+    coinbase: str | None
+    device: str
+    gpus: Union[NoGpuJson, list[GpuJson]]
+    stepsPerSecond: float
+    workUnitsPerSecond: str
+    currentJob: CurrentJobJson | None
+    blocksMined: str
+    lastBlock: LastBlockJson | None
+
+
+class NetworkStatsJson(TypedDict):
+    head: str
+    headHash: str
+    difficulty: str
+    targetBlockTime: int
+    blocks: str
+    averageBlockTime: float | None
+    workRate: str
+    stepsPerBlock: float
+    jobs: dict[str, str]
+    totalFeesPaid: str
+    escrowLocked: str
 
 
 # -- encoders ------------------------------------------------------------------------
@@ -152,7 +431,7 @@ def _view(ctx: CallContext) -> PouwView:
     return view
 
 
-def job_json(view: PouwView, job: JobRecord) -> dict[str, Any]:
+def job_json(view: PouwView, job: JobRecord) -> JobJson:
     posting = None if job.is_standing else view.posting(job.job_id)
     spec = job.spec
     return {
@@ -176,7 +455,7 @@ def job_json(view: PouwView, job: JobRecord) -> dict[str, Any]:
     }
 
 
-def dataset_json(info: DatasetInfo) -> dict[str, Any]:
+def dataset_json(info: DatasetInfo) -> DatasetJson:
     return {
         "id": data(info.id),
         "size": quantity(info.size),
@@ -189,7 +468,7 @@ def dataset_json(info: DatasetInfo) -> dict[str, Any]:
     }
 
 
-def limits_json(view: PouwView) -> dict[str, Any]:
+def limits_json(view: PouwView) -> LimitsJson:
     limits = view.config.limits
     return {
         "maxStateBytes": quantity(limits.max_state_bytes),
@@ -210,24 +489,21 @@ def _refuse(exc: Exception) -> ServerError:
     return ServerError(str(exc))
 
 
-def _validated_spec(view: PouwView, raw: dict[str, Any], error: type[RpcError] = InvalidParams) -> JobSpec:
+def _validated_spec(view: PouwView, raw: JsonObject, error: type[RpcError] = InvalidParams) -> JobSpec:
     """The spec checked against the catalogue and the genesis limits; ``error`` (with the
     field in its data) when it fails."""
     try:
-        spec = JobSpec.from_dict(raw, view.config.limits)
+        return read_spec(raw, view.config.limits)  # the chain's own reading (consensus/specs.py)
     except SpecError as exc:
         raise error(f"invalid job spec: {exc}", data={"field": exc.field}) from None
     except (PouwError, TypeError, ValueError) as exc:
         raise error(f"invalid job spec: {exc}") from None
-    if len(spec.canonical_bytes()) > MAX_SPEC_BYTES:
-        raise error(f"invalid job spec: canonical form over {MAX_SPEC_BYTES} bytes")
-    return spec
 
 
 # -- datasets ------------------------------------------------------------------------
 
 @pouw.method("pouw_putDataset", Param("data", parse_data), blocking=True)
-def put_dataset(ctx: CallContext, blob: bytes) -> dict[str, Any]:
+def put_dataset(ctx: CallContext, blob: bytes) -> DatasetJson:
     view = _view(ctx)
     if len(blob) > view.max_dataset_bytes:
         raise ServerError(f"dataset refused: {len(blob)} bytes is over this chain's limit of {view.max_dataset_bytes}")
@@ -242,7 +518,7 @@ def put_dataset(ctx: CallContext, blob: bytes) -> dict[str, Any]:
 
 
 @pouw.method("pouw_getDataset", Param("id", parse_dataset_id), Param("includeData", _bool, default=False), blocking=True)
-def get_dataset(ctx: CallContext, dataset_hash: bytes, include_data: bool) -> Optional[dict[str, Any]]:
+def get_dataset(ctx: CallContext, dataset_hash: bytes, include_data: bool) -> Optional[DatasetJson]:
     view = _view(ctx)
     try:
         info = view.dataset_info(dataset_hash)
@@ -268,23 +544,23 @@ FAMILY_DOCS = {
 
 
 @pouw.method("pouw_taskFamilies", blocking=True)
-def task_families(ctx: CallContext) -> dict[str, Any]:
+def task_families(ctx: CallContext) -> TaskFamiliesJson:
     from dataclasses import MISSING, fields
 
     view = _view(ctx)
     datasets = view.builtin_datasets()
     digits = data(datasets[0].id) if datasets else None
-    examples = {
+    examples: dict[str, JsonObject] = {
         "mlp": {"family": "mlp", "dataset": digits, "input_shape": [64], "num_classes": 10, "hidden": [128],
                 "batch_size": 32, "lr_shift": 3, "momentum_shift": None, "steps": 2000},
         "cnn": {"family": "cnn", "dataset": digits, "input_shape": [1, 8, 8], "num_classes": 10, "hidden": [8],
                 "batch_size": 32, "lr_shift": 3, "momentum_shift": None, "steps": 2000},
     }
-    spec_fields = {
+    spec_fields: dict[str, SpecFieldJson] = {
         f.name: {"required": f.default is MISSING, "default": None if f.default is MISSING else f.default}
         for f in fields(JobSpec)
     }
-    families = [
+    families: list[FamilyJson] = [
         {"name": name, "description": FAMILY_DOCS.get(name, ""), "fields": spec_fields, "example": examples.get(name)}
         for name in FAMILIES
     ]
@@ -297,7 +573,7 @@ def task_families(ctx: CallContext) -> dict[str, Any]:
 
 
 @pouw.method("pouw_estimateJob", Param("spec", parse_spec), Param("pricePerStep", parse_uint, default=0), blocking=True)
-def estimate_job(ctx: CallContext, raw: dict[str, Any], price: int) -> dict[str, Any]:
+def estimate_job(ctx: CallContext, raw: JsonObject, price: int) -> EstimateJson:
     from pouw.families import get_family
 
     view = _view(ctx)
@@ -372,7 +648,7 @@ def _check_post_job(view: PouwView, raw: bytes) -> None:
 
 
 @pouw.method("pouw_submitJob", Param("transaction", parse_data), Param("timeout", parse_timeout, default=SUBMIT_TIMEOUT_S))
-async def submit_job(ctx: CallContext, raw: bytes, timeout: float) -> dict[str, Any]:
+async def submit_job(ctx: CallContext, raw: bytes, timeout: float) -> SubmissionJson:
     services = ctx.services
     backend = ctx.backend
     view = _view(ctx)
@@ -394,29 +670,39 @@ async def submit_job(ctx: CallContext, raw: bytes, timeout: float) -> dict[str, 
     block, index = location
     receipts = await services.run_blocking(backend.receipts, block)
     receipt = receipts[index]
-    out: dict[str, Any] = {"transactionHash": data(tx_hash), "blockNumber": quantity(block.number)}
+    mined = data(tx_hash), quantity(block.number)
     if receipt.state_root != b"\x01":
-        out.update(status="failed", jobId=None, error="the postJob call reverted or ran out of gas")
-        return out
+        return _mined_submission(*mined, "failed", None, "the postJob call reverted or ran out of gas")
     for entry in receipt.logs:
         job_id = posted_job_id(entry)
         if job_id is not None:
-            out.update(status="posted", jobId=quantity(job_id))
-            return out
-    out.update(status="failed", jobId=None, error="mined, but no JobPosted log in its receipt")
+            return _mined_submission(*mined, "posted", quantity(job_id))
+    return _mined_submission(*mined, "failed", None, "mined, but no JobPosted log in its receipt")
+
+
+def _mined_submission(
+    tx_hash: str, block_number: str, status: Literal["posted", "failed"], job_id: str | None, error: str | None = None
+) -> SubmissionJson:
+    out: SubmissionJson = {"transactionHash": tx_hash, "blockNumber": block_number, "status": status, "jobId": job_id}
+    if error is not None:
+        out["error"] = error
     return out
 
 
 @pouw.method("pouw_getJob", Param("jobId", parse_uint), Param("block", parse_block_id, default=LATEST), blocking=True)
-def get_job(ctx: CallContext, job_id: int, block_id: BlockId) -> Optional[dict[str, Any]]:
+def get_job(ctx: CallContext, job_id: int, block_id: BlockId) -> Optional[JobJson]:
     view = _view(ctx)
     block = require_block(ctx, block_id)
     job = view.job(job_id, block.header)
-    return None if job is None else job_json(view, job)
+    if job is None:
+        return None
+    out = job_json(view, job)
+    out["audit"] = audit_json(ctx, job_id)  # as of the head: what this node and the chain know
+    return out
 
 
 @pouw.method("pouw_listJobs", Param("filter", parse_list_filter, default=None), blocking=True)
-def list_jobs(ctx: CallContext, query: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+def list_jobs(ctx: CallContext, query: Optional[ListFilter]) -> list[JobJson]:
     view = _view(ctx)
     query = query or {}
     jobs = view.jobs(
@@ -426,11 +712,16 @@ def list_jobs(ctx: CallContext, query: Optional[dict[str, Any]]) -> list[dict[st
         limit=query.get("limit", LIST_LIMIT_DEFAULT),
         include_standing=query.get("includeStanding", True),
     )
-    return [job_json(view, job) for job in jobs]
+    listed = []
+    for job in jobs:
+        out = job_json(view, job)
+        out["audit"] = audit_json(ctx, job.job_id)
+        listed.append(out)
+    return listed
 
 
 @pouw.method("pouw_getJobResult", Param("jobId", parse_uint), Param("options", parse_result_options, default=None), blocking=True)
-def get_job_result(ctx: CallContext, job_id: int, options: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def get_job_result(ctx: CallContext, job_id: int, options: Optional[ResultOptions]) -> Optional[JobResultJson]:
     view = _view(ctx)
     job = view.job(job_id)
     if job is None:
@@ -441,7 +732,7 @@ def get_job_result(ctx: CallContext, job_id: int, options: Optional[dict[str, An
         raise _refuse(exc) from None
     spec = job.spec
     assert spec is not None
-    out: dict[str, Any] = {
+    out: JobResultJson = {
         "jobId": quantity(job_id),
         "status": STATUS_NAMES.get(job.status, str(job.status)),
         "final": job.status in (STATUS_COMPLETED, STATUS_CANCELLED),
@@ -454,6 +745,7 @@ def get_job_result(ctx: CallContext, job_id: int, options: Optional[dict[str, An
         "featureScale": result.feature_scale,
         "metrics": result.metrics,
         "metricsError": result.metrics_error,
+        "audit": audit_json(ctx, job_id),
     }
     if (options or {}).get("includeState"):
         out["state"] = data(result.state_bytes)
@@ -467,7 +759,7 @@ def get_job_result(ctx: CallContext, job_id: int, options: Optional[dict[str, An
     Param("fromBlock", parse_block_number, default=BlockId(number=0)),
     Param("toBlock", parse_block_number, default=LATEST), blocking=True,
 )
-def get_rewards(ctx: CallContext, address: bytes, from_id: BlockId, to_id: BlockId) -> dict[str, Any]:
+def get_rewards(ctx: CallContext, address: bytes, from_id: BlockId, to_id: BlockId) -> RewardsJson:
     view = _view(ctx)
     first = require_block(ctx, from_id).number
     last = require_block(ctx, to_id).number
@@ -492,13 +784,13 @@ def get_rewards(ctx: CallContext, address: bytes, from_id: BlockId, to_id: Block
 
 
 @pouw.method("pouw_getWorkProof", Param("block", parse_block_id), Param("options", parse_proof_options, default=None), blocking=True)
-def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[ProofOptions]) -> Optional[WorkProofJson]:
     view = _view(ctx)
     options = options or {}
     block = resolve_block(ctx, block_id)
     if block is None:
         return None
-    proof = view.work_proof(block.header)
+    proof = view.work_proof(pouw_header(block.header))
     if proof is None:
         return None
     header = proof.header
@@ -506,7 +798,7 @@ def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[s
     recomputed = sorted(set(proof.anchored) | set(proof.challenged))
     checked = [segment_json(proof, j) for j in recomputed]
     job_id = int.from_bytes(header.job_id, "big")
-    out: dict[str, Any] = {
+    out: WorkProofJson = {
         "blockNumber": quantity(header.block_number),
         "blockHash": data(header.hash),
         "miner": to_checksum_address(bytes(header.coinbase)),
@@ -541,7 +833,7 @@ def get_work_proof(ctx: CallContext, block_id: BlockId, options: Optional[dict[s
     return out
 
 
-def segment_json(proof: Any, j: int) -> dict[str, Any]:
+def segment_json(proof: WorkProof, j: int) -> SegmentJson:
     """Segment ``j`` of a work proof: its index and the steps it covers."""
     first = (proof.points[j - 2] if j >= 2 else 0) + 1
     return {"segment": quantity(j), "firstStep": quantity(first), "lastStep": quantity(proof.points[j - 1])}
@@ -549,7 +841,7 @@ def segment_json(proof: Any, j: int) -> dict[str, Any]:
 
 # -- miner and network ------------------------------------------------------------------
 
-def gpus_json() -> Any:
+def gpus_json() -> NoGpuJson | list[GpuJson]:
     from pouw.telemetry import NoGpu, gpu_snapshot
 
     snapshot = gpu_snapshot()
@@ -563,9 +855,9 @@ def gpus_json() -> Any:
 
 
 @pouw.method("pouw_minerStatus", blocking=True)
-def miner_status(ctx: CallContext) -> dict[str, Any]:
+def miner_status(ctx: CallContext) -> MinerStatusJson:
     view = _view(ctx)
-    miner = getattr(ctx.backend, "miner", None)
+    miner = ctx.backend.miner
     if miner is None:
         device = getattr(view.chain.engine_class, "device", "cpu") if view.is_pouw else "cpu"
         return {
@@ -596,7 +888,7 @@ def miner_status(ctx: CallContext) -> dict[str, Any]:
 
 
 @pouw.method("pouw_networkStats", Param("blocks", parse_stats_blocks, default=STATS_BLOCKS_DEFAULT), blocking=True)
-def network_stats(ctx: CallContext, blocks: int) -> dict[str, Any]:
+def network_stats(ctx: CallContext, blocks: int) -> NetworkStatsJson:
     view = _view(ctx)
     rate = view.work_rate(blocks)  # the genesis timestamp never bounds the span
     head, span, work, steps, window = rate.head, rate.seconds, rate.work, rate.steps, rate.blocks

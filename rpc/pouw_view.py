@@ -11,9 +11,9 @@ What is derived, and how (docs/rpc-pouw.md has the JSON):
   it was posted and its initial escrow come from its ``JobPosted`` log, found by one
   incremental scan of the canonical chain (header blooms first, receipts only where a
   bloom matches), dropped and redone when a reorg changes a block already scanned;
-* fees a job paid: ``min(stepsDone * price, initialEscrow)`` (each block pays
-  ``min(t * price, escrow left)``, so the sum telescopes);
-* a block's fee for :meth:`rewards`: the same rule on the job's record at its parent;
+* fees a job paid and a block's fee: ``consensus.rewards.fees_paid`` and
+  ``block_fee`` (the fee rule lives in consensus; a block's fee is read on the job's
+  record at its parent);
 * a job's result: its checkpoint state from the blob store (validators store every
   accepted block's ``s_t``), exported to a float torch model, with held-out metrics by
   the exact arithmetic (cached per checkpoint).
@@ -27,16 +27,22 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, TypedDict
 
+from eth.abc import BlockHeaderAPI, LogAPI, StateAPI
 from eth_bloom import BloomFilter
+from eth_typing import Hash32
+
+from chain.chain import Chain
+from chain.header import PouwBlockHeader
+from chain.errors import WorkVerificationUnavailable
 from consensus.blobs import LevelDBBlobStore
-from consensus.rewards import billed_steps, block_fee
+from consensus.rewards import billed_steps, block_fee, fees_paid, read_ring_entry
 from consensus.params import (
     REGISTRY_ADDRESS,
     STANDING_JOB_BASE,
     ConsensusConfig,
-    config_for_chain,
+    config_of,
 )
 from consensus.registry import (
     STATUS_CANCELLED,
@@ -50,6 +56,7 @@ from consensus.registry import (
 )
 from pouw.errors import BlobNotFound, PouwError
 from pouw.spec import JobSpec
+from rpc.errors import RpcLayerError
 
 if TYPE_CHECKING:  # pouw.datasets imports torch: imported where a dataset is read
     from pouw.datasets import Dataset
@@ -66,7 +73,7 @@ STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
 _POSTED = int.from_bytes(TOPIC_POSTED, "big")
 
 
-class PouwViewError(Exception):
+class PouwViewError(RpcLayerError):
     """A request the view cannot serve; the message is fit for the user (-32000)."""
 
 
@@ -92,6 +99,27 @@ class DatasetInfo:
     builtin: bool
 
 
+class MetricsJson(TypedDict):
+    """A job's held-out metrics at a checkpoint (pouw_getJobResult's ``metrics``)."""
+
+    split: str
+    examples: int
+    correct: int
+    accuracyPpm: int
+    accuracy: float
+    lossMicro: int
+    loss: float
+
+
+class RecheckVerdict(TypedDict):
+    """What recomputing a block's checked segments found."""
+
+    verdict: str
+    """``ok``, ``mismatch`` (the work is wrong) or ``unavailable`` (could not check here)."""
+    error: Optional[str]
+    seconds: float
+
+
 @dataclass(frozen=True)
 class JobResult:
     job: JobRecord
@@ -99,7 +127,7 @@ class JobResult:
     state_bytes: bytes
     model: bytes
     """safetensors of the exported float32 torch model's state_dict."""
-    metrics: Optional[dict[str, Any]]
+    metrics: Optional["MetricsJson"]
     metrics_error: Optional[str]
     feature_scale: "float | tuple[float, ...] | None" = None
     """The dataset's recorded quantisation scale(s) (the model file carries them too)."""
@@ -115,7 +143,7 @@ class BlockRewards:
 
 @dataclass(frozen=True)
 class WorkProof:
-    header: Any
+    header: PouwBlockHeader
     job: Optional[JobRecord]
     work_units: Optional[int]
     seed: bytes
@@ -133,11 +161,11 @@ class WorkProof:
 class PouwView:
     """Reads for the ``pouw_`` methods, on ``chain`` (thread-safe)."""
 
-    def __init__(self, chain: Any) -> None:
+    def __init__(self, chain: Chain) -> None:
         self.chain = chain
         self.is_pouw = _is_pouw(chain)
         self.config: ConsensusConfig = (
-            chain.engine_class.config if self.is_pouw else config_for_chain(int(chain.genesis.chain_id))
+            config_of(chain.engine_class, int(chain.genesis.chain_id))
         )
         self.blobs = LevelDBBlobStore(chain.db)
         self._lock = threading.Lock()
@@ -158,16 +186,17 @@ class PouwView:
     def block_reward(self, number: int) -> int:
         return int(self.chain.genesis.block_reward(number))
 
-    def head(self) -> Any:
+    def head(self) -> BlockHeaderAPI:
         return self.chain.head()
 
-    def header(self, number: int) -> Optional[Any]:
+    def header(self, number: int) -> Optional[PouwBlockHeader]:
         try:
-            return self.chain.get_header_by_hash(self.chain.get_canonical_hash(number))
+            header = self.chain.get_header_by_hash(self.chain.get_canonical_hash(number))
         except Exception:  # noqa: BLE001 - HeaderNotFound above the head
             return None
+        return pouw_header(header)
 
-    def state(self, header: Optional[Any] = None) -> Any:
+    def state(self, header: Optional[BlockHeaderAPI] = None) -> StateAPI:
         return self.chain.state_at(header)
 
     def work_units(self, spec: JobSpec) -> int:
@@ -177,7 +206,7 @@ class PouwView:
 
     # --- jobs ---------------------------------------------------------------------
 
-    def job(self, job_id: int, header: Optional[Any] = None) -> Optional[JobRecord]:
+    def job(self, job_id: int, header: Optional[BlockHeaderAPI] = None) -> Optional[JobRecord]:
         if job_id <= 0 or job_id >= 2**256:
             return None
         return read_job(self.state(header), job_id, self.config)
@@ -221,7 +250,9 @@ class PouwView:
         """The job's checkpoint hash with the initial state resolved."""
         if job.spec is None:
             return job.checkpoint
-        return _jobs().current_checkpoint(job)
+        from consensus.jobs import current_checkpoint  # imports torch
+
+        return current_checkpoint(job)
 
     def posting(self, job_id: int) -> Optional[Posting]:
         """Where a posted job's ``JobPosted`` log is on the canonical chain."""
@@ -232,10 +263,7 @@ class PouwView:
             return self._postings.get(job_id)
 
     def fees_paid(self, job: JobRecord, posting: Optional[Posting]) -> int:
-        if job.is_standing:
-            return 0
-        earned = job.steps_done * job.price
-        return earned if posting is None else min(earned, posting.escrow)
+        return fees_paid(job, None if posting is None else posting.escrow)
 
     def _scan_postings(self) -> None:
         """Extend the JobPosted index to the head (caller holds the lock)."""
@@ -282,12 +310,14 @@ class PouwView:
         """Parse and check a dataset file without storing it; the decoded tensors are
         released on return (only the summary is kept), so a caller storing the bytes
         next never holds both."""
+        from pouw.datasets import content_hash, dataset_from_bytes  # imports torch
+
         try:
-            dataset = _datasets().dataset_from_bytes(blob, max_bytes=self.max_dataset_bytes)
+            dataset = dataset_from_bytes(blob, max_bytes=self.max_dataset_bytes)
         except PouwError as exc:
             raise PouwViewError(f"dataset refused: {exc}") from None
         if dataset_hash is None:
-            dataset_hash = _datasets().content_hash(blob)
+            dataset_hash = content_hash(blob)
         return self._remember(dataset_hash, len(blob), dataset)
 
     def forget_dataset(self, dataset_hash: bytes) -> None:
@@ -303,8 +333,10 @@ class PouwView:
         blob = self.dataset_blob(dataset_hash)
         if blob is None:
             return None
+        from pouw.datasets import dataset_from_bytes  # imports torch
+
         try:
-            dataset = _datasets().dataset_from_bytes(blob, expected_hash=dataset_hash, max_bytes=max(len(blob), 1))
+            dataset = dataset_from_bytes(blob, expected_hash=dataset_hash, max_bytes=max(len(blob), 1))
         except PouwError as exc:
             raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is unusable: {exc}") from None
         return self._remember(dataset_hash, len(blob), dataset)
@@ -315,24 +347,32 @@ class PouwView:
                 return self.blobs.get(dataset_hash)
             except PouwError as exc:
                 raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is corrupt: {exc}") from None
-        if "0x" + dataset_hash.hex() == _jobs().digits_dataset_id():
-            from consensus.jobs import _digits_blob
+        from consensus.jobs import _digits_blob, digits_dataset_id  # imports torch
 
+        if "0x" + dataset_hash.hex() == digits_dataset_id():
             return _digits_blob()
         return None
 
     def has_dataset(self, dataset_hash: bytes) -> bool:
-        return self.blobs.has(dataset_hash) or "0x" + dataset_hash.hex() == _jobs().digits_dataset_id()
+        if self.blobs.has(dataset_hash):
+            return True
+        from consensus.jobs import digits_dataset_id  # imports torch
+
+        return "0x" + dataset_hash.hex() == digits_dataset_id()
 
     def builtin_datasets(self) -> list[DatasetInfo]:
-        info = self.dataset_info(bytes.fromhex(_jobs().digits_dataset_id()[2:]))
+        from consensus.jobs import digits_dataset_id  # imports torch
+
+        info = self.dataset_info(bytes.fromhex(digits_dataset_id()[2:]))
         return [info] if info is not None else []
 
     def _remember(self, dataset_hash: bytes, size: int, dataset: Dataset) -> DatasetInfo:
+        from consensus.jobs import digits_dataset_id  # imports torch
+
         info = DatasetInfo(
             id=dataset_hash, size=size, train_examples=len(dataset), test_examples=int(dataset.y_test.shape[0]),
             input_shape=dataset.input_shape, num_classes=dataset.num_classes, name=dataset.name,
-            builtin="0x" + dataset_hash.hex() == _jobs().digits_dataset_id(),
+            builtin="0x" + dataset_hash.hex() == digits_dataset_id(),
         )
         with self._lock:
             self._datasets[dataset_hash] = info
@@ -345,7 +385,9 @@ class PouwView:
         spec = job.spec
         if spec is None:
             raise PouwViewError(f"job {job.job_id}'s stored spec is not usable under this chain's genesis")
-        checkpoint = _jobs().current_checkpoint(job)
+        from consensus.jobs import current_checkpoint, initial_state_bytes  # imports torch
+
+        checkpoint = current_checkpoint(job)
         key = (job.job_id, checkpoint)
         with self._lock:
             cached = self._results.get(key)
@@ -354,7 +396,7 @@ class PouwView:
         if cached is not None:
             return dataclasses.replace(cached, job=job)
         if job.checkpoint == ZERO32:
-            state_bytes = _jobs().initial_state_bytes(job.job_id, spec)
+            state_bytes = initial_state_bytes(job.job_id, spec)
         else:
             try:
                 state_bytes = self.blobs.get(job.checkpoint)
@@ -373,13 +415,16 @@ class PouwView:
         return result
 
     def _dataset_for(self, spec: JobSpec) -> Dataset:
-        return _jobs().load_dataset(spec, self.blobs, self.max_dataset_bytes)
+        from consensus.jobs import load_dataset  # imports torch
+
+        return load_dataset(spec, self.blobs, self.max_dataset_bytes)
 
     # --- rewards ------------------------------------------------------------------
 
     def rewards(self, address: bytes, first: int, last: int) -> BlockRewards:
         """What ``address`` earned as coinbase in canonical blocks first..last."""
         head_number = self.chain.head().block_number
+        head_state = self.state() if self.maturity else None
         mined = rewards = fees = immature = 0
         for number in range(first, last + 1):
             header = self.header(number)
@@ -388,15 +433,30 @@ class PouwView:
             if number == 0 or bytes(header.coinbase) != address:
                 continue
             mined += 1
-            reward = self.block_reward(number)
-            fee = self.block_fee(header)
+            young = bool(self.maturity) and number + self.maturity > head_number
+            reward, fee = self.credit(header, head_state if young else None)
             rewards += reward
             fees += fee
-            if self.maturity and number + self.maturity > head_number:
+            if young:
                 immature += reward + fee
         return BlockRewards(mined, rewards, fees, immature)
 
-    def block_fee(self, header: Any) -> int:
+    def credit(self, header: PouwBlockHeader, head_state: Optional[StateAPI] = None) -> tuple[int, int]:
+        """(reward, fee) block ``header`` earns its coinbase: as its reward-ring entry holds
+        them (``head_state``: at the head, for a block still immature; else just before
+        the entry matured), so a fraud proof's slashing and a rollback's fee claw-back
+        (docs/protocol.md §21) are counted; the rules' amounts where there is no ring."""
+        number = header.block_number
+        if self.maturity and self.is_pouw:
+            state = head_state
+            if state is None:
+                state = self.state(self.header(number + self.maturity - 1))
+            entry = read_ring_entry(state, number, self.maturity)
+            if entry is not None:
+                return entry.reward, entry.fee
+        return self.block_reward(number), self.block_fee(header)
+
+    def block_fee(self, header: PouwBlockHeader) -> int:
         """The job fee a block earned (``consensus.rewards.block_fee`` on its job at the
         parent), 0 if a transaction of the block cancelled the job."""
         if not self.is_pouw or header.block_number == 0:
@@ -420,14 +480,14 @@ class PouwView:
                 self._fees.popitem(last=False)
         return fee
 
-    def parent_job(self, header: Any) -> Optional[JobRecord]:
+    def parent_job(self, header: PouwBlockHeader) -> Optional[JobRecord]:
         """The job a sealed block trained, as its parent's state holds it."""
         parent = self.chain.get_header_by_hash(header.parent_hash)
         return read_job(self.state(parent), int.from_bytes(header.job_id, "big"), self.config)
 
     # --- work proofs --------------------------------------------------------------
 
-    def work_proof(self, header: Any) -> Optional[WorkProof]:
+    def work_proof(self, header: PouwBlockHeader) -> Optional[WorkProof]:
         """The seal and payload of a block, or None (genesis, no payload)."""
         if header.block_number == 0 or not self.is_pouw:
             return None
@@ -453,7 +513,7 @@ class PouwView:
                          anchored_segments(n, j_r), challenge_segments(header.work_accumulator, n, k, j_r),
                          work.commitments, len(payload), billed)
 
-    def recheck(self, header: Any, device: str = "cpu") -> dict[str, Any]:
+    def recheck(self, header: PouwBlockHeader, device: str = "cpu") -> RecheckVerdict:
         """Recompute the block's anchored and challenged segments now; the verdict in words."""
         from consensus.engine import backend_for
         from consensus.seal import SealClaim, verify_trajectory
@@ -465,20 +525,23 @@ class PouwView:
             return {"verdict": "unavailable", "error": "job or payload not available on this node",
                     "seconds": time.perf_counter() - started}
         spec = job.spec
-        claim = SealClaim.of(header, job, _jobs().current_checkpoint(job))
+        from consensus.jobs import checkpoint_state_bytes, current_checkpoint
+
+        claim = SealClaim.of(header, job, current_checkpoint(job))
         try:
-            s0 = _jobs().checkpoint_state_bytes(job, self.blobs)
+            s0 = checkpoint_state_bytes(job, self.blobs)
             verify_trajectory(claim, payload, spec, s0, lambda: self._dataset_for(spec),
                               self.config.challenge_count, backend_for(device))
         except Exception as exc:  # noqa: BLE001 - every failure is a verdict here
             kind = type(exc).__name__
-            verdict = "unavailable" if kind.endswith("Unavailable") or isinstance(exc, (RuntimeError, MemoryError)) else "mismatch"
+            transient = isinstance(exc, (WorkVerificationUnavailable, RuntimeError, MemoryError))
+            verdict = "unavailable" if transient else "mismatch"
             return {"verdict": verdict, "error": f"{kind}: {exc}", "seconds": time.perf_counter() - started}
         return {"verdict": "ok", "error": None, "seconds": time.perf_counter() - started}
 
     # --- network statistics ---------------------------------------------------------
 
-    def block_work(self, header: Any) -> int:
+    def block_work(self, header: PouwBlockHeader) -> int:
         """Work units of a block's trajectory: t * w of its job (0 without a seal)."""
         if not self.is_pouw or header.block_number == 0:
             return 0
@@ -507,7 +570,7 @@ class PouwView:
         steps = sum(getattr(h, "step_count", 0) for h in window)
         return WorkRate(head, len(window), int(span), work, steps)
 
-    def headers_back(self, count: int) -> list[Any]:
+    def headers_back(self, count: int) -> list[PouwBlockHeader]:
         """The last ``count`` canonical headers (fewer near genesis), oldest first."""
         head = self.chain.head()
         first = max(0, head.block_number - count)
@@ -519,7 +582,7 @@ class PouwView:
 class WorkRate:
     """Work done over a window of recent canonical blocks (:meth:`PouwView.work_rate`)."""
 
-    head: Any
+    head: BlockHeaderAPI
     blocks: int
     seconds: int
     work: int
@@ -531,21 +594,15 @@ class WorkRate:
         return self.work / self.seconds if self.seconds > 0 and self.work > 0 else None
 
 
-def _jobs() -> Any:
-    """consensus.jobs, imported on first use: it pulls in torch (pouw.datasets), which a
-    node serving a no-proof chain never needs and which costs a second at start-up."""
-    import consensus.jobs
-
-    return consensus.jobs
-
-
-def _datasets() -> Any:
-    import pouw.datasets
-
-    return pouw.datasets
+def pouw_header(header: BlockHeaderAPI) -> PouwBlockHeader:
+    """``header`` as our header class, which carries the seal fields (every chain of this
+    node has it: ``chain.vm``)."""
+    if not isinstance(header, PouwBlockHeader):
+        raise TypeError(f"block {header.block_number}: {type(header).__name__} is not a proof-of-useful-work header")
+    return header
 
 
-def _is_pouw(chain: Any) -> bool:
+def _is_pouw(chain: Chain) -> bool:
     engine_module = sys.modules.get("consensus.engine")
     if engine_module is None:  # then no chain runs a PouwEngine (and torch stays unloaded)
         return False
@@ -554,11 +611,11 @@ def _is_pouw(chain: Any) -> bool:
     return isinstance(engine, type) and issubclass(engine, PouwEngine)
 
 
-def _topic_int(topic: Any) -> int:
+def _topic_int(topic: int | bytes) -> int:
     return topic if isinstance(topic, int) else int.from_bytes(bytes(topic), "big")
 
 
-def posted_job_id(entry: Any) -> Optional[int]:
+def posted_job_id(entry: LogAPI) -> Optional[int]:
     """The job id of a receipt log if it is the registry's ``JobPosted``, else None."""
     if bytes(entry.address) != REGISTRY_ADDRESS or len(entry.topics) < 2 or _topic_int(entry.topics[0]) != _POSTED:
         return None
@@ -577,7 +634,7 @@ def _build_result(
     state = deserialize_state(spec, state_bytes)
     model = export_torch(spec, state)
     tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    metrics: Optional[dict[str, Any]] = None
+    metrics: Optional[MetricsJson] = None
     error: Optional[str] = None
     ds: Optional[Dataset] = None
     try:
@@ -588,7 +645,7 @@ def _build_result(
     # One metadata key: safetensors writes its metadata map in hash order, which differs
     # between processes, and the file must be the same bytes on every node. featureScale
     # (the dataset's quantisation) lets a loader take the original float features.
-    about_doc: dict[str, Any] = {"checkpoint": "0x" + checkpoint.hex(), "family": spec.family}
+    about_doc: dict[str, object] = {"checkpoint": "0x" + checkpoint.hex(), "family": spec.family}
     if feature_scale is not None:
         about_doc["featureScale"] = feature_scale
     about = json.dumps(about_doc, sort_keys=True)

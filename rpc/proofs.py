@@ -9,9 +9,10 @@ their parent, exactly as a verifier expects (EIP-1186, geth).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence, TypedDict
 
 import rlp
+from eth.abc import DatabaseAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA256
 from eth_utils import keccak
 from trie import HexaryTrie
@@ -22,7 +23,25 @@ from rpc.hexcodec import data, quantity
 MAX_PROOF_SLOTS = 1024
 
 
-def _encoded_proof(root: bytes, key: bytes, db: Any) -> list[bytes]:
+class StorageProofJson(TypedDict):
+    key: str
+    value: str
+    proof: list[str]
+
+
+class ProofJson(TypedDict):
+    """eth_getProof's answer (EIP-1186)."""
+
+    address: str
+    accountProof: list[str]
+    balance: str
+    codeHash: str
+    nonce: str
+    storageHash: str
+    storageProof: list[StorageProofJson]
+
+
+def _encoded_proof(root: bytes, key: bytes, db: DatabaseAPI) -> list[bytes]:
     """RLP of each node on the path to ``key``, root first, as EIP-1186 lists them."""
     if root == BLANK_ROOT_HASH:
         return []
@@ -30,7 +49,7 @@ def _encoded_proof(root: bytes, key: bytes, db: Any) -> list[bytes]:
     return [rlp.encode(node) for node in nodes if len(rlp.encode(node)) >= 32 or node is nodes[0]]
 
 
-def account_proof(db: Any, state_root: bytes, address: bytes, slots: Sequence[int]) -> dict[str, Any]:
+def account_proof(db: DatabaseAPI, state_root: bytes, address: bytes, slots: Sequence[int]) -> ProofJson:
     """The EIP-1186 answer for ``address`` and ``slots`` in the state ``state_root``."""
     state_trie = HexaryTrie(db, state_root)
     account_rlp = state_trie.get(keccak(address))
@@ -40,7 +59,7 @@ def account_proof(db: Any, state_root: bytes, address: bytes, slots: Sequence[in
     else:  # absent: the empty account, and a proof of its absence
         nonce, balance, storage_root, code_hash = 0, 0, BLANK_ROOT_HASH, EMPTY_SHA256
     storage_trie = HexaryTrie(db, storage_root)
-    storage = []
+    storage: list[StorageProofJson] = []
     for slot in slots:
         key = keccak(slot.to_bytes(32, "big"))
         raw = storage_trie.get(key) if storage_root != BLANK_ROOT_HASH else b""

@@ -13,10 +13,14 @@ functions run in the thread executor, so CPU-heavy work never runs on the event 
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 from rpc.errors import InvalidParams
+from rpc.jsontypes import Json
+
+Handler = TypeVar("Handler", bound=Callable[..., object])
 
 _REQUIRED = object()
 
@@ -29,8 +33,8 @@ class Param:
     """
 
     name: str
-    parse: Callable[[Any], Any]
-    default: Any = _REQUIRED
+    parse: Callable[[Json], object]
+    default: object = _REQUIRED
 
     @property
     def required(self) -> bool:
@@ -42,7 +46,8 @@ class Method:
     """A registered method: its handler, params, and where it runs."""
 
     name: str
-    handler: Callable[..., Any]
+    handler: Callable[..., object]
+    """``handler(ctx, *params)``: a coroutine function, or a plain one when ``blocking``."""
     params: tuple[Param, ...]
     #: Run in the thread executor (a plain function) rather than on the loop (a coroutine).
     blocking: bool = False
@@ -56,7 +61,7 @@ class Method:
         """``eth`` for ``eth_call``: what ``--rpc-api`` selects."""
         return self.name.split("_", 1)[0]
 
-    def parse_params(self, raw: Any) -> list[Any]:
+    def parse_params(self, raw: Json) -> list[object]:
         """Check and convert the request's ``params``; raise InvalidParams naming the param."""
         if raw is None:
             raw = []
@@ -64,7 +69,7 @@ class Method:
             raise InvalidParams("non-array args")
         if len(raw) > len(self.params):
             raise InvalidParams(f"too many arguments, want at most {len(self.params)}")
-        values: list[Any] = []
+        values: list[object] = []
         for index, param in enumerate(self.params):
             value = raw[index] if index < len(raw) else None
             if value is None:
@@ -89,13 +94,19 @@ class Registry:
 
     def method(
         self, name: str, *params: Param, blocking: bool = False, needs_connection: bool = False, evm: bool = False
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> Callable[[Handler], Handler]:
         """Register the decorated handler as JSON-RPC method ``name`` (``evm``: a plain
         function that runs EVM code, in the EVM executor under the wall-clock limit)."""
 
-        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def register(handler: Handler) -> Handler:
             if name in self.methods:
                 raise ValueError(f"method {name} registered twice")
+            # the type checker accepts any callable here (a class too): what runs must be
+            # a function, and a coroutine function unless it runs in an executor
+            if not inspect.isfunction(handler):
+                raise TypeError(f"method {name}: the handler must be a function, got {handler!r}")
+            if not (blocking or evm) and not inspect.iscoroutinefunction(handler):
+                raise TypeError(f"method {name}: a handler on the event loop must be a coroutine function")
             self.methods[name] = Method(name, handler, params, blocking or evm, needs_connection, evm)
             return handler
 
@@ -118,3 +129,12 @@ class Registry:
 
     def get(self, name: str) -> Method | None:
         return self.methods.get(name)
+
+
+async def await_handler(handler: Callable[..., object], *args: object) -> object:
+    """The answer of a handler that runs on the event loop (a coroutine function, as
+    :meth:`Registry.method` checks)."""
+    pending = handler(*args)
+    if not inspect.isawaitable(pending):
+        raise TypeError(f"{handler!r} is not a coroutine function")
+    return await pending

@@ -16,7 +16,7 @@ import collections
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
@@ -66,9 +66,10 @@ def build_registry(*extra: Registry) -> Registry:
     from rpc.eth_methods import eth
     from rpc.node_methods import node
     from rpc.operator_methods import operator
+    from rpc.audit_methods import audits
     from rpc.pouw_methods import pouw
 
-    return eth.merge(node, pouw, operator, *extra)
+    return eth.merge(node, pouw, operator, audits, *extra)
 
 
 def create_app(backend: Backend, config: RpcConfig | None = None, registry: Registry | None = None) -> web.Application:
@@ -199,7 +200,7 @@ DATASET_UPLOAD_PATH = "/pouw/datasets"
 _UPLOAD_CHUNK = 1 << 20
 
 
-def _json_answer(status: int, body: Any) -> web.Response:
+def _json_answer(status: int, body: object) -> web.Response:
     return web.Response(status=status, text=encode_json(body), content_type="application/json")
 
 
@@ -218,7 +219,8 @@ async def handle_dataset_upload(request: web.Request) -> web.StreamResponse:
     limit = view.max_dataset_bytes
     if request.content_length is not None and request.content_length > limit:
         return _json_answer(413, {"error": f"dataset refused: larger than this chain's limit of {limit} bytes"})
-    uploads: DatasetUploads = services.uploads
+    uploads = services.uploads
+    assert uploads is not None, "create_app's services carry the uploads"
     try:
         async with uploads.turn():
             spooled = await uploads.receive(request.content.iter_chunked(_UPLOAD_CHUNK), limit)
@@ -247,7 +249,7 @@ class WsConnection:
         self.outgoing: asyncio.Queue[str | None] = asyncio.Queue()
         self.subscriptions = SubscriptionSet(config.max_subscriptions_per_conn, self._notify)
 
-    def _notify(self, subscription_id: str, result: Any) -> None:
+    def _notify(self, subscription_id: str, result: object) -> None:
         if self.outgoing.qsize() >= MAX_QUEUED_NOTIFICATIONS:
             log.warning("websocket client too slow; closing")
             self.subscriptions.active.clear()

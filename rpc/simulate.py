@@ -32,23 +32,40 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NotRequired, TypedDict, TypeVar
 
 import rlp
+from eth.abc import (
+    BlockHeaderAPI,
+    ComputationAPI,
+    MessageAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+    TransactionContextAPI,
+)
 from eth.db.trie import _make_trie_root_and_nodes
-from eth.vm.spoof import SpoofTransaction
+from eth.vm.forks.london.transactions import LondonTransactionBuilder
+from eth_typing import Address, Hash32
 from eth_utils import keccak
 
 from rpc import encoding
-from rpc.backend import AccountOverride, CallRequest, apply_overrides, _vm_error_message
+from chain.vm import PouwVM
+from rpc.backend import CREATE, AccountOverride, CallRequest, apply_overrides, spoofed, _vm_error_message
 from rpc.errors import InvalidParams, RpcError
 from rpc.hexcodec import data, parse_address, parse_quantity, quantity
+from rpc.jsontypes import Json, JsonObject
 from rpc.params import parse_call, parse_overrides
+
+if TYPE_CHECKING:
+    from chain.chain import Chain
+    from chain.db import BatchView
+    from rpc.backend import ChainBackend
 
 MAX_BLOCKS = 256
 MAX_CALLS = 1000
 #: The emitter of traced ether transfers (execution-apis traceTransfers).
-TRANSFER_EMITTER = bytes.fromhex("ee" * 20)
+TRANSFER_EMITTER = Address(bytes.fromhex("ee" * 20))
 #: keccak256("Transfer(address,address,uint256)")
 TRANSFER_TOPIC = int.from_bytes(keccak(b"Transfer(address,address,uint256)"), "big")
 
@@ -61,6 +78,48 @@ class SimulateError(RpcError):
         super().__init__(message)
 
 
+T = TypeVar("T")
+
+
+# -- answers ----------------------------------------------------------------------
+
+class CallErrorJson(TypedDict):
+    """Why a simulated call failed: 3 (a revert, with its data) or -32015 (a VM error)."""
+
+    code: int
+    message: str
+    data: NotRequired[str]
+
+
+class SimulatedLogJson(TypedDict):
+    """A log of a simulated call; its block fields are filled once the block is sealed."""
+
+    address: str
+    topics: list[str]
+    data: str
+    blockNumber: str | None
+    blockHash: str | None
+    transactionHash: str
+    transactionIndex: str
+    logIndex: str
+    removed: bool
+    blockTimestamp: NotRequired[str]
+
+
+class CallResultJson(TypedDict):
+    status: str
+    returnData: str
+    gasUsed: str
+    logs: list[SimulatedLogJson]
+    error: NotRequired[CallErrorJson]
+
+
+class SimulatedBlockJson(encoding.BlockJson):
+    """A simulated block: a block object plus what each of its calls did."""
+
+    calls: list[CallResultJson]
+
+
 # -- params -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -68,7 +127,7 @@ class BlockOverrides:
     number: int | None = None
     time: int | None = None
     gas_limit: int | None = None
-    fee_recipient: bytes | None = None
+    fee_recipient: Address | None = None
     prev_randao: int | None = None
     base_fee: int | None = None
 
@@ -76,7 +135,7 @@ class BlockOverrides:
 @dataclass(frozen=True)
 class SimBlock:
     overrides: BlockOverrides
-    state: dict[bytes, AccountOverride]
+    state: dict[Address, AccountOverride]
     calls: tuple[CallRequest, ...]
 
 
@@ -88,7 +147,7 @@ class SimulatePayload:
     full_transactions: bool = False
 
 
-def _flag(value: dict[str, Any], key: str) -> bool:
+def _flag(value: JsonObject, key: str) -> bool:
     flag = value.get(key, False)
     if flag is None:
         return False
@@ -97,7 +156,7 @@ def _flag(value: dict[str, Any], key: str) -> bool:
     return flag
 
 
-def _parse_block_overrides(value: Any) -> BlockOverrides:
+def _parse_block_overrides(value: Json) -> BlockOverrides:
     if value is None:
         return BlockOverrides()
     if not isinstance(value, dict):
@@ -106,7 +165,7 @@ def _parse_block_overrides(value: Any) -> BlockOverrides:
     if "blobBaseFee" in unsupported:
         raise InvalidParams("blockOverrides.blobBaseFee: this chain has no blob transactions")
 
-    def get(key: str, parse: Any) -> Any:
+    def get(key: str, parse: Callable[[Json], T]) -> T | None:
         raw = value.get(key)
         return None if raw is None else parse(raw)
 
@@ -120,7 +179,7 @@ def _parse_block_overrides(value: Any) -> BlockOverrides:
     )
 
 
-def parse_simulate_payload(value: Any) -> SimulatePayload:
+def parse_simulate_payload(value: Json) -> SimulatePayload:
     if not isinstance(value, dict):
         raise ValueError("expected simulation payload object")
     raw_blocks = value.get("blockStateCalls")
@@ -166,7 +225,7 @@ class _Tracing(threading.local):
 _TRACING = _Tracing()
 
 
-def vm_with_transfer_logs(vm_class: type[Any]) -> type[Any]:
+def vm_with_transfer_logs(vm_class: type[PouwVM]) -> type[PouwVM]:
     """``vm_class`` whose computations log each value transfer when tracing is on.
 
     The log is added to the computation that received the value, so it disappears with
@@ -175,7 +234,9 @@ def vm_with_transfer_logs(vm_class: type[Any]) -> type[Any]:
     state_class = vm_class.get_state_class()
     base = state_class.computation_class
 
-    def __init__(self: Any, state: Any, message: Any, transaction_context: Any) -> None:
+    def __init__(
+        self: ComputationAPI, state: StateAPI, message: MessageAPI, transaction_context: TransactionContextAPI
+    ) -> None:
         base.__init__(self, state, message, transaction_context)
         if _TRACING.transfers and message.value and message.should_transfer_value:
             self.add_log_entry(
@@ -198,7 +259,7 @@ class _SimTx:
     """A simulated call as it is reported: fields of a transaction, and its hash."""
 
     request: CallRequest
-    sender: bytes
+    sender: Address
     nonce: int
     gas: int
     kind: int
@@ -218,15 +279,17 @@ class _SimTx:
 class _Ancestry:
     """BLOCKHASH for simulated blocks: earlier simulated blocks, then the real chain."""
 
-    simulated: list[bytes] = field(default_factory=list)
-    real: Iterable[bytes] = ()
+    simulated: list[Hash32] = field(default_factory=list)
+    real: Iterable[Hash32] = ()
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Hash32]:
         yield from reversed(self.simulated)
         yield from self.real
 
 
-def simulate_v1(backend: Any, base_header: Any, payload: SimulatePayload, gas_cap: int) -> list[dict[str, Any]]:
+def simulate_v1(
+    backend: ChainBackend, base_header: BlockHeaderAPI, payload: SimulatePayload, gas_cap: int
+) -> list[SimulatedBlockJson]:
     """Run ``payload`` on the state after ``base_header``; see the module docstring."""
     from chain.db import batch_view
     from rpc.backend import _Ancestors
@@ -236,7 +299,7 @@ def simulate_v1(backend: Any, base_header: Any, payload: SimulatePayload, gas_ca
     view = batch_view(chain.db)
     ancestry = _Ancestry(real=_Ancestors(chain.chaindb, base_header))
     parent = base_header
-    results: list[dict[str, Any]] = []
+    results: list[SimulatedBlockJson] = []
     _TRACING.transfers = payload.trace_transfers
     try:
         for block in payload.blocks:
@@ -252,7 +315,9 @@ def simulate_v1(backend: Any, base_header: Any, payload: SimulatePayload, gas_ca
     return results
 
 
-def _block_header(vm_class: Any, parent: Any, overrides: BlockOverrides, validation: bool) -> Any:
+def _block_header(
+    vm_class: type[PouwVM], parent: BlockHeaderAPI, overrides: BlockOverrides, validation: bool
+) -> BlockHeaderAPI:
     number = parent.block_number + 1 if overrides.number is None else overrides.number
     if number <= parent.block_number:
         raise SimulateError(-38020, f"block numbers must increase: {number} after {parent.block_number}")
@@ -262,7 +327,7 @@ def _block_header(vm_class: Any, parent: Any, overrides: BlockOverrides, validat
     header = vm_class.create_header_from_parent(
         parent, coinbase=overrides.fee_recipient or parent.coinbase, timestamp=timestamp
     )
-    changes: dict[str, Any] = {"block_number": number, "state_root": parent.state_root}
+    changes: dict[str, int | bytes] = {"block_number": number, "state_root": parent.state_root}
     if overrides.gas_limit is not None:
         changes["gas_limit"] = overrides.gas_limit
     if overrides.base_fee is not None:
@@ -273,21 +338,22 @@ def _block_header(vm_class: Any, parent: Any, overrides: BlockOverrides, validat
 
 
 def _run_block(
-    vm_class: Any, chain: Any, view: Any, header: Any, block: SimBlock, payload: SimulatePayload,
-    ancestry: _Ancestry, gas_cap: int, parent: Any,
-) -> tuple[dict[str, Any], Any]:
+    vm_class: type[PouwVM], chain: Chain, view: BatchView, header: BlockHeaderAPI, block: SimBlock,
+    payload: SimulatePayload, ancestry: _Ancestry, gas_cap: int, parent: BlockHeaderAPI,
+) -> tuple[SimulatedBlockJson, BlockHeaderAPI]:
     base_fee = int(getattr(header, "base_fee_per_gas", 0) or 0)
     # Without validation calls pay nothing, as eth_call: the block context's base fee is 0.
     context = header if payload.validation else header.copy(base_fee_per_gas=0)
     state = vm_class.build_state(view, context, chain.chain_context, ancestry)
     apply_overrides(state, block.state)
     builder = vm_class.get_transaction_builder()
+    assert issubclass(builder, LondonTransactionBuilder), "EIP-1559 transactions (London and later)"
     chain_id = chain.chain_context.chain_id
-    calls: list[dict[str, Any]] = []
+    calls: list[CallResultJson] = []
     txs: list[_SimTx] = []
-    receipts: list[Any] = []
+    receipts: list[ReceiptAPI] = []
     gas_used = 0
-    logs_json: list[dict[str, Any]] = []
+    logs_json: list[SimulatedLogJson] = []
     for request in block.calls:
         remaining = header.gas_limit - gas_used
         gas = min(request.gas if request.gas is not None else remaining, gas_cap)
@@ -300,9 +366,9 @@ def _run_block(
         else:
             state.set_nonce(sender, nonce)
             unsigned = vm_class.create_unsigned_transaction(
-                nonce=nonce, gas_price=0, gas=gas, to=request.to or b"", value=request.value, data=request.data
+                nonce=nonce, gas_price=0, gas=gas, to=request.to or CREATE, value=request.value, data=request.data
             )
-            spoof = SpoofTransaction(unsigned, from_=sender)
+            spoof = spoofed(unsigned, sender)
             sim_tx = _SimTx(request, sender, nonce, gas, 2, 0, 0)
         sim_tx.hash = keccak(sim_tx.encode())
         try:
@@ -327,24 +393,29 @@ def _run_block(
         state_root=state.state_root, gas_used=gas_used, transaction_root=tx_root,
         receipt_root=receipt_root, bloom=bloom,
     )
-    result = encoding.header_json(final)
-    result["baseFeePerGas"] = quantity(base_fee)
-    result["size"] = quantity(len(rlp.encode(final)) + sum(len(tx.encode()) for tx in txs))
-    result["uncles"] = []
+    header_json = encoding.header_json(final)
+    header_json["baseFeePerGas"] = quantity(base_fee)
+    transactions: list[str] | list[encoding.TransactionJson]
     if payload.full_transactions:
-        result["transactions"] = [_tx_json(tx, final, i, base_fee, chain_id) for i, tx in enumerate(txs)]
+        transactions = [_tx_json(tx, final, i, base_fee, chain_id) for i, tx in enumerate(txs)]
     else:
-        result["transactions"] = [data(tx.hash) for tx in txs]
+        transactions = [data(tx.hash) for tx in txs]
     for call in calls:  # the block hash is known only now
         for log in call["logs"]:
             log["blockHash"] = data(final.hash)
             log["blockNumber"] = quantity(final.block_number)
             log["blockTimestamp"] = quantity(final.timestamp)
-    result["calls"] = calls
+    result: SimulatedBlockJson = {
+        **header_json,
+        "size": quantity(len(rlp.encode(final)) + sum(len(tx.encode()) for tx in txs)),
+        "uncles": [],
+        "transactions": transactions,
+        "calls": calls,
+    }
     return result, final
 
 
-def _receipt(computation: Any, cumulative_gas: int) -> Any:
+def _receipt(computation: ComputationAPI, cumulative_gas: int) -> ReceiptAPI:
     """A legacy-shaped receipt (status, cumulative gas, logs, bloom): what the block's
     receiptsRoot and logsBloom are computed from (simulated calls have no envelope)."""
     from eth.rlp.logs import Log
@@ -355,8 +426,9 @@ def _receipt(computation: Any, cumulative_gas: int) -> Any:
 
 
 def _validated_tx(
-    builder: Any, chain_id: int, request: CallRequest, sender: bytes, nonce: int, gas: int, base_fee: int, state: Any,
-) -> tuple[_SimTx, Any]:
+    builder: type[LondonTransactionBuilder], chain_id: int, request: CallRequest, sender: Address, nonce: int, gas: int,
+    base_fee: int, state: StateAPI,
+) -> tuple[_SimTx, SignedTransactionAPI]:
     state_nonce = state.get_nonce(sender)
     if nonce < state_nonce:
         raise SimulateError(-38010, f"nonce too low: address 0x{sender.hex()}, tx: {nonce} state: {state_nonce}")
@@ -364,8 +436,8 @@ def _validated_tx(
         raise SimulateError(-38011, f"nonce too high: address 0x{sender.hex()}, tx: {nonce} state: {state_nonce}")
     if request.gas_price is not None:
         fee_cap = tip = request.gas_price
-        unsigned = builder.new_unsigned_transaction(
-            nonce=nonce, gas_price=fee_cap, gas=gas, to=request.to or b"", value=request.value, data=request.data
+        unsigned = builder.create_unsigned_transaction(
+            nonce=nonce, gas_price=fee_cap, gas=gas, to=request.to or CREATE, value=request.value, data=request.data
         )
         kind = 0
     else:
@@ -373,7 +445,7 @@ def _validated_tx(
         tip = request.max_priority_fee_per_gas if request.max_priority_fee_per_gas is not None else 0
         unsigned = builder.new_unsigned_dynamic_fee_transaction(
             chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=tip, max_fee_per_gas=fee_cap, gas=gas,
-            to=request.to or b"", value=request.value, data=request.data,
+            to=request.to or CREATE, value=request.value, data=request.data,
             access_list=[(address, list(slots)) for address, slots in request.access_list],
         )
         kind = 2
@@ -385,7 +457,7 @@ def _validated_tx(
             -38014, f"insufficient funds for gas * price + value: address 0x{sender.hex()} have {balance} "
             f"want {gas * fee_cap + request.value}",
         )
-    return _SimTx(request, sender, nonce, gas, kind, fee_cap, tip), SpoofTransaction(unsigned, from_=sender)
+    return _SimTx(request, sender, nonce, gas, kind, fee_cap, tip), spoofed(unsigned, sender)
 
 
 def _validation_error(message: str) -> SimulateError:
@@ -401,10 +473,10 @@ def _validation_error(message: str) -> SimulateError:
     return SimulateError(-32000, message)
 
 
-def _call_result(computation: Any, gas_used: int, tx: _SimTx, index: int, first_log: int) -> dict[str, Any]:
+def _call_result(computation: ComputationAPI, gas_used: int, tx: _SimTx, index: int, first_log: int) -> CallResultJson:
     from eth.exceptions import Revert
 
-    logs = []
+    logs: list[SimulatedLogJson] = []
     if computation.is_success:
         for offset, (address, topics, payload) in enumerate(computation.get_log_entries()):
             logs.append({
@@ -418,7 +490,7 @@ def _call_result(computation: Any, gas_used: int, tx: _SimTx, index: int, first_
                 "logIndex": quantity(first_log + offset),
                 "removed": False,
             })
-    result: dict[str, Any] = {
+    result: CallResultJson = {
         "status": quantity(1 if computation.is_success else 0),
         "returnData": data(bytes(computation.output)),
         "gasUsed": quantity(gas_used),
@@ -439,9 +511,9 @@ def _call_result(computation: Any, gas_used: int, tx: _SimTx, index: int, first_
     return result
 
 
-def _tx_json(tx: _SimTx, header: Any, index: int, base_fee: int, chain_id: int) -> dict[str, Any]:
+def _tx_json(tx: _SimTx, header: BlockHeaderAPI, index: int, base_fee: int, chain_id: int) -> encoding.TransactionJson:
     request = tx.request
-    answer: dict[str, Any] = {
+    answer: encoding.TransactionJson = {
         "type": quantity(tx.kind),
         "hash": data(tx.hash),
         "nonce": quantity(tx.nonce),

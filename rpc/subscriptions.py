@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
+
+from eth.abc import SignedTransactionAPI
 
 from rpc import encoding
 from rpc.hexcodec import data as hexdata
@@ -22,7 +24,7 @@ class Subscription:
 class SubscriptionSet:
     """The subscriptions of one connection, capped at ``limit``."""
 
-    def __init__(self, limit: int, send: Callable[[str, Any], None]) -> None:
+    def __init__(self, limit: int, send: Callable[[str, object], None]) -> None:
         self.limit = limit
         self.send = send
         self.active: dict[str, Subscription] = {}
@@ -46,7 +48,7 @@ class SubscriptionSet:
                 for log in sub.criteria.logs_of_change(change):
                     self.send(sub_id, log)
 
-    def on_new_transaction(self, tx: Any) -> None:
+    def on_new_transaction(self, tx: SignedTransactionAPI) -> None:
         for sub_id, sub in list(self.active.items()):
             if sub.kind == "newPendingTransactions":
                 self.send(sub_id, encoding.transaction_json(tx) if sub.full_transactions else hexdata(tx.hash))

@@ -39,12 +39,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Literal, Optional
 
 import rlp
 
 from chain import schema
 from rpc.config import RpcConfig
+from rpc.errors import RpcLayerError
+
+if TYPE_CHECKING:
+    from rpc.pouw_view import DatasetInfo, PouwView
 
 log = logging.getLogger("rpc.uploads")
 
@@ -53,7 +57,7 @@ UNREFERENCED_GRACE_S = 3600.0
 CHUNK = 1 << 20
 
 
-class UploadError(Exception):
+class UploadError(RpcLayerError):
     """An upload refused; ``status`` is the HTTP status the upload endpoint answers with."""
 
     status = 400
@@ -95,6 +99,8 @@ class DatasetUploads:
     """The node's dataset uploads (HTTP endpoint and ``pouw_putDataset``); thread-safe."""
 
     def __init__(self, backend: Any, config: RpcConfig, clock: Callable[[], float] = time.time) -> None:
+        # a ChainBackend (its pouw view and chain db); create_app hands every app's backend,
+        # and only a node that serves the pouw_ namespace reaches the methods that use it
         self.backend = backend
         self.quota = int(config.dataset_quota_bytes)
         self.wait_s = float(config.upload_wait_s)
@@ -163,7 +169,7 @@ class DatasetUploads:
 
     # --- storing (worker threads) -------------------------------------------------------
 
-    def store_file(self, spooled: Spooled) -> Any:
+    def store_file(self, spooled: Spooled) -> DatasetInfo:
         """Check and store a spooled upload (blocking); returns its DatasetInfo. Under the
         store lock from reading the file to handing memory back, so uploads never overlap."""
         with self._store_lock:
@@ -176,13 +182,13 @@ class DatasetUploads:
                 del blob
                 self._release_memory()
 
-    def store_bytes(self, blob: bytes, content_hash: Optional[bytes] = None) -> Any:
+    def store_bytes(self, blob: bytes, content_hash: Optional[bytes] = None) -> DatasetInfo:
         """Check and store one dataset file under the quota (blocking; one at a time).
         Raises PouwViewError (a bad dataset), QuotaExceeded."""
         with self._store_lock:
             return self._store(blob, content_hash)
 
-    def _store(self, blob: bytes, content_hash: Optional[bytes]) -> Any:
+    def _store(self, blob: bytes, content_hash: Optional[bytes]) -> DatasetInfo:
         view = self.backend.pouw
         if content_hash is None:
             from pouw.prng import keccak256
@@ -269,7 +275,7 @@ class DatasetUploads:
                  record.content_hash.hex(), self.clock() - record.time, record.size)
 
 
-def referenced_datasets(view: Any) -> set[bytes]:
+def referenced_datasets(view: PouwView) -> set[bytes]:
     """Datasets named by a job posted on the canonical chain (any status) or by a
     genesis standing job: chain data, never collected."""
     from consensus.registry import posted_job_ids, read_job
@@ -296,7 +302,8 @@ def _malloc_trim() -> None:
         _libc.malloc_trim(0)
 
 
-_libc: Any = None
+_libc: "ctypes.CDLL | Literal[False] | None" = None
+"""libc once loaded; False where there is none to load."""
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -9,7 +9,8 @@ nowhere, and only then call ``json.loads``.
 
 Every place that parses JSON from outside the process (p2p frames, JSON-RPC bodies, job
 specs carried by transactions, dataset metadata, replies of other nodes) goes through
-:func:`loads`. This module is the lowest layer of the project: it imports nothing of ours.
+:func:`loads`. This module is in the lowest layer of the project: it imports nothing of
+ours but the common error root.
 """
 from __future__ import annotations
 
@@ -18,17 +19,15 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from common.errors import PouwNodeError
+
 __all__ = ["JsonLimitError", "JsonTooDeep", "JsonTooLarge", "loads", "nesting_depth"]
 
 
-class JsonLimitError(ValueError):
+class JsonLimitError(PouwNodeError, ValueError):
     """JSON refused before parsing because it is over a limit. A ``ValueError``, like
-    ``json.JSONDecodeError``, so callers that handle bad JSON handle this too."""
-
-    def __init__(self, message: str, *, expected: Any = None, got: Any = None) -> None:
-        self.expected = expected
-        self.got = got
-        super().__init__(message)
+    ``json.JSONDecodeError``, so callers that handle bad JSON handle this too; the limit
+    and the value found are ``expected`` and ``got``."""
 
 
 class JsonTooDeep(JsonLimitError):

@@ -129,7 +129,7 @@ class CNNFamily:
 
     # ---- exact forward / backward ---------------------------------------------------
 
-    def _forward(self, spec: JobSpec, state: State, x: Tensor, backend: Backend, per_row: bool):  # type: ignore[no-untyped-def]
+    def _forward(self, spec: JobSpec, state: State, x: Tensor, backend: Backend, per_row: bool):
         geo = self.geometry(spec)
         k, st, p = spec.kernel_size, spec.stride, spec.kernel_size // 2
         b = x.shape[0]

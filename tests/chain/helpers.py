@@ -1,4 +1,6 @@
-"""Builders for tests: dev keys, signed transactions, blocks, database snapshots.
+"""Builders for tests: blocks with chosen fields, a storage contract, database snapshots,
+and (re-exported from the development kit, ``devnet/kit/``) the dev keys, signers, the
+noproof genesis and the fixed clock.
 
 Shareable by every test package (``from tests.chain.helpers import ...``). Everything
 here is deterministic: fixed keys, fixed genesis, fixed clock.
@@ -6,74 +8,26 @@ here is deterministic: fixed keys, fixed genesis, fixed clock.
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, Iterable, Optional, Sequence
 
 import rlp
 from eth.abc import AtomicDatabaseAPI, BlockAPI, SignedTransactionAPI
 from eth.db.atomic import AtomicDB
 from eth.db.trie import make_trie_root_and_nodes
-from eth.vm.forks.prague.transactions import PragueTransactionBuilder
 from eth_keys import keys
 from eth_typing import Address
 
 from chain.chain import Chain, Seal
 from chain.header import PouwBlock
 from chain.sealing import NoProofEngine
-from genesis.format import DEFAULT_GENESIS_PATH, GenesisConfig, parse_genesis
+from devnet.kit.accounts import ALICE, BOB, CAROL, DEV_ADDRESSES, DEV_KEYS, MINER, address_of
+from devnet.kit.chains import BLOCK_TIME, FixedClock
+from devnet.kit.genesis import default_genesis_dict
+from devnet.kit.genesis import noproof_genesis as dev_genesis
+from devnet.kit.transactions import ETHER, GWEI, sign_tx, transfer
+from genesis.format import GenesisConfig
 
-# The first five keys of the public test mnemonic
-# "test test test test test test test test test test test junk" (m/44'/60'/0'/0/i),
-# funded in genesis/default.json. Never use them where value is at stake.
-DEV_KEYS = tuple(
-    keys.PrivateKey(bytes.fromhex(h))
-    for h in (
-        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-        "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-        "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-        "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-        "47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-    )
-)
-DEV_ADDRESSES = tuple(Address(k.public_key.to_canonical_address()) for k in DEV_KEYS)
-ALICE, BOB, CAROL = DEV_KEYS[0], DEV_KEYS[1], DEV_KEYS[2]
-MINER = Address(b"\xc0" * 20)
 OTHER_MINER = Address(b"\xc1" * 20)
-BLOCK_TIME = 5
-GWEI = 10**9
-ETHER = 10**18
-
-BUILDER = PragueTransactionBuilder
-
-
-def address_of(key: keys.PrivateKey) -> Address:
-    return Address(key.public_key.to_canonical_address())
-
-
-# --- genesis -----------------------------------------------------------------------
-
-
-def default_genesis_dict() -> dict[str, Any]:
-    return json.loads(DEFAULT_GENESIS_PATH.read_text())
-
-
-def dev_genesis(**consensus_overrides: Any) -> GenesisConfig:
-    """The default devnet genesis with the no-proof seal engine (and overrides of
-    ``consensus.*`` fields, e.g. ``initialDifficulty=1000``)."""
-    raw = default_genesis_dict()
-    raw["consensus"]["sealEngine"] = "noproof"
-    raw["consensus"].update(consensus_overrides)
-    return parse_genesis(raw)
-
-
-class FixedClock:
-    """A clock tests move by hand (import refuses blocks too far in its future)."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def open_chain(
@@ -93,50 +47,6 @@ def open_chain(
 
 
 # --- transactions ------------------------------------------------------------------
-
-
-def sign_tx(
-    key: keys.PrivateKey,
-    nonce: int,
-    to: Optional[bytes] = None,
-    value: int = 0,
-    data: bytes = b"",
-    gas: int = 21_000,
-    *,
-    chain_id: int = 7357,
-    kind: str = "eip1559",
-    max_fee: int = 10 * GWEI,
-    tip: int = 1 * GWEI,
-) -> SignedTransactionAPI:
-    """A signed transaction of ``kind`` "eip1559" (type 2), "access_list" (type 1) or
-    "legacy" (EIP-155); ``to=None`` creates a contract."""
-    to_field = b"" if to is None else to
-    if kind == "eip1559":
-        unsigned = BUILDER.new_unsigned_dynamic_fee_transaction(
-            chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=tip, max_fee_per_gas=max_fee,
-            gas=gas, to=to_field, value=value, data=data, access_list=[],
-        )
-        signed = unsigned.as_signed_transaction(key)
-    elif kind == "access_list":
-        unsigned = BUILDER.new_unsigned_access_list_transaction(
-            chain_id=chain_id, nonce=nonce, gas_price=max_fee, gas=gas, to=to_field,
-            value=value, data=data, access_list=[],
-        )
-        signed = unsigned.as_signed_transaction(key)
-    elif kind == "legacy":
-        unsigned = BUILDER.create_unsigned_transaction(
-            nonce=nonce, gas_price=max_fee, gas=gas, to=to_field, value=value, data=data
-        )
-        signed = unsigned.as_signed_transaction(key, chain_id=chain_id)
-    else:
-        raise ValueError(kind)
-    # Re-decode with the Prague builder: py-evm's signers return older fork classes.
-    raw = signed.encode() if hasattr(signed, "encode") else rlp.encode(signed)
-    return BUILDER.decode(raw)
-
-
-def transfer(key: keys.PrivateKey, nonce: int, to: bytes, value: int = 1, **kw: Any) -> SignedTransactionAPI:
-    return sign_tx(key, nonce, to, value, **kw)
 
 
 def contract_address(sender: bytes, nonce: int) -> Address:

@@ -181,26 +181,15 @@ def test_invalid_open_foreign_datadir(genesis) -> None:
         Chain.open(db, genesis, seal_engine=NoProofEngine)
 
 
-def test_invalid_pouw_engine_not_available(monkeypatch) -> None:
-    """Without the consensus package's engine, a pouw chain refuses to open rather
-    than accept unchecked seals."""
-    import sys
-
+def test_invalid_pouw_chain_without_its_engine() -> None:
+    """The chain knows no engine but its no-proof one: opened without the pouw engine,
+    a pouw chain refuses rather than accept unchecked seals."""
     from chain.errors import SealEngineUnavailable
     from genesis import load_default_genesis
 
-    monkeypatch.setitem(sys.modules, "consensus.engine", None)  # as if not installed
-    with pytest.raises(SealEngineUnavailable, match="pouw seal engine not available yet"):
+    with pytest.raises(SealEngineUnavailable, match="no seal engine 'pouw'"):
         Chain.open(AtomicDB(), load_default_genesis())
-
-
-def test_pouw_genesis_selects_pouw_engine() -> None:
-    from chain.sealing import seal_engine_for
-    from genesis import load_default_genesis
-
-    pytest.importorskip("consensus.engine")
-    assert seal_engine_for(load_default_genesis()).name == "pouw"
-    assert seal_engine_for(dev_genesis()).name == "noproof"
+    assert Chain.open(AtomicDB(), dev_genesis()).engine_class.name == "noproof"
 
 
 # --- atomicity ---------------------------------------------------------------------

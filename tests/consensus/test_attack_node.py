@@ -50,11 +50,11 @@ class Node:
     def __init__(self, tmp: Path, genesis: dict[str, Any]) -> None:
         self.tmp, self.lines = tmp, []
         (tmp / "genesis.json").write_text(json.dumps(genesis))
-        init = subprocess.run([sys.executable, "-m", "chain.cli", "init", "--datadir", str(tmp / "d"), "--genesis",
+        init = subprocess.run([sys.executable, "-m", "node.cli", "init", "--datadir", str(tmp / "d"), "--genesis",
                                str(tmp / "genesis.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert init.returncode == 0, init.stderr
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chain.cli", "run", "--datadir", str(tmp / "d"), "--rpc-port", "0", "--p2p-port", "0"],
+            [sys.executable, "-m", "node.cli", "run", "--datadir", str(tmp / "d"), "--rpc-port", "0", "--p2p-port", "0"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.rpc_url: Optional[str] = None
         self.p2p_port: Optional[int] = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from consensus.jobs import digits_dataset_id
-from consensus.miner import MiningRefused, check_mining_allowed, parse_coinbase
+from node.mining import MiningRefused, check_mining_allowed, parse_coinbase
 from consensus.params import config_from_genesis
 from genesis.format import DEFAULT_GENESIS_PATH, load_genesis
 from pouw.families import get_family

@@ -75,15 +75,13 @@ def test_miner_polls_the_head_and_drops_a_stale_template() -> None:
 
 
 def test_node_miner_announces_each_block_to_the_rpc_layer() -> None:
-    from consensus.miner import start_node_miner
+    from node.mining import start_node_miner
 
     chain = open_pouw_chain(pouw_genesis(expected_steps=5, k=2))
     announced = []
     done = threading.Event()
 
     class Backend:
-        import_lock = threading.RLock()
-
         def notify_new_head(self, block_hash: bytes) -> None:
             announced.append(block_hash)
             if len(announced) >= 2:

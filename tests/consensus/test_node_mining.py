@@ -15,7 +15,7 @@ COINBASE = "0x00000000000000000000000000000000000c0ffe"
 
 
 def cli(*args: str, **kw):
-    return subprocess.run([sys.executable, "-m", "chain.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
 
 
 def test_node_mines_with_the_mine_flag(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_node_mines_with_the_mine_flag(tmp_path: Path) -> None:
     init = cli("init", "--datadir", str(datadir), "--genesis", str(genesis))
     assert init.returncode == 0, init.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chain.cli", "run", "--datadir", str(datadir), "--no-rpc", "--no-p2p", "--mine",
+        [sys.executable, "-m", "node.cli", "run", "--datadir", str(datadir), "--no-rpc", "--no-p2p", "--mine",
          "--coinbase", COINBASE, "--device", "cpu"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -40,7 +40,7 @@ def test_node_mines_with_the_mine_flag(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "mined block" in out, out
 
-    from chain.node import open_datadir
+    from node.node import open_datadir
 
     with open_datadir(datadir) as opened:
         head = opened.chain.head()

@@ -133,11 +133,11 @@ def test_node_command_lines(tmp_path: Path) -> None:
         cli.NodeSpec("node1", 8546, 30304, False, "0x" + "c1" * 20),
     ])
     miner = cli.node_command(state, state.nodes[0], tmp_path)
-    assert miner[1:4] == ["-m", "chain.cli", "run"]  # plain `pouw-node run`
+    assert miner[1:4] == ["-m", "node.cli", "run"]  # plain `pouw-node run`
     assert "--peers" in miner and "127.0.0.1:30304" in miner and "--dev-period" in miner
     assert miner[miner.index("--coinbase") + 1] == "0x" + "c0" * 20
     # and pouw-node accepts that command line as is
-    from chain.cli import build_parser
+    from node.cli import build_parser
 
     args = build_parser().parse_args(miner[3:])
     assert args.dev_period == 2.0 and args.coinbase == "0x" + "c0" * 20 and len(args.peers) == 1

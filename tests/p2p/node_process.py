@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
-from tests.chain.test_cli import cli, pouw_node
+from tests.node.test_cli import cli, pouw_node
 
 
 class NodeProcess:

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType
 from eth.db.atomic import AtomicDB
 
 from chain.chain import Chain
-from chain.node import read_genesis
+from node.node import read_genesis
 from chain.sealing import NoProofEngine
 from p2p import messages as m
 from p2p.config import PROTOCOL_VERSION, WS_PATH

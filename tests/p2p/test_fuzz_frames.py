@@ -108,7 +108,7 @@ def _hash_or_random(block_hex: str) -> bytes:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A pouw node with three mined blocks, and the corpus built from that chain."""
-    from chain.node import init_datadir, open_datadir, read_genesis
+    from node.node import init_datadir, open_datadir, read_genesis
     from tests.chain.helpers import DEV_KEYS, MINER, transfer
     from tests.consensus.helpers import mine_block, pouw_genesis_dict
 

@@ -21,7 +21,7 @@ async def test_handshake_connects_and_reports_head(make_node) -> None:
     (peer,) = b.p2p.peers.values()
     assert peer.head_number == 3
     assert peer.total_work == a.work()
-    assert a.backend.peer_count == 1  # what net_peerCount reports
+    assert a.p2p.peer_count == 1  # what net_peerCount reports (node/cli.py: backend.peers = p2p)
     await converged([a, b])
 
 

@@ -41,7 +41,7 @@ async def mine_on(node, coinbase=MINER, transactions=()):
 
 
 def _mine_locked(node, coinbase, transactions):
-    with node.backend.pool_lock:
+    with node.chain.write_lock:
         return mine_block(node.chain, coinbase, transactions)
 
 
@@ -114,17 +114,17 @@ async def test_prefetch_remembers_blobs_no_peer_has(make_node) -> None:
     tx = sign_tx(ALICE, 0, REGISTRY_ADDRESS, value=10**18, data=encode_post_job(spec, 10**9), gas=1_000_000)
     b.backend.submit_raw_transaction(tx.encode())
     asked: list[bytes] = []
-    fetch = b.p2p.fetch_blob
+    fetch = b.p2p.blobs.fetch
 
     async def counting_fetch(blob_hash, **kw):
         asked.append(blob_hash)
         return await fetch(blob_hash, **kw)
 
-    b.p2p.fetch_blob = counting_fetch  # type: ignore[method-assign]
+    b.p2p.blobs.fetch = counting_fetch  # type: ignore[method-assign]
     await mine_on(b, transactions=[b.chain.txpool.get(tx.hash)])  # posts the job (B mines the standing job)
     await converged([a, b], timeout=60)
     await wait_for(lambda: asked, timeout=10, what="a prefetch of the missing dataset")
-    await wait_for(lambda: missing in b.p2p._blob_failures, timeout=10, what="the failed fetch to be remembered")
+    await wait_for(lambda: missing in b.p2p.prefetcher.failures, timeout=10, what="the failed fetch to be remembered")
     rounds = b.p2p.stats.prefetch_rounds
     for _ in range(2):  # more heads, more rounds: the dataset is not asked for again
         await mine_on(b)

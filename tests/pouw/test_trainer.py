@@ -197,7 +197,7 @@ def test_event_loop_stays_responsive(job) -> None:  # type: ignore[no-untyped-de
     worst, ticks, res = asyncio.run(main())
     assert res.reason == "stopped"  # type: ignore[attr-defined]
     assert ticks > 30
-    assert worst < 0.25  # a blocked loop would lag by the whole run (seconds)
+    assert worst < 0.5  # a blocked loop would lag by the whole run (seconds); 0.5 s leaves room for a loaded CI machine
 
 
 def test_cancelling_run_async_stops_the_trainer(job) -> None:  # type: ignore[no-untyped-def]

@@ -172,7 +172,7 @@ async def live_server(backend: ChainBackend) -> AsyncIterator[str]:
 
 @pytest.fixture
 def cli_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """For tests that call chain.cli.main in-process: it installs a SIGTERM handler and
+    """For tests that call node.cli.main in-process: it installs a SIGTERM handler and
     its log handler, and reads keys from the environment; undo all three."""
     import logging
     import signal

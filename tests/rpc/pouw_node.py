@@ -2,7 +2,7 @@
 in a subprocess, JSON-RPC on a free loopback port, on a pouw genesis with a difficulty
 low enough that a block takes well under a second of training on a CPU.
 
-Used by tests/rpc/test_dapp_flow.py and tests/rpc/test_jobcli.py (each starts its own).
+Used by tests/rpc/test_dapp_flow.py and tests/client/test_jobcli.py (each starts its own).
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class MiningNode:
 
     def start(self, timeout: float = 60.0) -> "MiningNode":
         init = subprocess.run(
-            [sys.executable, "-m", "chain.cli", "init", "--datadir", str(self.datadir), "--genesis", str(self.genesis_path)],
+            [sys.executable, "-m", "node.cli", "init", "--datadir", str(self.datadir), "--genesis", str(self.genesis_path)],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
         assert init.returncode == 0, init.stderr
@@ -112,7 +112,7 @@ class MiningNode:
             p2p += ["--peers", self.peers]
         mining = ["--mine", "--coinbase", MINER_COINBASE, "--device", "cpu"] if self.mine else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chain.cli", "run", "--datadir", str(self.datadir), "--rpc-port", "0", *p2p,
+            [sys.executable, "-m", "node.cli", "run", "--datadir", str(self.datadir), "--rpc-port", "0", *p2p,
              *mining, *self.extra_args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

@@ -1,5 +1,5 @@
 """The dApp flow through JSON-RPC alone, with web3.py 8 and ``w3.pouw``
-(rpc/web3_module.py), against a real ``pouw-node run --mine`` process: upload a dataset,
+(client/web3_module.py), against a real ``pouw-node run --mine`` process: upload a dataset,
 estimate and post a job signed by the dApp's own key, watch it train to completion,
 download the model into torch, check it against the exact metrics, and read the
 miner's rewards and a block's proof of work (rechecked)."""
@@ -18,7 +18,7 @@ from web3 import Web3
 from web3.exceptions import Web3RPCError
 
 from pouw.datasets import dataset_to_bytes
-from rpc.web3_module import RPC_DATASET_MAX_BYTES, PouwModule, model_from_result, rpc_error_message
+from client.web3_module import RPC_DATASET_MAX_BYTES, PouwModule, model_from_result, rpc_error_message
 from tests.rpc.pouw_node import (
     DAPP, GWEI, INPUT_DIM, MINER_COINBASE, NUM_CLASSES, POOR_KEY, MiningNode, job_spec, job_work_units,
     large_dataset_bytes, synthetic_dataset, wait_until,
@@ -222,7 +222,7 @@ def test_async_web3_posts_and_follows_a_job(node: MiningNode) -> None:
 
     from web3 import AsyncWeb3
 
-    from rpc.web3_module import AsyncPouwModule
+    from client.web3_module import AsyncPouwModule
 
     async def flow() -> None:
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(node.url))

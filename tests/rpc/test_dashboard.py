@@ -20,7 +20,7 @@ import pytest
 from web3 import Web3
 
 from pouw.datasets import dataset_to_bytes
-from rpc.web3_module import PouwModule
+from client.web3_module import PouwModule
 from tests.rpc.pouw_node import DAPP, GWEI, MiningNode, job_spec, synthetic_dataset
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.browser, pytest.mark.slow]

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 import rlp
+from eth.db.atomic import AtomicDB
 from eth_utils import keccak, to_checksum_address
 from trie import HexaryTrie
 
+from chain.chain import Chain
 from rpc.automine import Automine
 from rpc.backend import ChainBackend
 from rpc.config import RpcConfig
@@ -267,17 +269,20 @@ async def test_admin_and_rpc_api_selection(aiohttp_client: Any, backend: ChainBa
 
 async def test_sent_transaction_visible_during_block_import(rpc: Rpc, backend: ChainBackend) -> None:
     """A block whose import takes seconds (gas-burning transactions) is imported under
-    the block producers' lock, as the miner and p2p do; meanwhile a user's
+    the chain's write lock, as every import does; meanwhile a user's
     eth_sendRawTransaction returns at once and eth_getTransactionByHash finds it."""
     chain = backend.chain
     # contract creations whose init code loops until out of gas: about 2 s of py-evm
     burn = [signed(ACCOUNT2.key, i, to=None, value=0, data=bytes.fromhex("5b600056"), gas=2_000_000) for i in range(3)]
-    block, payload = chain.build_block(b"\x00" * 20, timestamp=chain.head().timestamp + 1,
-                                       transactions=[_decode(raw) for raw in burn])
+    # built by a peer (same genesis, own database): this node executes it on import
+    peer = Chain.open(AtomicDB(), chain.genesis, seal_engine=chain.engine_class, clock=chain.clock)
+    assert peer.head().hash == chain.head().hash
+    block, payload = peer.build_block(b"\x00" * 20, timestamp=chain.head().timestamp + 1,
+                                      transactions=[_decode(raw) for raw in burn])
     started = threading.Event()
 
     def import_slowly() -> None:
-        with backend.import_lock:
+        with chain.write_lock:
             started.set()
             chain.import_block(block, payload)
 

@@ -138,10 +138,12 @@ def test_a_validator_logs_each_block_with_the_peer_that_sent_it(pair: tuple[Mini
     assert all(named in line or line.endswith(" peer=p2p") for line in lines), lines[:3]
     assert any(named in line for line in lines), lines[:3]
     assert all("verify=" in line and "ms" in line for line in lines)
-    metrics = scrape(url)
+    # the import log's listeners run once an import has returned, just after the head moved
+    metrics = wait_until(lambda: (lambda m: m if value(m, "pouw_block_verification_seconds",
+                                                       "pouw_block_verification_seconds_count", source="peer") >= 3
+                                  else None)(scrape(url)), 30, "three verifications in the metrics")
     assert value(metrics, "pouw_p2p_peers") == 1
     assert value(metrics, "pouw_miner_running") == 0
-    assert value(metrics, "pouw_block_verification_seconds", "pouw_block_verification_seconds_count", source="peer") >= 3
     info = rpc(url, "pouw_nodeInfo")["result"]
     assert info["mining"] is False and info["trainsJobs"] is True and int(info["peers"], 16) == 1
 

@@ -66,7 +66,7 @@ def test_heavy_calls_stop_and_cheap_calls_keep_answering(node: DevNode) -> None:
 
 
 def test_rpc_flags_reach_the_config() -> None:
-    from chain.cli import build_parser, rpc_config_from_args, txpool_limits_from_args
+    from node.cli import build_parser, rpc_config_from_args, txpool_limits_from_args
 
     args = build_parser().parse_args([
         "run", "--datadir", "x", "--rpc-gascap", "100000", "--rpc-evmtimeout", "2.5", "--rpc-cors", "a,b",
@@ -75,7 +75,9 @@ def test_rpc_flags_reach_the_config() -> None:
     ])
     config: Any = rpc_config_from_args(args)
     assert (config.gas_cap, config.evm_timeout_s, config.cors_origins, config.apis) == (100000, 2.5, ("a", "b"), ("eth", "admin"))
-    assert txpool_limits_from_args(args) == {"max_per_sender": 3, "max_slots": 99, "price_bump_percent": 25, "min_gas_price": 7}
+    from chain.txpool import TxPoolLimits
+
+    assert txpool_limits_from_args(args) == TxPoolLimits(max_per_sender=3, max_slots=99, price_bump_percent=25, min_gas_price=7)
     defaults: Any = rpc_config_from_args(build_parser().parse_args(["run", "--datadir", "x"]))
     assert defaults.cors_origins == () and "admin" not in defaults.apis and defaults.evm_timeout_s == 5.0
 
@@ -104,6 +106,6 @@ def test_txpool_account_slots_flag(node: DevNode) -> None:
 
 def test_invalid_rpc_flags() -> None:
     for flags in (["--rpc-api", "eth,bogus"], ["--rpc-evmtimeout", "-1"], ["--txpool-account-slots", "0"]):
-        done = subprocess.run([sys.executable, "-m", "chain.cli", "run", "--datadir", "/nonexistent", *flags],
+        done = subprocess.run([sys.executable, "-m", "node.cli", "run", "--datadir", "/nonexistent", *flags],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -10,14 +10,14 @@ import pytest
 import pytest_asyncio
 from web3 import Web3
 
-from chain.imports import ImportLog
+from node.imports import ImportLog
 from chain.txpool import TxPool
 from consensus.params import STANDING_JOB_BASE
 from rpc.backend import ChainBackend
 from rpc.config import RpcConfig
 from rpc.operator_methods import CheckpointIndex
 from rpc.server import create_app
-from rpc.web3_module import REGISTRY_ABI, REGISTRY_ABI_PATH, REGISTRY_ADDRESS, PouwModule, UntrainedChain
+from client.web3_module import REGISTRY_ABI, REGISTRY_ABI_PATH, REGISTRY_ADDRESS, PouwModule, UntrainedChain
 from tests.chain.helpers import DEV_KEYS, MINER
 from tests.consensus.helpers import mine_block, open_pouw_chain, pouw_genesis, post_job_tx, tiny_spec
 from tests.rpc.conftest import Rpc
@@ -33,7 +33,7 @@ def node() -> ChainBackend:
     chain = open_pouw_chain(genesis)
     chain.txpool = TxPool(genesis.chain_id, chain.state_view())
     backend = ChainBackend(chain)
-    backend.imports = ImportLog(chain).attach()  # type: ignore[attr-defined]  # as chain.node.Node does
+    backend.imports = ImportLog(chain).attach()  # type: ignore[attr-defined]  # as node.node.Node does
     return backend
 
 
@@ -43,7 +43,7 @@ async def prpc(aiohttp_client: Any, node: ChainBackend) -> Rpc:
 
 
 def mine(backend: ChainBackend, transactions: Any = (), **kw: Any) -> Any:
-    with backend.pool_lock:
+    with backend.chain.write_lock:
         mined = mine_block(backend.chain, MINER, transactions=transactions, **kw)
     backend.notify_new_head(mined.block.hash)
     return mined
@@ -174,16 +174,18 @@ def test_the_web3_module_refuses_to_post_where_nobody_trains(live_url: str) -> N
 
 def test_the_registry_abi_ships_as_json_and_matches_the_precompile() -> None:
     from consensus.registry import (
-        SEL_CANCEL, SEL_NEXT, SEL_POST, SEL_SPEC, SEL_STATUS, TOPIC_CANCELLED, TOPIC_POSTED, encode_post_job,
+        SEL_AUDIT, SEL_CANCEL, SEL_NEXT, SEL_POST, SEL_PROVE, SEL_SPEC, SEL_STATUS, TOPIC_CANCELLED, TOPIC_POSTED,
+        encode_post_job,
     )
+    from consensus.fraud import TOPIC_FRAUD
     from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector
 
     assert json.loads(REGISTRY_ABI_PATH.read_text()) == REGISTRY_ABI
     functions = {f["name"]: function_abi_to_4byte_selector(f) for f in REGISTRY_ABI if f["type"] == "function"}
     assert functions == {"postJob": SEL_POST, "cancelJob": SEL_CANCEL, "jobStatus": SEL_STATUS, "jobSpec": SEL_SPEC,
-                         "nextJobId": SEL_NEXT}
+                         "nextJobId": SEL_NEXT, "proveFraud": SEL_PROVE, "jobAudit": SEL_AUDIT}
     events = {e["name"]: event_abi_to_log_topic(e) for e in REGISTRY_ABI if e["type"] == "event"}
-    assert events == {"JobPosted": TOPIC_POSTED, "JobCancelled": TOPIC_CANCELLED}
+    assert events == {"JobPosted": TOPIC_POSTED, "JobCancelled": TOPIC_CANCELLED, "FraudProven": TOPIC_FRAUD}
     registry = Web3().eth.contract(address=Web3.to_checksum_address(REGISTRY_ADDRESS), abi=REGISTRY_ABI)
     spec = tiny_spec(steps=10)
     data = registry.encode_abi("postJob", args=[json.dumps(spec).encode(), GWEI])

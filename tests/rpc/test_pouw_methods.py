@@ -52,7 +52,7 @@ async def prpc(aiohttp_client: Any, node: ChainBackend) -> Rpc:
 
 
 def mine(backend: ChainBackend, transactions: Any = ()) -> Any:
-    with backend.pool_lock:
+    with backend.chain.write_lock:
         mined = mine_block(backend.chain, MINER, transactions=transactions)
     backend.notify_new_head(mined.block.hash)
     return mined

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, TypedDict
 
 import pytest
 
@@ -99,6 +99,29 @@ def test_registry_refuses_duplicates_and_checks_params() -> None:
         method.parse_params(["1"])
     with pytest.raises(InvalidParams, match="too many arguments"):
         method.parse_params(["0x1", True, 3])
+
+
+def test_invalid_registry_handlers_are_refused_at_registration() -> None:
+    """A decorator that lands on the wrong line (a class, a TypedDict) or a plain function
+    meant for the event loop fails at import, not as -32603 at the first request."""
+    registry = Registry()
+
+    class Answer(TypedDict):
+        n: int
+
+    with pytest.raises(TypeError, match="must be a function"):
+        registry.method("x_a")(Answer)
+    with pytest.raises(TypeError, match="must be a function"):
+        registry.method("x_b", blocking=True)(dict)
+
+    def plain(ctx: Any) -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="coroutine function"):
+        registry.method("x_c")(plain)
+    registry.method("x_d", blocking=True)(plain)
+    registry.method("x_e", evm=True)(plain)
+    assert sorted(registry.methods) == ["x_d", "x_e"]
 
 
 def test_event_hub_delivers_from_other_threads() -> None:

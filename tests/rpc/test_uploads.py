@@ -24,7 +24,7 @@ from pouw.prng import keccak256
 from rpc.backend import ChainBackend
 from rpc.config import RpcConfig
 from rpc.uploads import UNREFERENCED_GRACE_S, DatasetUploads, QuotaExceeded
-from tests.chain.test_cli import RunningNode, cli
+from tests.node.test_cli import RunningNode, cli
 from tests.consensus.helpers import mine_block, open_pouw_chain, pouw_genesis, post_job_tx, tiny_spec
 from tests.chain.helpers import DEV_KEYS, MINER
 

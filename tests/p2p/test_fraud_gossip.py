@@ -1,0 +1,89 @@
+"""A fraud proof travels like any transaction, and its start state with it: the auditor's
+node holds the state, a peer's pool refuses the gossiped proof for lacking it, fetches it
+by hash from its peers, admits the proof and mines it; a validator that lacks the state
+when the proof's block arrives fetches it the same way (p2p/gossip.py, p2p/importer.py)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import pytest
+
+from consensus.auditor import audit_block
+from consensus.blobs import LevelDBBlobStore
+from consensus.engine import PouwEngine, backend_for
+from consensus.rewards import read_ring_entry
+from devnet.kit.p2pnode import TestNode
+from tests.chain.helpers import ALICE, BOB, ETHER, GWEI, MINER
+from tests.consensus.fraud_helpers import prove_tx, substitute_block
+from tests.consensus.helpers import mine_block, pouw_genesis, post_job_tx, tiny_spec
+from tests.p2p.helpers import converged, wait_for
+
+pytestmark = pytest.mark.asyncio
+
+MATURITY = 8
+GENESIS = pouw_genesis(expected_steps=30, k=2, maturity=MATURITY)
+
+
+def _node(make_node: Callable[..., TestNode], name: str) -> TestNode:
+    return make_node(name, genesis=GENESIS, seal_engine=PouwEngine, blobs=LevelDBBlobStore)
+
+
+async def _mine(node: TestNode, transactions: Any = ()) -> Any:
+    def locked() -> Any:
+        with node.chain.write_lock:
+            return mine_block(node.chain, MINER, list(transactions))
+
+    mined = await asyncio.to_thread(locked)
+    node.backend.notify_new_head(mined.block.hash)
+    return mined
+
+
+async def test_a_gossiped_proof_brings_its_start_state_along(make_node: Callable[..., TestNode]) -> None:
+    miner = await _node(make_node, "miner").start()
+    auditor = await _node(make_node, "auditor").start([miner])
+    validator = await _node(make_node, "validator").start([miner])
+    nodes = [miner, auditor, validator]
+    await wait_for(lambda: len(miner.p2p.peers) == 2, what="peers")
+    await _mine(miner, [post_job_tx(ALICE, 0, tiny_spec(steps=400), price=GWEI, escrow=ETHER)])
+    await _mine(miner)
+
+    def cheat() -> Any:
+        with miner.chain.write_lock:
+            sub = substitute_block(miner.chain, b"\xcc" * 20, segment=3, job_id=1, seed=31)
+            miner.chain.import_block(sub.block, sub.payload)
+            return sub
+
+    sub = await asyncio.to_thread(cheat)
+    miner.backend.notify_new_head(sub.block.hash)
+    await converged(nodes, timeout=60)
+
+    audit = await asyncio.to_thread(audit_block, auditor.chain, sub.block.hash, backend_for("cpu"))
+    state_hash = auditor.blobs.put_state(audit.start_state)
+    assert not miner.blobs.has(state_hash) and not validator.blobs.has(state_hash)
+    tx = prove_tx(BOB, 0, sub.block.hash, 3)
+    auditor.backend.submit_raw_transaction(tx.encode())  # as the auditor (or eth_sendRawTransaction) does
+    await wait_for(lambda: miner.chain.txpool.get(tx.hash) is not None, timeout=30, what="the proof in the miner's pool")
+    assert miner.blobs.has(state_hash), "fetched by hash from the auditor"
+
+    proof = await _mine(miner, [miner.chain.txpool.get(tx.hash)])
+    await converged(nodes, timeout=60)
+    for node in nodes:
+        assert node.chain.get_receipts(proof.block)[0].state_root == b"\x01"
+        entry = read_ring_entry(node.chain.state_at(), sub.block.number, MATURITY)
+        assert entry is not None and entry.slashed
+    assert validator.blobs.has(state_hash)
+
+
+async def test_a_transaction_sent_while_alone_reaches_a_peer_that_connects_later(
+    make_node: Callable[..., TestNode],
+) -> None:
+    """An auditor may find and submit its proof before any peer is connected: the pool's
+    pending transactions go to each peer as it connects."""
+    from tests.chain.helpers import sign_tx
+
+    alone = await make_node("alone").start()
+    tx = sign_tx(ALICE, 0, b"\x11" * 20, value=1)
+    alone.backend.submit_raw_transaction(tx.encode())
+    later = await make_node("later").start([alone])
+    await wait_for(lambda: later.chain.txpool.get(tx.hash) is not None, timeout=20, what="the tx at the new peer")
