@@ -239,11 +239,20 @@ function drawJob(job, history) {
 }
 
 function auditText(job) {
-  // Nodes that audit jobs report it on the job object; this one may not.
+  // The job's audit state (docs/rpc-pouw.md): this node's auditor and the chain's proofs.
   const audit = job.audit;
-  if (audit === undefined || audit === null) return "none reported by this node";
-  if (typeof audit === "string") return audit;
-  return audit.state || audit.status || JSON.stringify(audit);
+  if (audit === undefined || audit === null) return "not applicable (no proof of work)";
+  const through = audit.auditedThrough ? ` through #${parseInt(audit.auditedThrough, 16)}` : "";
+  const proven = parseInt(audit.fraudsProven || "0x0", 16);
+  const last = audit.lastFraud
+    ? `; ${proven} fraud(s) proven, last in #${parseInt(audit.lastFraud.blockNumber, 16)}` : "";
+  if (audit.state === "fraudFound" && audit.found.length) {
+    const f = audit.found[0];
+    return `FRAUD FOUND in #${parseInt(f.blockNumber, 16)}, segment ${parseInt(f.segment, 16)} (${f.status})${last}`;
+  }
+  if (audit.state === "audited") return `audited${through}, every step honest${last}`;
+  if (audit.state === "fraudProven") return `fraud proven, rolled back${last}`;
+  return (through ? `partly audited${through}` : "unaudited (no auditor here)") + last;
 }
 
 function lastAccuracy(history) {
