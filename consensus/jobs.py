@@ -139,23 +139,44 @@ def checkpoint_state(job: "JobRecord", blobs: "BlobStore") -> "State":
     return deserialize_state(job.spec, checkpoint_state_bytes(job, blobs))
 
 
-@functools.lru_cache(maxsize=1)
-def _digits_blob() -> bytes:
+DIGITS_SHAPES: tuple[tuple[int, ...], ...] = ((64,), (1, 8, 8))
+"""The built-in sets: the 8x8 digits as 64 features (for an MLP) and as one 8x8 channel
+(for a CNN); the same pixels, so the same examples in the same order."""
+
+
+@functools.lru_cache(maxsize=len(DIGITS_SHAPES))
+def _digits_blob(input_shape: tuple[int, ...] = (64,)) -> bytes:
     from pouw.datasets import load_digits
 
-    return dataset_to_bytes(load_digits())
+    return dataset_to_bytes(load_digits(input_shape))
 
 
 @functools.lru_cache(maxsize=1)
 def digits_dataset_id() -> str:
-    """The dataset id of the built-in digits set ("0x" + keccak hex of its blob)."""
+    """The dataset id of the built-in digits set, 64 features ("0x" + keccak hex of its blob)."""
     return "0x" + content_hash(_digits_blob()).hex()
 
 
 @functools.lru_cache(maxsize=1)
+def digits_image_dataset_id() -> str:
+    """The dataset id of the built-in digits set as 1x8x8 images (for CNN jobs)."""
+    return "0x" + content_hash(_digits_blob((1, 8, 8))).hex()
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_shapes() -> dict[str, tuple[int, ...]]:
+    return {"0x" + content_hash(_digits_blob(shape)).hex(): shape for shape in DIGITS_SHAPES}
+
+
 def builtin_dataset_ids() -> frozenset[str]:
     """Dataset ids every node has without fetching (generated locally, offline)."""
-    return frozenset({digits_dataset_id()})
+    return frozenset(_builtin_shapes())
+
+
+def builtin_blob(dataset_id: str) -> bytes | None:
+    """The blob of a built-in dataset (generated here), or None for any other id."""
+    shape = _builtin_shapes().get(dataset_id)
+    return None if shape is None else _digits_blob(shape)
 
 
 def load_dataset(spec: JobSpec, blobs: "BlobStore | None", max_bytes: int) -> Dataset:
@@ -170,8 +191,7 @@ def load_dataset(spec: JobSpec, blobs: "BlobStore | None", max_bytes: int) -> Da
     blob: bytes | None = None
     if blobs is not None and blobs.has(want):
         blob = blobs.get(want)
-    elif spec.dataset == digits_dataset_id():
-        blob = _digits_blob()
+    elif (blob := builtin_blob(spec.dataset)) is not None:
         if blobs is not None:
             blobs.put(blob)
     if blob is None:

@@ -550,10 +550,11 @@ def task_families(ctx: CallContext) -> TaskFamiliesJson:
     view = _view(ctx)
     datasets = view.builtin_datasets()
     digits = data(datasets[0].id) if datasets else None
+    digits_image = data(datasets[1].id) if len(datasets) > 1 else None
     examples: dict[str, JsonObject] = {
         "mlp": {"family": "mlp", "dataset": digits, "input_shape": [64], "num_classes": 10, "hidden": [128],
                 "batch_size": 32, "lr_shift": 3, "momentum_shift": None, "steps": 2000},
-        "cnn": {"family": "cnn", "dataset": digits, "input_shape": [1, 8, 8], "num_classes": 10, "hidden": [8],
+        "cnn": {"family": "cnn", "dataset": digits_image, "input_shape": [1, 8, 8], "num_classes": 10, "hidden": [8],
                 "batch_size": 32, "lr_shift": 3, "momentum_shift": None, "steps": 2000},
     }
     spec_fields: dict[str, SpecFieldJson] = {
@@ -578,6 +579,7 @@ def estimate_job(ctx: CallContext, raw: JsonObject, price: int) -> EstimateJson:
 
     view = _view(ctx)
     spec = _validated_spec(view, raw)
+    _check_dataset_fits(view, spec, InvalidParams)
     family = get_family(spec.family)
     w = family.work_units(spec)
     head = view.head()
@@ -609,6 +611,20 @@ def estimate_job(ctx: CallContext, raw: JsonObject, price: int) -> EstimateJson:
         "warning": None if view.is_pouw else UNTRAINED_WARNING,
         "limits": limits_json(view),
     }
+
+
+def _check_dataset_fits(view: PouwView, spec: JobSpec, error: type[RpcError]) -> None:
+    """Refuse a spec whose dataset is here and does not fit it (another input shape or
+    class count): no miner could ever train it, and its escrow would sit locked."""
+    info = view.dataset_info(bytes.fromhex(spec.dataset[2:]))
+    if info is None:
+        return
+    shape, classes = tuple(spec.input_shape), int(spec.num_classes)
+    if tuple(info.input_shape) != shape or info.num_classes != classes:
+        raise error(
+            f"dataset {spec.dataset} does not fit the spec: its examples have input shape {list(info.input_shape)} "
+            f"and {info.num_classes} classes, the spec asks for {list(shape)} and {classes}"
+        )
 
 
 # -- jobs -----------------------------------------------------------------------------
@@ -645,6 +661,7 @@ def _check_post_job(view: PouwView, raw: bytes) -> None:
             f"dataset {spec.dataset} is not on this node: upload it with pouw_putDataset first "
             "(miners and validators fetch it from here)"
         )
+    _check_dataset_fits(view, spec, ServerError)
 
 
 @pouw.method("pouw_submitJob", Param("transaction", parse_data), Param("timeout", parse_timeout, default=SUBMIT_TIMEOUT_S))

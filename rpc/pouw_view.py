@@ -347,32 +347,31 @@ class PouwView:
                 return self.blobs.get(dataset_hash)
             except PouwError as exc:
                 raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is corrupt: {exc}") from None
-        from consensus.jobs import _digits_blob, digits_dataset_id  # imports torch
+        from consensus.jobs import builtin_blob  # imports torch
 
-        if "0x" + dataset_hash.hex() == digits_dataset_id():
-            return _digits_blob()
-        return None
+        return builtin_blob("0x" + dataset_hash.hex())
 
     def has_dataset(self, dataset_hash: bytes) -> bool:
         if self.blobs.has(dataset_hash):
             return True
-        from consensus.jobs import digits_dataset_id  # imports torch
+        from consensus.jobs import builtin_dataset_ids  # imports torch
 
-        return "0x" + dataset_hash.hex() == digits_dataset_id()
+        return "0x" + dataset_hash.hex() in builtin_dataset_ids()
 
     def builtin_datasets(self) -> list[DatasetInfo]:
-        from consensus.jobs import digits_dataset_id  # imports torch
+        """The built-in sets, the 64-feature digits first."""
+        from consensus.jobs import digits_dataset_id, digits_image_dataset_id  # imports torch
 
-        info = self.dataset_info(bytes.fromhex(digits_dataset_id()[2:]))
-        return [info] if info is not None else []
+        infos = (self.dataset_info(bytes.fromhex(i[2:])) for i in (digits_dataset_id(), digits_image_dataset_id()))
+        return [info for info in infos if info is not None]
 
     def _remember(self, dataset_hash: bytes, size: int, dataset: Dataset) -> DatasetInfo:
-        from consensus.jobs import digits_dataset_id  # imports torch
+        from consensus.jobs import builtin_dataset_ids  # imports torch
 
         info = DatasetInfo(
             id=dataset_hash, size=size, train_examples=len(dataset), test_examples=int(dataset.y_test.shape[0]),
             input_shape=dataset.input_shape, num_classes=dataset.num_classes, name=dataset.name,
-            builtin="0x" + dataset_hash.hex() == digits_dataset_id(),
+            builtin="0x" + dataset_hash.hex() in builtin_dataset_ids(),
         )
         with self._lock:
             self._datasets[dataset_hash] = info

@@ -83,14 +83,21 @@ async def test_catalogue_and_estimate(prpc: Rpc, node: ChainBackend) -> None:
     assert [f["name"] for f in catalogue["families"]] == ["mlp", "cnn"]
     assert catalogue["challengeCount"] == 3
     assert quantity(catalogue["limits"]["maxStepsPerBlock"]) == 65536
-    digits = catalogue["datasets"][0]
+    digits, images = catalogue["datasets"]
     assert digits["name"] and digits["builtin"] and digits["inputShape"] == [64]
+    assert images["builtin"] and images["inputShape"] == [1, 8, 8] and images["trainExamples"] == digits["trainExamples"]
     # every example spec is accepted by the estimator
     for family in catalogue["families"]:
         est = await prpc.result("pouw_estimateJob", family["example"], "0x3b9aca00")
         assert quantity(est["escrowRequired"]) == 10**9 * family["example"]["steps"]
         assert quantity(est["totalWorkUnits"]) == quantity(est["workUnitsPerStep"]) * family["example"]["steps"]
         assert est["datasetAvailable"] is True
+        dataset = next(d for d in catalogue["datasets"] if d["id"] == family["example"]["dataset"])
+        assert dataset["inputShape"] == family["example"]["input_shape"], "the example fits its dataset"
+    # a spec whose dataset does not fit it is refused, saying why
+    misfit = dict(catalogue["families"][1]["example"], dataset=digits["id"])
+    err = await prpc.error("pouw_estimateJob", misfit)
+    assert err["code"] == -32602 and "input shape [64]" in err["message"] and "[1, 8, 8]" in err["message"]
 
     spec = tiny_spec(steps=600)
     est = await prpc.result("pouw_estimateJob", spec)
