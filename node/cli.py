@@ -68,7 +68,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     early_stop = _catch_stop_signals()  # a signal while opening the datadir stops the node once up
     from node.node import (
-        Node, NodeConfig, check_automine_allowed, check_dev_period_allowed, open_datadir, read_datadir_genesis,
+        Node, NodeConfig, check_automine_allowed, check_dev_accounts_allowed, check_dev_period_allowed, open_datadir,
+        read_datadir_genesis,
     )
 
     # Before opening: refuse plainly even where the seal engine is missing.
@@ -76,6 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_automine_allowed(read_datadir_genesis(args.datadir), args.datadir)
     if args.dev_period:
         check_dev_period_allowed(read_datadir_genesis(args.datadir), args.datadir)
+    if args.dev_accounts:
+        check_dev_accounts_allowed(read_datadir_genesis(args.datadir), args.datadir)
     coinbase = None
     if args.mine:  # --- mining (consensus/miner.py) ---
         from node.mining import check_mining_allowed, parse_coinbase
@@ -94,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         rpc_host=args.rpc_addr, rpc_port=args.rpc_port, rpc=not args.no_rpc, automine=args.automine,
         dev_period=args.dev_period, coinbase=dev_coinbase, dashboard=not args.no_dashboard, metrics=not args.no_metrics,
         rpc_config=rpc_config_from_args(args), txpool_limits=txpool_limits_from_args(args),
-        dataset_quota=args.dataset_quota, ws_max_per_client=args.ws_max_per_client,
+        dataset_quota=args.dataset_quota, ws_max_per_client=args.ws_max_per_client, dev_accounts=args.dev_accounts,
     )
     with open_datadir(args.datadir) as datadir:
         node = Node(datadir, config)
@@ -445,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dev-period", type=_positive_seconds, default=0.0, metavar="S",
         help="build a block every S seconds (+-40%% jitter), empty or with the pool's transactions "
         "(development genesis only, like geth's --dev.period)",
+    )
+    run.add_argument(
+        "--dev-accounts", action="store_true",
+        help="sign for the public test-mnemonic accounts (eth_accounts, eth_sendTransaction, eth_sign*), "
+        "as anvil does (development genesis only; anyone can spend from them)",
     )
     run.add_argument("--mine", action="store_true", help="mine blocks: train jobs, seal, import (pouw genesis)")
     run.add_argument(

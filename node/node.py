@@ -107,6 +107,10 @@ class AutomineRefused(NodeError):
     """Automine was asked for on a chain whose blocks need proof of work."""
 
 
+class DevAccountsRefused(NodeError):
+    """``--dev-accounts`` was asked for on a chain that is not a development chain."""
+
+
 class DevPeriodRefused(NodeError):
     """``--dev-period`` was asked for on a chain whose blocks need proof of work."""
 
@@ -244,12 +248,19 @@ def check_dev_period_allowed(genesis: GenesisConfig, datadir: Path) -> None:
     _check_dev_only(genesis, datadir, "--dev-period", DevPeriodRefused)
 
 
-def _check_dev_only(genesis: GenesisConfig, datadir: Path, option: str, error: type[NodeError]) -> None:
+def check_dev_accounts_allowed(genesis: GenesisConfig, datadir: Path) -> None:
+    """The dev accounts' keys are public: only a development chain, where nothing holds
+    value, may sign with them."""
+    _check_dev_only(genesis, datadir, "--dev-accounts", DevAccountsRefused,
+                    "whose accounts may hold value: the dev keys are public, sign on the client side")
+
+
+def _check_dev_only(genesis: GenesisConfig, datadir: Path, option: str, error: type[NodeError],
+                    why: str = "whose blocks need proof of work: mine it with --mine --coinbase ADDR") -> None:
     if not genesis.is_dev_only:
         raise error(
             f"{option} needs a development genesis (\"sealEngine\": \"noproof\", e.g. "
-            f"pouw-node init --genesis dev); the chain in {datadir} uses \"{genesis.seal_engine}\", "
-            f"whose blocks need proof of work: mine it with --mine --coinbase ADDR"
+            f"pouw-node init --genesis dev); the chain in {datadir} uses \"{genesis.seal_engine}\", {why}"
         )
 
 
@@ -700,6 +711,9 @@ class NodeConfig:
     """Bytes of uploaded datasets no posted job names that the node keeps (rpc/uploads.py)."""
     ws_max_per_client: int = 32
     """WebSocket connections one client address may hold open."""
+    dev_accounts: bool = False
+    """Sign for the public development accounts (``--dev-accounts``; development genesis
+    only): ``eth_accounts``, ``eth_sendTransaction``, ``eth_sign*`` (rpc/accounts.py)."""
 
 
 class Node:
@@ -730,6 +744,14 @@ class Node:
             missing_blobs=self.chain.engine.missing_transaction_blobs,
         )
         self.backend = ChainBackend(self.chain)
+        if config.dev_accounts:
+            check_dev_accounts_allowed(self.chain.genesis, datadir.path)
+            from genesis.devkeys import DEV_KEYS_HEX
+            from rpc.accounts import DevAccounts
+
+            self.backend.accounts = DevAccounts(DEV_KEYS_HEX)
+            log.warning("dev accounts unlocked: the node signs for the %d public test-mnemonic accounts "
+                        "(anyone can spend from them)", len(DEV_KEYS_HEX))
         self.rpc_url: Optional[str] = None
         from node.imports import ImportLog
 

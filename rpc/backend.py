@@ -45,6 +45,7 @@ from rpc.sources import AuditSource, ImportSource, MinerSource, PeerSource
 from rpc.evm_deadline import CallTimeout
 
 if TYPE_CHECKING:
+    from rpc.accounts import DevAccounts
     from rpc.pouw_view import PouwView
     from rpc.proofs import ProofJson
     from rpc.simulate import SimulatedBlockJson, SimulatePayload
@@ -142,6 +143,8 @@ class Backend(abc.ABC):
     peers: PeerSource | None = None
     imports: ImportSource | None = None
     auditor: AuditSource | None = None
+    accounts: "DevAccounts | None" = None
+    """Keys the node signs with (``--dev-accounts``, development genesis only; rpc/accounts.py)."""
 
     # -- blocks ------------------------------------------------------------
     @abc.abstractmethod

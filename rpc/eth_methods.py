@@ -127,11 +127,6 @@ async def hashrate(ctx: CallContext) -> str:
     return quantity(int(miner.status()["work_units_per_second"]))
 
 
-@eth.method("eth_accounts")
-async def accounts(ctx: CallContext) -> list[str]:
-    return []  # the node holds no keys
-
-
 # -- helpers ----------------------------------------------------------------
 
 def resolve_block(ctx: CallContext, block_id: BlockId, *, pending: bool = False) -> BlockAPI | None:

@@ -66,10 +66,11 @@ def build_registry(*extra: Registry) -> Registry:
     from rpc.eth_methods import eth
     from rpc.node_methods import node
     from rpc.operator_methods import operator
+    from rpc.accounts import signing
     from rpc.audit_methods import audits
     from rpc.pouw_methods import pouw
 
-    return eth.merge(node, pouw, operator, audits, *extra)
+    return eth.merge(signing, node, pouw, operator, audits, *extra)
 
 
 def create_app(backend: Backend, config: RpcConfig | None = None, registry: Registry | None = None) -> web.Application:

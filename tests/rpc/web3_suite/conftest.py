@@ -77,7 +77,7 @@ def dev_node() -> Iterator[DevNode]:
             pytest.skip("anvil not available (npm install @foundry-rs/anvil-linux-amd64)")
         node = start_anvil(binary, MODE, chain_id=CHAIN_ID)
     else:
-        node = start_pouw(MODE, dev_genesis(CHAIN_ID))
+        node = start_pouw(MODE, dev_genesis(CHAIN_ID), args=("--dev-accounts",))  # as anvil: its dev accounts unlocked
     try:
         yield node
     finally:

@@ -3,21 +3,14 @@ lists them). From scripts/web3_suite.py's comparison with anvil 1.7.1 in the sam
 names are test names without their class (the sync and async twins share a reason)."""
 from __future__ import annotations
 
-_NO_KEYS = "the node holds no keys: eth_accounts is [], so the test's w3.eth.accounts[0] is missing (anvil lists its dev accounts)"
-_SIGNING = "needs a key held by the node (eth_sign/eth_signTransaction/eth_signTypedData); the node holds none, anvil has none for the keyfile account either"
+_SIGNING = ("signs for web3's keyfile account (eth_sign/eth_signTransaction/eth_signTypedData), whose key the node does "
+            "not hold: it signs only for its dev accounts (--dev-accounts); anvil has none for it either")
 _ENS = "web3.py's ENS test helper fails on the client side (list has no isascii) on every node"
 _CLIENT = "fails inside web3.py before any request (same on anvil)"
 _AUTOMINED = "automine mines the first transaction before the test replaces it: nonce too low (same on anvil)"
 
 #: test name -> reason; applies to every mode.
 KNOWN_FAILURES: dict[str, str] = {
-    **{name: _NO_KEYS for name in (
-        "test_eth_accounts", "test_async_eth_accounts", "test_eth_get_balance", "test_eth_call",
-        "test_eth_call_with_0_result", "test_eth_call_with_override_code", "test_eth_call_with_override_param_type_check",
-        "test_eth_estimate_gas_with_override_param_type_check", "test_eth_get_storage_at_invalid_address",
-        "test_async_eth_get_storage_at_invalid_address", "test_eth_get_transaction_count_invalid_address",
-        "test_eth_get_balance_with_ens_name",
-    )},
     "test_eth_get_balance_with_block_identifier": (
         "dev blocks are credited to 0x...c0 (--coinbase), not to the genesis block's miner, so that "
         "address's balance never changes"
@@ -36,7 +29,7 @@ KNOWN_FAILURES: dict[str, str] = {
     )},
     **{name: _ENS for name in (
         "test_async_eth_get_storage_at_ens_name", "test_async_eth_sign_ens_names", "test_async_eth_sign_transaction_ens_names",
-        "test_solidity_keccak_ens", "test_eth_get_code_ens_address", "test_eth_get_storage_at_ens_name",
+        "test_solidity_keccak_ens", "test_eth_get_code_ens_address", "test_eth_get_balance_with_ens_name", "test_eth_get_storage_at_ens_name",
         "test_eth_get_transaction_count_ens_name", "test_eth_sign_ens_names", "test_eth_sign_transaction_ens_names",
     )},
     **{name: _CLIENT for name in (
