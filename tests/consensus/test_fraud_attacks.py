@@ -259,3 +259,32 @@ def test_a_contract_relayed_proof_needs_its_start_state_like_a_direct_one() -> N
         pool.on_new_head(chain.state_view())
     free_rider = pool.get(relayed.hash) is not None and chain.get_balance(address_of(CAROL)) == carol
     assert not admitted and not free_rider
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "consensus/rewards.py apply_job_progress records NO_JOB (job 0) in the ring entry of a block whose "
+    "job is cancelled by a transaction of that very block, and consensus/fraud.py locate() then refuses "
+    "any proof of it ('trained no job'): a cheater that posted the job cancels it inside its lying block "
+    "and keeps the block reward unslashable (the auditor still finds the fraud and submits a proof that "
+    "reverts)"))
+def test_a_cheater_cancelling_its_job_inside_the_lying_block_is_still_slashed() -> None:
+    from eth_keys import keys
+
+    chain = open_pouw_chain(_genesis())
+    cheater_key = keys.PrivateKey(b"\x0d" * 32)
+    cheater = address_of(cheater_key)
+    mine_block(chain, MINER, [sign_tx(ALICE, 0, cheater, value=ETHER, tip=0)])
+    mine_block(chain, MINER, [post_job_tx(cheater_key, 0, tiny_spec(steps=400), price=GWEI, escrow=ETHER // 10)])
+    cancel = sign_tx(cheater_key, 1, REGISTRY_ADDRESS, data=encode_cancel_job(1), gas=200_000, tip=0)
+    sub = substitute_block(chain, cheater, segment=3, job_id=1, transactions=[cancel], seed=21)
+    chain.import_block(sub.block, sub.payload)  # accepted: the cheater's own cancel rides in its block
+    assert read_job(_state(chain), 1, _config(chain)).status == STATUS_CANCELLED
+    audit = audit_block(chain, sub.block.hash, backend_for("cpu"))
+    assert audit.fraud_segment == 3  # the auditor sees it
+    LevelDBBlobStore(chain.db).put_state(audit.start_state)
+    entry = read_ring_entry(_state(chain), sub.block.number, MATURITY)
+    assert entry is not None and entry.reward > 0  # entry.job_id is 0 here: locate() says "trained no job"
+    proof = mine_block(chain, MINER, [prove_tx(CAROL, 0, sub.block.hash, 3)]).block
+    assert chain.get_receipts(proof)[0].state_root == b"\x01", "the proof lands"
+    slashed = read_ring_entry(_state(chain), sub.block.number, MATURITY)
+    assert slashed is not None and slashed.slashed and slashed.reward == 0
