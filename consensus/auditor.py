@@ -37,6 +37,7 @@ from eth_keys.datatypes import PrivateKey
 from eth_typing import Address, Hash32
 
 from chain.chain import Chain
+from chain.errors import WorkBlobMissing
 from chain.header import PouwBlockHeader
 from consensus.audit import AuditError, BlockAudit, audit_trajectory, job_before
 from consensus.blobs import LevelDBBlobStore
@@ -187,14 +188,33 @@ class AuditRunner:
             DirectoryBlobStore(self._scratch, max_bytes=max(len(data), 1)).put(data)
 
     def audit(self, block_hashes: Sequence[bytes]) -> list[BlockAudit]:
-        """Audit each block (results in the same order)."""
-        inputs = [prepare_audit(self.chain, h) for h in block_hashes]
+        """Audit each block (results in the same order); the first error is raised."""
+        outcomes = self.audit_each([prepare_audit(self.chain, h) for h in block_hashes])
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return [o for o in outcomes if isinstance(o, BlockAudit)]
+
+    def audit_each(self, inputs: Sequence[AuditInputs]) -> list[BlockAudit | Exception]:
+        """Audit each prepared block: its verdict, or the error its audit raised."""
         if self._pool is None:
-            return [run_audit(i, self._dataset(i.spec), backend_for(self.device)) for i in inputs]
+            outcomes: list[BlockAudit | Exception] = []
+            for i in inputs:
+                try:
+                    outcomes.append(run_audit(i, self._dataset(i.spec), backend_for(self.device)))
+                except Exception as exc:  # noqa: BLE001 - reported per block, as from a worker
+                    outcomes.append(exc)
+            return outcomes
         for i in inputs:
             self._share_dataset(i.spec)
         futures = [self._pool.submit(_worker_audit, i, str(self._scratch), self.device) for i in inputs]
-        return [f.result() for f in futures]
+        results: list[BlockAudit | Exception] = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - a worker's error (or a broken pool)
+                results.append(exc)
+        return results
 
     def close(self) -> None:
         if self._pool is not None:
@@ -212,6 +232,20 @@ def segment_steps(header: PouwBlockHeader, payload: WorkPayload, budget: Optiona
     """Steps ``(first, last)`` of segment ``segment`` of a block."""
     points = trajectory_points(header.step_count, payload.m, budget)
     return (points[segment - 2] if segment >= 2 else 0) + 1, points[segment - 1]
+
+
+UNAUDITABLE = -1
+"""``Auditor.verdict`` of a block whose audit failed for a reason of its own."""
+
+
+@dataclass(frozen=True)
+class SkippedBlock:
+    """A block the auditor could not audit (and why): never counted as honest."""
+
+    number: int
+    block_hash: bytes
+    job_id: int
+    reason: str
 
 
 @dataclass
@@ -291,6 +325,8 @@ class AuditStatus:
     """Recomputed steps per second, all workers together."""
     work_units_per_second: float
     frauds: tuple[FraudFound, ...]
+    skipped: tuple[SkippedBlock, ...]
+    """Blocks it could not audit, with the reason (never counted as honest)."""
     prover: Optional[bytes]
     last_error: Optional[str]
 
@@ -328,6 +364,7 @@ class Auditor:
         self.interval = interval
         self.progress = AuditProgress()
         self.frauds: list[FraudFound] = []
+        self.skipped: list[SkippedBlock] = []
         self.last_error: Optional[str] = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -362,12 +399,16 @@ class Auditor:
         return rlp.encode([audit.fraud_segment or 0, audit.steps, audit.work_units, int(audit.seconds * 1e6)])
 
     def verdict(self, block_hash: bytes) -> Optional[int]:
-        """0: audited honest; j: fraud at segment j; None: not audited here."""
+        """0: audited honest; j: fraud at segment j; UNAUDITABLE: its audit failed for a
+        reason of its own; None: not audited here."""
         try:
             raw = self.chain.db[RESULT_PREFIX + bytes(block_hash)]
         except KeyError:
             return None
-        return int.from_bytes(rlp.decode(bytes(raw))[0], "big")
+        fields = rlp.decode(bytes(raw))
+        if len(fields) > 4 and int.from_bytes(fields[4], "big"):
+            return UNAUDITABLE
+        return int.from_bytes(fields[0], "big")
 
     def audited_through(self) -> Optional[int]:
         """The last block of the contiguous audited range ``first..`` (None: none yet),
@@ -400,11 +441,25 @@ class Auditor:
         hashes = [h for n in range(start, min(head, start + count - 1) + 1) if (h := self._canonical(n)) is not None]
         if not hashes:
             return []
-        try:
-            audits = self.runner.audit(hashes)
-        except AuditError as exc:
-            self.last_error = str(exc)
-            raise
+        inputs: list[AuditInputs] = []
+        for number, block_hash in enumerate(hashes, start=start):
+            try:
+                inputs.append(prepare_audit(self.chain, block_hash))
+            except WorkBlobMissing as exc:  # a checkpoint not fetched yet: this block and later ones wait
+                self.last_error = f"block #{number}: {exc}"
+                break
+            except Exception as exc:  # noqa: BLE001 - this block cannot be audited here, ever: say so, go on
+                self._skip(number, block_hash, exc)
+        outcomes = self.runner.audit_each(inputs)
+        audits: list[BlockAudit] = []
+        for prepared, outcome in zip(inputs, outcomes):
+            if isinstance(outcome, WorkBlobMissing):  # a dataset not fetched yet: wait for it
+                self.last_error = f"block #{prepared.number}: {outcome}"
+                break
+            if isinstance(outcome, Exception):
+                self._skip(prepared.number, prepared.block_hash, outcome)
+                continue
+            audits.append(outcome)
         for audit in audits:
             self.chain.db[RESULT_PREFIX + audit.block_hash] = self._record(audit)
             with self._lock:
@@ -414,9 +469,29 @@ class Auditor:
                 self.progress.seconds += audit.seconds
             if not audit.honest:
                 self._on_fraud(audit)
-        last = audits[-1]
-        self._write_cursor(last.number, last.block_hash)
+        reached = None
+        for offset, block_hash in enumerate(hashes):  # the contiguous run with a verdict
+            if self.verdict(block_hash) is None:
+                break
+            reached = offset
+        if reached is not None:
+            self._write_cursor(start + reached, hashes[reached])
         return audits
+
+    def _skip(self, number: int, block_hash: bytes, exc: Exception) -> None:
+        """A block whose audit fails for a reason of its own (not a missing blob): record
+        it as unaudited, so it is never counted as honest, and go on past it."""
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            header = self.chain.get_header_by_hash(Hash32(block_hash))
+            job_id = int.from_bytes(header.job_id, "big") if isinstance(header, PouwBlockHeader) else 0
+        except Exception:  # noqa: BLE001 - a header we cannot read names no job
+            job_id = 0
+        self.chain.db[RESULT_PREFIX + bytes(block_hash)] = rlp.encode([0, 0, 0, 0, 1])
+        with self._lock:
+            self.skipped.append(SkippedBlock(number, bytes(block_hash), job_id, reason))
+        self.last_error = f"block #{number} cannot be audited: {reason}"
+        log.error("audit: block #%d 0x%s cannot be audited: %s", number, bytes(block_hash).hex(), reason)
 
     def _on_fraud(self, audit: BlockAudit) -> None:
         assert audit.fraud_segment is not None and audit.start_state is not None
@@ -473,6 +548,11 @@ class Auditor:
         with self._lock:
             return [f for f in self.frauds if f.job_id == job_id]
 
+    def skipped_for(self, job_id: int) -> list[SkippedBlock]:
+        """The job's blocks this auditor could not audit (0: any block naming no job)."""
+        with self._lock:
+            return [s for s in self.skipped if s.job_id in (job_id, 0)]
+
     def refresh(self) -> None:
         """Mark found frauds the chain has since proven (by anyone)."""
         state = self.chain.state_at(self.chain.head())
@@ -520,6 +600,7 @@ class Auditor:
         with self._lock:
             progress = self.progress
             frauds = tuple(self.frauds)
+            skipped = tuple(self.skipped)
         rate = progress.steps / progress.seconds if progress.seconds else 0.0
         units = progress.work_units / progress.seconds if progress.seconds else 0.0
         return AuditStatus(
@@ -528,7 +609,7 @@ class Auditor:
             through=self.audited_through(), head=self.chain.head().block_number,
             blocks=progress.blocks, steps=progress.steps,
             steps_per_second=rate * self.runner.workers, work_units_per_second=units * self.runner.workers,
-            frauds=frauds, prover=self.key.public_key.to_canonical_address() if self.key is not None else None,
+            frauds=frauds, skipped=skipped, prover=self.key.public_key.to_canonical_address() if self.key is not None else None,
             last_error=self.last_error,
         )
 
@@ -571,6 +652,8 @@ class AuditorView(Protocol):
 
     def frauds_for(self, job_id: int) -> list[FraudFound]: ...
 
+    def skipped_for(self, job_id: int) -> list[SkippedBlock]: ...
+
 
 def job_audit_view(chain: Chain, job_id: int, auditor: Optional[AuditorView]) -> JobAuditView:
     config = _config(chain)
@@ -591,7 +674,7 @@ def job_audit_view(chain: Chain, job_id: int, auditor: Optional[AuditorView]) ->
             job_then = read_job(chain.state_at(_canonical_header(chain, through)), job_id, config)
             job_now = read_job(state, job_id, config)
             complete = job_now is not None and job_then is not None and job_then.steps_done == job_now.steps_done \
-                and job_then.checkpoint == job_now.checkpoint
+                and job_then.checkpoint == job_now.checkpoint and not auditor.skipped_for(job_id)
         found = tuple(f for f in auditor.frauds_for(job_id) if f.status != "proven")
     if found:
         kind = "fraudFound"

@@ -34,8 +34,9 @@ not decode) has these consequences, in this order:
    a cancelled one refunds them to its poster.
 3. The job's audit record counts the fraud and names B and j; ``FraudProven`` is logged.
 
-Refused (revert, state unchanged, gas spent): a block that is not an ancestor within the
-window, one already proven, a segment out of range, a start state not stored, and a
+Refused (revert, state unchanged, gas spent): a call from a contract (a proof is a
+transaction to the registry: nodes fetch its start state before executing it), a block
+that is not an ancestor within the window, one already proven, a segment out of range, a start state not stored, and a
 proof whose segment recomputes to the listed state (no fraud).
 
 Storage (beside the registry's): audit record ``A(id) = K(id32 || b"pouw.registry.audit")``:
@@ -174,6 +175,10 @@ def prove_fraud(computation: ComputationAPI, args: bytes, config: ConsensusConfi
     maturity = config.coinbase_maturity
     computation.consume_gas(GAS_PROVE_BASE + GAS_PROVE_PER_ENTRY * maturity, reason="proveFraud")
     require_no_value(computation)
+    if computation.msg.depth != 0:
+        # Nodes check a proof's start state is here before executing a transaction that
+        # calls the registry; a call from a contract could name any state, unchecked.
+        raise _revert("must be called by a transaction, not through a contract")
     block_hash, segment = decode_args(["bytes32", "uint256"], args)
     if maturity == 0:
         raise _revert("this chain has no audit window (coinbaseMaturity is 0)")

@@ -102,19 +102,25 @@ def apply_job_progress(
     state: StateAPI, config: ConsensusConfig, job_id: int, t: int, start_checkpoint: bytes, final_state: bytes
 ) -> tuple[int, JobBefore]:
     """Step 1 above; returns the fee earned (0 for a standing job or a closed one) and
-    the job as it was before (NO_JOB when the block trained none). The block trains the
-    job only if the job's checkpoint after the block's transactions is still the one it
-    started from."""
+    the job as it was before, for the ring entry. The block trains the job only if the
+    job is open after the block's transactions and its checkpoint is still the one the
+    block started from. NO_JOB (the block cannot be proven fraudulent) only when the
+    block trained no job, or a fraud proof in the block itself discarded the state it
+    trained from: then nothing it computed reached any job."""
     from consensus.fraud import job_epoch  # fraud's rules build on this module's ring
 
     if job_id == 0 or t < 1:
         return 0, NO_JOB
     job = read_job(state, job_id, config)
-    if job is None or not job.is_open or job.spec is None:
-        return 0, NO_JOB  # e.g. cancelled by a transaction of this very block: no fee, no progress
+    if job is None or job.spec is None:
+        return 0, NO_JOB
     if current_checkpoint(job) != start_checkpoint:
         return 0, NO_JOB  # rolled back by a fraud proof in this very block: trained from a discarded state
     before = JobBefore(job_id, job.steps_done, job.checkpoint, job_epoch(state, job_id))
+    if not job.is_open:
+        # cancelled by a transaction of this very block: no fee, no progress, but the
+        # block's trajectory stays provable (its entry names the job as verified)
+        return 0, before
     trained = billed_steps(job, t)
     steps = job.steps_done + trained
     write_progress(state, job_id, steps, final_state)

@@ -18,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional
 
 import rlp
@@ -48,8 +51,27 @@ GREET_TXS = 1024
 """Pending transactions sent to a peer when it connects, at most."""
 TX_BLOB_FETCHES = 4
 """Blobs fetched for one ``txs`` message's transactions, at most."""
-TX_BLOBS_REMEMBERED = 4096
-"""Blob hashes fetched (or tried) for transactions, remembered so as not to try again."""
+TX_BLOB_RETRY_S = 5.0
+"""A blob for transactions that no peer served is asked for again after this long, not
+before: a peer cannot make us fetch the same blob over and over; and not never: a peer
+that names a blob before anyone holds it (a cheater gossiping a proof of its own block
+ahead of the auditors) cannot make us drop the proofs that come with it later."""
+TX_BLOB_ATTEMPTS = 60
+"""Fetches of one blob for waiting transactions before they are dropped (5 minutes)."""
+TX_BLOBS_WAITING = 64
+"""Blobs with transactions waiting for them, at most (the oldest is dropped)."""
+TX_PER_BLOB_WAITING = 8
+"""Transactions kept waiting for one blob, at most."""
+
+@dataclass
+class BlobWait:
+    """Transactions waiting for one blob, and how fetching it went."""
+
+    raws: list[bytes] = field(default_factory=list)
+    attempts: int = 0
+    failed_at: float = float("-inf")
+    fetching: bool = False
+
 
 ANNOUNCED_QUEUE = 1024
 """Announced blocks waiting to be fetched; beyond that a sync round catches up."""
@@ -82,7 +104,8 @@ class Gossip:
         self._submit_tx = submit_tx
         self._want_sync = want_sync
         self._fetch_blob = fetch_blob
-        self._blobs_tried = BoundedSet(TX_BLOBS_REMEMBERED)
+        self._blob_waits: OrderedDict[bytes, BlobWait] = OrderedDict()
+        """Blobs transactions wait for: their transactions, attempts, last failure."""
         self._running = False
         self._pending_head: Optional[bytes] = None
         self._pending_txs: list[SignedTransactionAPI] = []
@@ -204,26 +227,48 @@ class Gossip:
             await self._fetch_and_retry(peer, waiting[:TX_BLOB_FETCHES])
 
     async def _fetch_and_retry(self, peer: Peer, waiting: list[tuple[bytes, bytes]]) -> None:
-        """Fetch the blobs gossiped transactions read (each hash tried once in a while:
-        a peer cannot make us fetch the same blob over and over), then offer the
-        transactions to the pool again."""
-        assert self._fetch_blob is not None
-        retry = []
+        """Park each transaction with the blob it waits for, and fetch the blobs not
+        tried within ``TX_BLOB_RETRY_S``; a blob that arrives releases every transaction
+        waiting for it to the pool, one that does not is tried again later."""
         for raw, blob_hash in waiting:
-            if blob_hash in self._blobs_tried:
-                continue
-            self._blobs_tried.add(blob_hash)
-            try:
-                await self._fetch_blob(blob_hash)
-            except Exception as exc:  # noqa: BLE001 - BlobUnavailable and kin: the tx waits for the blob
-                log.debug("blob %s for a tx from %s not fetched: %s", m.hx(blob_hash), peer.name, exc)
-                continue
-            retry.append(raw)
-        if retry:
-            try:
-                await self.reads.run(self._add_all, peer.name, retry)
-            except RuntimeError:
-                return
+            self._park(blob_hash, raw)
+        for blob_hash in dict.fromkeys(h for _, h in waiting):
+            await self._try_blob(blob_hash, peer.name)
+
+    def _park(self, blob_hash: bytes, raw: bytes) -> None:
+        wait = self._blob_waits.get(blob_hash)
+        if wait is None:
+            wait = self._blob_waits[blob_hash] = BlobWait()
+            while len(self._blob_waits) > TX_BLOBS_WAITING:
+                self._blob_waits.popitem(last=False)
+        if raw not in wait.raws and len(wait.raws) < TX_PER_BLOB_WAITING:
+            wait.raws.append(raw)
+
+    async def _try_blob(self, blob_hash: bytes, source: str) -> None:
+        assert self._fetch_blob is not None
+        wait = self._blob_waits.get(blob_hash)
+        now = time.monotonic()
+        if wait is None or wait.fetching or now - wait.failed_at < TX_BLOB_RETRY_S:
+            return
+        wait.fetching = True
+        try:
+            await self._fetch_blob(blob_hash)
+        except Exception as exc:  # noqa: BLE001 - BlobUnavailable and kin: the transactions wait
+            wait.fetching = False
+            wait.failed_at, wait.attempts = time.monotonic(), wait.attempts + 1
+            log.debug("blob %s for txs from %s not fetched (attempt %d): %s", m.hx(blob_hash), source,
+                      wait.attempts, exc)
+            if wait.attempts >= TX_BLOB_ATTEMPTS:
+                self._blob_waits.pop(blob_hash, None)
+            elif self._running:
+                asyncio.get_running_loop().call_later(
+                    TX_BLOB_RETRY_S, lambda: asyncio.ensure_future(self._try_blob(blob_hash, "a retry")))
+            return
+        self._blob_waits.pop(blob_hash, None)
+        try:
+            await self.reads.run(self._add_all, source, wait.raws)
+        except RuntimeError:  # executor shut down
+            return
 
     def _add_all(self, peer_name: str, raws: list[bytes]) -> tuple[int, list[tuple[bytes, bytes]]]:
         """Hand each transaction to the pool (on a read thread): the number that do not

@@ -71,6 +71,11 @@ VALIDATION_SHARE: Final = 64
 ``max_segment_steps`` bounds the segment length ``m`` accordingly. 1/64 rather than 1/50
 leaves room, within 2%, for what a validator pays besides the steps (decoding each
 carried state, hashing each segment's end)."""
+MAX_SEGMENT_WORK: Final = 2 * 10**11
+"""A segment holds at most this many work units (0.2 s of the reference CPU), whatever the
+difficulty: a fraud proof recomputes one segment on chain, at one gas per 10^4 work
+units, so any segment's proof fits in 20 M gas plus the registry's fixed charges
+(docs/protocol.md §21)."""
 MAX_ANCHORS: Final = 5
 """Segments recomputed besides the challenges: 1, n-2, n-1, n and the budget segment."""
 MIN_POINTS: Final = 2
@@ -272,10 +277,13 @@ def is_ticket_point(j: int) -> bool:
 
 
 def max_segment_steps(difficulty: int, work_units: int, k: int) -> int:
-    """The longest segment a block may use: ``max(1, min(65536, D // (64 * (k + 5) * w)))``,
-    so that recomputing its at most ``k + 5`` segments stays within 2% of the block's
-    expected work ``D`` (never less than one step per segment)."""
+    """The longest segment a block may use:
+    ``max(1, min(65536, D // (64 * (k + 5) * w), MAX_SEGMENT_WORK // w))``, so that
+    recomputing its at most ``k + 5`` segments stays within 2% of the block's expected
+    work ``D``, and a fraud proof of any one segment fits in a block (never less than
+    one step per segment)."""
     _check_work(work_units, difficulty)
     if work_units == 0:
         return 1
-    return max(1, min(MAX_SEGMENT_STEPS, difficulty // (VALIDATION_SHARE * (k + MAX_ANCHORS) * work_units)))
+    return max(1, min(MAX_SEGMENT_STEPS, difficulty // (VALIDATION_SHARE * (k + MAX_ANCHORS) * work_units),
+                      MAX_SEGMENT_WORK // work_units))

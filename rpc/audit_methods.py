@@ -130,6 +130,8 @@ def audit_status(ctx: CallContext) -> dict[str, object]:
         "workUnitsPerSecond": round(s.work_units_per_second, 3),
         "prover": data(s.prover) if s.prover is not None else None,
         "frauds": [_found_json(f) for f in s.frauds],
+        "skipped": [{"blockNumber": quantity(b.number), "blockHash": data(b.block_hash), "reason": b.reason}
+                    for b in s.skipped],
         "lastError": s.last_error,
     }
 
@@ -140,13 +142,18 @@ def audit_status(ctx: CallContext) -> dict[str, object]:
 )
 def upload_proof_state(ctx: CallContext, block_hash: bytes, segment: int, state: bytes) -> str:
     chain = _chain(ctx)
+    config: ConsensusConfig = getattr(chain.engine_class, "config")  # checked by _chain
     raw = chain.get_payload(Hash32(block_hash))
     if raw is None:
         raise InvalidParams(f"block {data(block_hash)} is not on this node or carries no work")
+    number = chain.get_header_by_hash(Hash32(block_hash)).block_number
+    head = chain.head().block_number
+    if bytes(chain.get_canonical_hash(number)) != bytes(block_hash) or head + 1 - config.coinbase_maturity > number:
+        raise InvalidParams(f"block {data(block_hash)} is not a canonical block within the audit window "
+                            f"(the last {config.coinbase_maturity} blocks): a proof of it would be refused")
     commitments = WorkPayload.decode(raw).commitments
     if segment > len(commitments):
         raise InvalidParams(f"segment {segment} out of range 1..{len(commitments)}")
-    config: ConsensusConfig = getattr(chain.engine_class, "config")  # checked by _chain
     limit = config.limits.max_state_bytes
     if len(state) > limit:
         raise InvalidParams(f"state of {len(state)} bytes exceeds the chain's limit of {limit}")

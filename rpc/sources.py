@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from consensus.auditor import AuditStatus, FraudFound
+from consensus.auditor import AuditStatus, FraudFound, SkippedBlock
 
 
 @runtime_checkable
@@ -145,6 +145,10 @@ class AuditSource(Protocol):
 
     def frauds_for(self, job_id: int) -> list[FraudFound]:
         """Frauds it found in the job's blocks."""
+        ...
+
+    def skipped_for(self, job_id: int) -> list[SkippedBlock]:
+        """The job's blocks it could not audit."""
         ...
 
     def status(self) -> AuditStatus:

@@ -141,3 +141,57 @@ def test_invalid_blocks_to_audit_are_refused_with_a_reason() -> None:
         audit_block(chain, chain.genesis_hash, backend_for("cpu"))
     with pytest.raises(AuditError, match="not on this node"):
         audit_block(chain, b"\x11" * 32, backend_for("cpu"))
+
+
+def test_a_block_whose_audit_fails_is_skipped_not_a_stall_and_never_counted_honest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block whose audit raises (for a reason of its own, not a missing blob) must not
+    stop the auditor at that block forever: it is recorded as unaudited, reported, and
+    the auditor goes on; the job it trained is never reported fully audited."""
+    import consensus.auditor as auditor_module
+
+    chain, sub = _chain_with_fraud(seed=9)
+    mine_block(chain, MINER)
+    real = auditor_module.prepare_audit
+
+    def broken(chain_: Any, block_hash: bytes) -> Any:
+        if bytes(block_hash) == bytes(chain.get_canonical_hash(2)):
+            raise ValueError("a payload this node cannot read")
+        return real(chain_, block_hash)
+
+    monkeypatch.setattr(auditor_module, "prepare_audit", broken)
+    auditor = Auditor(chain, start_block=1)
+    audits = auditor.run_once(limit=10)
+    assert [a.number for a in audits] == [1, 3, 4]
+    assert auditor.audited_through() == 4, "went on past the block"
+    status = auditor.status()
+    assert [(s.number, s.job_id) for s in status.skipped] == [(2, 1)] and "cannot read" in status.skipped[0].reason
+    assert auditor.verdict(chain.get_canonical_hash(2)) == -1
+    view = job_audit_view(chain, 1, auditor)
+    assert not view.complete and view.state != "audited"
+    assert auditor.run_once(limit=10) == [], "nothing left: no retry loop on the skipped block"
+    auditor.stop()
+
+
+def test_a_missing_blob_makes_the_auditor_wait_not_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chain.errors import WorkBlobMissing
+    import consensus.auditor as auditor_module
+
+    chain, _ = _chain_with_fraud(seed=10)
+    real = auditor_module.prepare_audit
+    missing = {"on": True}
+
+    def not_yet(chain_: Any, block_hash: bytes) -> Any:
+        if missing["on"] and bytes(block_hash) == bytes(chain.get_canonical_hash(2)):
+            raise WorkBlobMissing("checkpoint not fetched yet", blob_hash=b"\x01" * 32)
+        return real(chain_, block_hash)
+
+    monkeypatch.setattr(auditor_module, "prepare_audit", not_yet)
+    auditor = Auditor(chain, start_block=1)
+    assert [a.number for a in auditor.run_once(limit=10)] == [1]
+    assert auditor.audited_through() == 1 and "not fetched" in (auditor.last_error or "")
+    missing["on"] = False
+    assert [a.number for a in auditor.run_once(limit=10)] == [2, 3]
+    assert not auditor.status().skipped
+    auditor.stop()

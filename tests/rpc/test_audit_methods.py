@@ -98,3 +98,18 @@ async def test_upload_proof_state_stores_only_the_listed_state(prpc: Rpc, node: 
     assert await prpc.result("pouw_uploadProofState", block_hash, "0x3", "0x" + start.hex()) == "0x" + listed.hex()
     tx_hash = await prpc.result("eth_sendRawTransaction", raw)
     assert tx_hash == Web3.to_hex(prove_tx(BOB, 0, sub.block.hash, 3).hash)
+
+
+@pytest.mark.asyncio
+async def test_upload_proof_state_refuses_blocks_no_proof_could_name(prpc: Rpc, node: tuple[ChainBackend, Any]) -> None:
+    """Only the states a proof could still use are stored: a canonical block inside the
+    window. A block that fell out of it (or a side branch) is refused, storing nothing."""
+    backend, sub = node
+    chain = backend.chain
+    start = audit_block(chain, sub.block.hash, backend_for("cpu")).start_state
+    assert start is not None
+    listed = WorkPayload.decode(chain.get_payload(sub.block.hash)).commitments[1]
+    for _ in range(8):  # the window (maturity 8) moves past block 3
+        mine_block(chain, MINER)
+    err = await prpc.error("pouw_uploadProofState", "0x" + sub.block.hash.hex(), "0x3", "0x" + start.hex())
+    assert "audit window" in err["message"] and not chain.engine.blobs.has(listed)
