@@ -33,7 +33,7 @@ The window of M immature blocks is the audit window.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 from eth.abc import StateAPI
 from eth_typing import Address

@@ -32,7 +32,7 @@ from rpc.context import CallContext
 from rpc.encoding import TransactionJson, transaction_json
 from rpc.errors import InvalidParams, ServerError
 from rpc.eth_methods import _estimate, next_base_fee, suggest_tip
-from rpc.hexcodec import data, parse_address, parse_data, quantity
+from rpc.hexcodec import data, parse_address, parse_data
 from rpc.jsontypes import Json
 from rpc.params import parse_call
 from rpc.registry import Param, Registry

@@ -7,7 +7,7 @@ executor and encode the answer; a request the node refuses is -32000 with the re
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Iterator, Literal, NotRequired, Optional, TypedDict, Union
+from typing import Iterator, Literal, NotRequired, Optional, TypedDict, Union
 
 from eth_abi import decode as abi_decode
 from eth_typing import Address

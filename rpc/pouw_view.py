@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Callable, Optional, TypedDict
 
 from eth.abc import BlockHeaderAPI, LogAPI, StateAPI
 from eth_bloom import BloomFilter
-from eth_typing import Hash32
 
 from chain.chain import Chain
 from chain.header import PouwBlockHeader

@@ -17,8 +17,6 @@ from consensus.auditor import audit_block
 from consensus.blobs import LevelDBBlobStore
 from consensus.engine import backend_for
 from consensus.fraud import BOUNTY_DIVISOR, TOPIC_FRAUD, read_audit
-from consensus.jobs import current_checkpoint
-from consensus.params import REGISTRY_ADDRESS
 from consensus.registry import STATUS_COMPLETED, STATUS_OPEN, read_job
 from consensus.rewards import immature_balance, read_ring_entry
 from tests.chain.helpers import ALICE, BOB, CAROL, ETHER, GWEI, MINER, address_of

@@ -10,7 +10,7 @@ import pytest
 from eth_abi import encode as abi_encode
 
 from chain.schema import work_payload
-from chain.txpool import BlobNotHere, TxPool
+from chain.txpool import TxPool
 from consensus.audit import job_before
 from consensus.auditor import audit_block
 from consensus.blobs import LevelDBBlobStore
@@ -21,7 +21,7 @@ from consensus.fraud import (
 from consensus.jobs import checkpoint_state_bytes, load_dataset
 from consensus.params import REGISTRY_ADDRESS
 from consensus.payload import WorkPayload
-from consensus.registry import STATUS_CANCELLED, STATUS_COMPLETED, STATUS_OPEN, encode_cancel_job, read_job
+from consensus.registry import STATUS_CANCELLED, STATUS_OPEN, encode_cancel_job, read_job
 from consensus.rewards import read_ring_entry
 from genesis.format import parse_genesis
 from pouw.commit import accumulator_chain, batch_accumulator_index, max_segment_steps, seal_seed, trajectory_points
@@ -207,7 +207,6 @@ DEFAULT_INITIAL_DIFFICULTY = 10**12
 
 
 def test_a_cheater_using_the_longest_segments_can_still_be_proven_within_the_block_gas_limit() -> None:
-    from genesis.format import GenesisConfig  # noqa: F401 - the default genesis' numbers, above
     from pouw.families import get_family
     from pouw.spec import JobSpec
     from devnet.kit.genesis import default_genesis_dict

@@ -117,3 +117,26 @@ class FakePeer:
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
+
+
+def pouw_test_node(make_node: Any, name: str, genesis: Any) -> "TestNode":
+    """A node of ``make_node`` on a pouw ``genesis``: the pouw engine, blobs beside the chain."""
+    from consensus.blobs import LevelDBBlobStore
+    from consensus.engine import PouwEngine
+
+    node: TestNode = make_node(name, genesis=genesis, seal_engine=PouwEngine, blobs=LevelDBBlobStore)
+    return node
+
+
+async def mine_and_announce(node: "TestNode", coinbase: bytes, transactions: Iterable[Any] = ()) -> Any:
+    """One honest pouw block on the node's head (trained in a thread, under its write
+    lock), imported and announced to its peers."""
+    from devnet.kit.mining import mine_block
+
+    def locked() -> Any:
+        with node.chain.write_lock:
+            return mine_block(node.chain, coinbase, list(transactions))
+
+    mined = await asyncio.to_thread(locked)
+    node.backend.notify_new_head(mined.block.hash)
+    return mined

@@ -17,15 +17,14 @@ from typing import Any, Callable
 import pytest
 
 from consensus.auditor import audit_block
-from consensus.blobs import LevelDBBlobStore
-from consensus.engine import PouwEngine, backend_for
+from consensus.engine import backend_for
 from consensus.payload import WorkPayload
 from devnet.kit.p2pnode import TestNode
 from p2p import messages as m
 from tests.chain.helpers import ALICE, BOB, CAROL, ETHER, GWEI, MINER
 from tests.consensus.fraud_helpers import prove_tx, substitute_block
-from tests.consensus.helpers import mine_block, pouw_genesis, post_job_tx, tiny_spec
-from tests.p2p.helpers import converged, wait_for
+from tests.consensus.helpers import pouw_genesis, post_job_tx, tiny_spec
+from tests.p2p.helpers import converged, mine_and_announce, pouw_test_node, wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -34,17 +33,11 @@ GENESIS = pouw_genesis(expected_steps=30, k=2, maturity=MATURITY)
 
 
 def _node(make_node: Callable[..., TestNode], name: str) -> TestNode:
-    return make_node(name, genesis=GENESIS, seal_engine=PouwEngine, blobs=LevelDBBlobStore)
+    return pouw_test_node(make_node, name, GENESIS)
 
 
 async def _mine(node: TestNode, transactions: Any = ()) -> Any:
-    def locked() -> Any:
-        with node.chain.write_lock:
-            return mine_block(node.chain, MINER, list(transactions))
-
-    mined = await asyncio.to_thread(locked)
-    node.backend.notify_new_head(mined.block.hash)
-    return mined
+    return await mine_and_announce(node, MINER, transactions)
 
 
 async def test_a_cheater_poisoning_the_start_state_hash_cannot_block_the_real_proof(

@@ -10,14 +10,13 @@ from typing import Any, Callable
 import pytest
 
 from consensus.auditor import audit_block
-from consensus.blobs import LevelDBBlobStore
-from consensus.engine import PouwEngine, backend_for
+from consensus.engine import backend_for
 from consensus.rewards import read_ring_entry
 from devnet.kit.p2pnode import TestNode
 from tests.chain.helpers import ALICE, BOB, ETHER, GWEI, MINER
 from tests.consensus.fraud_helpers import prove_tx, substitute_block
-from tests.consensus.helpers import mine_block, pouw_genesis, post_job_tx, tiny_spec
-from tests.p2p.helpers import converged, wait_for
+from tests.consensus.helpers import pouw_genesis, post_job_tx, tiny_spec
+from tests.p2p.helpers import converged, mine_and_announce, pouw_test_node, wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -26,17 +25,11 @@ GENESIS = pouw_genesis(expected_steps=30, k=2, maturity=MATURITY)
 
 
 def _node(make_node: Callable[..., TestNode], name: str) -> TestNode:
-    return make_node(name, genesis=GENESIS, seal_engine=PouwEngine, blobs=LevelDBBlobStore)
+    return pouw_test_node(make_node, name, GENESIS)
 
 
 async def _mine(node: TestNode, transactions: Any = ()) -> Any:
-    def locked() -> Any:
-        with node.chain.write_lock:
-            return mine_block(node.chain, MINER, list(transactions))
-
-    mined = await asyncio.to_thread(locked)
-    node.backend.notify_new_head(mined.block.hash)
-    return mined
+    return await mine_and_announce(node, MINER, transactions)
 
 
 async def test_a_gossiped_proof_brings_its_start_state_along(make_node: Callable[..., TestNode]) -> None:
