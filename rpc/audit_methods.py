@@ -10,13 +10,12 @@
 """
 from __future__ import annotations
 
-from typing import Optional, TypedDict
+from typing import TYPE_CHECKING, Optional, TypedDict
 
 from eth_typing import Hash32
 
 from chain.chain import Chain
 
-from consensus.auditor import FraudFound, JobAuditView, job_audit_view
 from consensus.blobs import LevelDBBlobStore
 from consensus.params import ConsensusConfig
 from consensus.payload import WorkPayload
@@ -26,6 +25,9 @@ from rpc.errors import InvalidParams, ServerError
 from rpc.hexcodec import data, parse_data, parse_hash, parse_quantity, quantity
 from rpc.jsontypes import Json
 from rpc.registry import Param, Registry
+
+if TYPE_CHECKING:  # consensus.auditor imports torch: loaded on the first audit read, not at start
+    from consensus.auditor import FraudFound, JobAuditView
 
 audits = Registry()
 
@@ -99,6 +101,8 @@ def audit_json(ctx: CallContext, job_id: int) -> Optional[AuditJson]:
     chain = getattr(ctx.backend, "chain", None)
     if not isinstance(chain, Chain) or getattr(chain.engine_class, "config", None) is None:
         return None
+    from consensus.auditor import job_audit_view
+
     return audit_view_json(job_audit_view(chain, job_id, getattr(ctx.backend, "auditor", None)))
 
 

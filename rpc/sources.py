@@ -17,9 +17,10 @@ Protocol below that names exactly what the RPC reads of it:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from consensus.auditor import AuditStatus, FraudFound, SkippedBlock
+if TYPE_CHECKING:  # consensus.auditor imports torch: not at server start
+    from consensus.auditor import AuditStatus, FraudFound, SkippedBlock
 
 
 @runtime_checkable
