@@ -141,3 +141,15 @@ def test_mypy_is_clean_on_every_package() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_serving_json_rpc_does_not_load_torch() -> None:
+    """A node on a development chain starts its RPC without torch (about 2 s of imports):
+    what needs it (the pouw_ namespace on a proof-of-work chain, the auditor) loads it
+    on first use."""
+    import subprocess
+    import sys
+
+    code = "import sys, node.cli, rpc.server, rpc.audit_methods, rpc.accounts; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -445,14 +445,3 @@ async def test_invalid_too_many_websockets_from_one_address(aiohttp_client: Any,
     for ws in sockets:
         await ws.close()
 
-
-def test_serving_json_rpc_does_not_load_torch() -> None:
-    """A node on a development chain starts its RPC without torch (about 2 s of imports):
-    what needs it (the pouw_ namespace on a proof-of-work chain, the auditor) loads it
-    on first use."""
-    import subprocess
-    import sys
-
-    code = "import sys, node.cli, rpc.server, rpc.audit_methods, rpc.accounts; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stdout + out.stderr
