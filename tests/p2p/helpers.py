@@ -140,3 +140,34 @@ async def mine_and_announce(node: "TestNode", coinbase: bytes, transactions: Ite
     mined = await asyncio.to_thread(locked)
     node.backend.notify_new_head(mined.block.hash)
     return mined
+
+
+async def network_with_a_substituted_block(
+    make_node: Any, genesis: Any, names: tuple[str, str, str], *, seed: int = 31,
+) -> tuple[list["TestNode"], Any]:
+    """Three pouw nodes, the last two peered with the first (the miner): job 1 posted and
+    trained once honestly, then a block whose segment 3 is substituted
+    (tests/consensus/fraud_helpers.py) mined on the miner and accepted by all three.
+    Returns the nodes and the substituted block."""
+    from devnet.kit.accounts import ALICE, MINER
+    from devnet.kit.genesis import tiny_spec
+    from tests.consensus.fraud_helpers import substitute_block
+    from tests.consensus.helpers import post_job_tx
+
+    miner = await pouw_test_node(make_node, names[0], genesis).start()
+    others = [await pouw_test_node(make_node, name, genesis).start([miner]) for name in names[1:]]
+    nodes = [miner, *others]
+    await wait_for(lambda: len(miner.p2p.peers) == 2, what="peers")
+    await mine_and_announce(miner, MINER, [post_job_tx(ALICE, 0, tiny_spec(steps=400), price=10**9, escrow=10**18)])
+    await mine_and_announce(miner, MINER)
+
+    def cheat() -> Any:
+        with miner.chain.write_lock:
+            sub = substitute_block(miner.chain, b"\xcc" * 20, segment=3, job_id=1, seed=seed)
+            miner.chain.import_block(sub.block, sub.payload)
+            return sub
+
+    sub = await asyncio.to_thread(cheat)
+    miner.backend.notify_new_head(sub.block.hash)
+    await converged(nodes, timeout=60)
+    return nodes, sub

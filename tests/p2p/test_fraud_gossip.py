@@ -5,7 +5,7 @@ when the proof's block arrives fetches it the same way (p2p/gossip.py, p2p/impor
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
@@ -13,10 +13,10 @@ from consensus.auditor import audit_block
 from consensus.engine import backend_for
 from consensus.rewards import read_ring_entry
 from devnet.kit.p2pnode import TestNode
-from tests.chain.helpers import ALICE, BOB, ETHER, GWEI, MINER
-from tests.consensus.fraud_helpers import prove_tx, substitute_block
-from tests.consensus.helpers import pouw_genesis, post_job_tx, tiny_spec
-from tests.p2p.helpers import converged, mine_and_announce, pouw_test_node, wait_for
+from tests.chain.helpers import ALICE, BOB, MINER
+from tests.consensus.fraud_helpers import prove_tx
+from tests.consensus.helpers import pouw_genesis
+from tests.p2p.helpers import converged, mine_and_announce, network_with_a_substituted_block, wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -24,32 +24,9 @@ MATURITY = 8
 GENESIS = pouw_genesis(expected_steps=30, k=2, maturity=MATURITY)
 
 
-def _node(make_node: Callable[..., TestNode], name: str) -> TestNode:
-    return pouw_test_node(make_node, name, GENESIS)
-
-
-async def _mine(node: TestNode, transactions: Any = ()) -> Any:
-    return await mine_and_announce(node, MINER, transactions)
-
-
 async def test_a_gossiped_proof_brings_its_start_state_along(make_node: Callable[..., TestNode]) -> None:
-    miner = await _node(make_node, "miner").start()
-    auditor = await _node(make_node, "auditor").start([miner])
-    validator = await _node(make_node, "validator").start([miner])
-    nodes = [miner, auditor, validator]
-    await wait_for(lambda: len(miner.p2p.peers) == 2, what="peers")
-    await _mine(miner, [post_job_tx(ALICE, 0, tiny_spec(steps=400), price=GWEI, escrow=ETHER)])
-    await _mine(miner)
-
-    def cheat() -> Any:
-        with miner.chain.write_lock:
-            sub = substitute_block(miner.chain, b"\xcc" * 20, segment=3, job_id=1, seed=31)
-            miner.chain.import_block(sub.block, sub.payload)
-            return sub
-
-    sub = await asyncio.to_thread(cheat)
-    miner.backend.notify_new_head(sub.block.hash)
-    await converged(nodes, timeout=60)
+    nodes, sub = await network_with_a_substituted_block(make_node, GENESIS, ("miner", "auditor", "validator"))
+    miner, auditor, validator = nodes
 
     audit = await asyncio.to_thread(audit_block, auditor.chain, sub.block.hash, backend_for("cpu"))
     state_hash = auditor.blobs.put_state(audit.start_state)
@@ -59,7 +36,7 @@ async def test_a_gossiped_proof_brings_its_start_state_along(make_node: Callable
     await wait_for(lambda: miner.chain.txpool.get(tx.hash) is not None, timeout=30, what="the proof in the miner's pool")
     assert miner.blobs.has(state_hash), "fetched by hash from the auditor"
 
-    proof = await _mine(miner, [miner.chain.txpool.get(tx.hash)])
+    proof = await mine_and_announce(miner, MINER, [miner.chain.txpool.get(tx.hash)])
     await converged(nodes, timeout=60)
     for node in nodes:
         assert node.chain.get_receipts(proof.block)[0].state_root == b"\x01"
