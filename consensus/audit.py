@@ -48,22 +48,34 @@ class BlockAudit:
     start_state: Optional[bytes]
     """Serialised start state of ``fraud_segment`` (what a proof names), if any."""
     seconds: float
+    fraud_steps: Optional[tuple[int, int]] = None
+    """Steps ``(first, last)`` of ``fraud_segment``."""
 
     @property
     def honest(self) -> bool:
         return self.fraud_segment is None
 
 
+@dataclass(frozen=True)
+class FirstLie:
+    """The first segment of a block whose recomputed end is not its commitment."""
+
+    segment: int
+    start_state: bytes
+    first_step: int
+    last_step: int
+
+
 def audit_trajectory(
     spec: JobSpec, dataset: Dataset, s0: bytes, header: PouwBlockHeader, payload: WorkPayload,
     budget: Optional[int], backend: Backend,
-) -> tuple[Optional[int], Optional[bytes]]:
+) -> Optional[FirstLie]:
     """Recompute every segment of the block ``header`` (its job's spec and dataset, start
-    state ``s0``, remaining budget ``budget`` at its parent); the first fraudulent
-    segment and its start state, or (None, None)."""
+    state ``s0``, remaining budget ``budget`` at its parent); its first lie, or None."""
     points = trajectory_points(header.step_count, payload.m, budget)
-    if len(points) != len(payload.commitments):
-        return len(points), None  # cannot happen for an accepted block
+    if len(points) != len(payload.commitments):  # import refuses such a block
+        raise AuditError(f"block #{header.block_number} lists {len(payload.commitments)} commitments "
+                         f"for {len(points)} points")
     job_id = int.from_bytes(header.job_id, "big")
     seed = seal_seed(header.mining_hash, header.coinbase, job_id, header.start_checkpoint, payload.m)
     accs = accumulator_chain(seed, payload.commitments)
@@ -72,9 +84,9 @@ def audit_trajectory(
     for j, last in enumerate(points, start=1):
         end = run_segment(spec, dataset, state, accs[batch_accumulator_index(j)], first, last, backend)
         if state_digest(end, spec) != payload.commitments[j - 1]:
-            return j, serialize_state(spec, state)
+            return FirstLie(j, serialize_state(spec, state), first, last)
         state, first = end, last + 1
-    return None, None
+    return None
 
 
 def job_before(chain: Chain, header: PouwBlockHeader) -> JobRecord:
@@ -88,4 +100,4 @@ def job_before(chain: Chain, header: PouwBlockHeader) -> JobRecord:
     return job
 
 
-__all__ = ["AuditError", "BlockAudit", "audit_trajectory", "job_before"]
+__all__ = ["AuditError", "BlockAudit", "FirstLie", "audit_trajectory", "job_before"]

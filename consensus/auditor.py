@@ -42,21 +42,13 @@ from chain.header import PouwBlockHeader
 from consensus.audit import AuditError, BlockAudit, audit_trajectory, job_before
 from consensus.blobs import LevelDBBlobStore
 from consensus.engine import backend_for
-from consensus.fraud import (
-    BOUNTY_DIVISOR,
-    GAS_PROVE_BASE,
-    GAS_PROVE_PER_ENTRY,
-    WORK_UNITS_PER_GAS,
-    encode_prove_fraud,
-    read_audit,
-)
+from consensus.fraud import BOUNTY_DIVISOR, encode_prove_fraud, proof_gas, read_audit
 from consensus.jobs import checkpoint_state_bytes, load_dataset
 from consensus.params import REGISTRY_ADDRESS, ConsensusConfig
 from consensus.payload import WorkPayload
 from consensus.registry import read_job
 from consensus.rewards import read_ring_entry
 from pouw.arith import Backend
-from pouw.commit import trajectory_points
 from pouw.datasets import Dataset
 from pouw.spec import JobSpec
 
@@ -127,11 +119,11 @@ def run_audit(inputs: AuditInputs, dataset: Dataset, backend: Backend) -> BlockA
     started = time.perf_counter()
     header = rlp.decode(inputs.header_rlp, sedes=PouwBlockHeader)
     payload = WorkPayload.decode(inputs.payload)
-    segment, start = audit_trajectory(inputs.spec, dataset, inputs.start_state, header, payload,
-                                      inputs.budget, backend)
+    lie = audit_trajectory(inputs.spec, dataset, inputs.start_state, header, payload, inputs.budget, backend)
     return BlockAudit(inputs.number, inputs.block_hash, inputs.job_id, len(payload.commitments),
-                      header.step_count, header.step_count * inputs.work_units, segment, start,
-                      time.perf_counter() - started)
+                      header.step_count, header.step_count * inputs.work_units,
+                      None if lie is None else lie.segment, None if lie is None else lie.start_state,
+                      time.perf_counter() - started, None if lie is None else (lie.first_step, lie.last_step))
 
 
 def _worker_start() -> None:
@@ -228,12 +220,6 @@ class AuditRunner:
 # --- what was found ------------------------------------------------------------------------
 
 
-def segment_steps(header: PouwBlockHeader, payload: WorkPayload, budget: Optional[int], segment: int) -> tuple[int, int]:
-    """Steps ``(first, last)`` of segment ``segment`` of a block."""
-    points = trajectory_points(header.step_count, payload.m, budget)
-    return (points[segment - 2] if segment >= 2 else 0) + 1, points[segment - 1]
-
-
 UNAUDITABLE = -1
 """``Auditor.verdict`` of a block whose audit failed for a reason of its own."""
 
@@ -273,12 +259,22 @@ class ProofPlan:
     gas: int
 
 
-def proof_plan(config: ConsensusConfig, audit: BlockAudit, inputs_work_units: int, seg_steps: int) -> ProofPlan:
+def proof_plan(config: ConsensusConfig, audit: BlockAudit) -> ProofPlan:
     """The transaction fields proving ``audit``'s fraud: the registry's charge plus a margin."""
-    gas = (GAS_PROVE_BASE + GAS_PROVE_PER_ENTRY * config.coinbase_maturity
-           + -(-seg_steps * inputs_work_units // WORK_UNITS_PER_GAS) + PROOF_GAS_MARGIN)
-    assert audit.fraud_segment is not None
+    assert audit.fraud_segment is not None and audit.fraud_steps is not None
+    first, last = audit.fraud_steps
+    segment_work = (last - first + 1) * (audit.work_units // audit.steps)
+    gas = proof_gas(config.coinbase_maturity, segment_work) + PROOF_GAS_MARGIN
     return ProofPlan(REGISTRY_ADDRESS, encode_prove_fraud(audit.block_hash, audit.fraud_segment), gas)
+
+
+def record_finding(chain: Chain, audit: BlockAudit) -> FraudFound:
+    """Keep a lying block's segment start state in the node's blob store (what a proof
+    of it reads; peers fetch it by hash) and describe the finding."""
+    assert audit.fraud_segment is not None and audit.start_state is not None and audit.fraud_steps is not None
+    state_hash = LevelDBBlobStore(chain.db).put_state(audit.start_state)
+    return FraudFound(audit.number, audit.block_hash, audit.job_id, audit.fraud_segment, *audit.fraud_steps,
+                      state_hash)
 
 
 def provable(state: StateAPI, config: ConsensusConfig, number: int, block_hash: bytes, head_number: int) -> Optional[str]:
@@ -494,20 +490,14 @@ class Auditor:
         log.error("audit: block #%d 0x%s cannot be audited: %s", number, bytes(block_hash).hex(), reason)
 
     def _on_fraud(self, audit: BlockAudit) -> None:
-        assert audit.fraud_segment is not None and audit.start_state is not None
-        header = self.chain.get_header_by_hash(audit.block_hash)  # type: ignore[arg-type]
-        payload = WorkPayload.decode(self.chain.get_payload(Hash32(audit.block_hash)) or b"")
-        job = job_before(self.chain, header)  # type: ignore[arg-type]
-        first, last = segment_steps(header, payload, job.budget_left, audit.fraud_segment)  # type: ignore[arg-type]
-        state_hash = LevelDBBlobStore(self.chain.db).put_state(audit.start_state)
-        found = FraudFound(audit.number, audit.block_hash, audit.job_id, audit.fraud_segment, first, last, state_hash)
+        found = record_finding(self.chain, audit)
         with self._lock:
             self.frauds.append(found)
-        log.warning("audit: block #%d 0x%s lies at segment %d (steps %d..%d of job %d)",
-                    audit.number, audit.block_hash.hex(), audit.fraud_segment, first, last, audit.job_id)
-        self._prove(found, audit, job.spec.family if job.spec else "", last - first + 1)
+        log.warning("audit: block #%d 0x%s lies at segment %d (steps %d..%d of job %d)", found.number,
+                    found.block_hash.hex(), found.segment, found.first_step, found.last_step, found.job_id)
+        self._prove(found, audit)
 
-    def _prove(self, found: FraudFound, audit: BlockAudit, family: str, seg_steps: int) -> None:
+    def _prove(self, found: FraudFound, audit: BlockAudit) -> None:
         head = self.chain.head()
         why_not = provable(self.chain.state_at(head), self.config, found.number, found.block_hash, head.block_number)
         if why_not is not None:
@@ -518,7 +508,7 @@ class Auditor:
             log.warning("audit: no --audit-keystore: prove it with proveFraud(0x%s, %d) (start state 0x%s is "
                         "stored here)", found.block_hash.hex(), found.segment, found.start_state_hash.hex())
             return
-        plan = proof_plan(self.config, audit, audit.work_units // max(audit.steps, 1), seg_steps)
+        plan = proof_plan(self.config, audit)
         try:
             raw = self._sign(plan, head.base_fee_per_gas or 0)
             found.proof_tx = self.submit(raw)
@@ -702,5 +692,5 @@ def _covers_job(chain: Chain, first: int, job_id: int, config: ConsensusConfig) 
 
 __all__ = [
     "AuditInputs", "AuditRunner", "AuditStatus", "Auditor", "audit_block", "FraudFound", "JobAuditView", "job_audit_view",
-    "prepare_audit", "proof_plan", "provable", "run_audit", "segment_steps",
+    "prepare_audit", "proof_plan", "provable", "record_finding", "run_audit",
 ]

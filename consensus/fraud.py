@@ -165,6 +165,16 @@ class ProofTarget:
     work_units: int
 
 
+def recompute_gas(work_units: int) -> int:
+    """Gas for recomputing ``work_units`` of training: one per ``WORK_UNITS_PER_GAS``."""
+    return -(-work_units // WORK_UNITS_PER_GAS)
+
+
+def proof_gas(maturity: int, segment_work_units: int) -> int:
+    """What ``proveFraud`` charges, in all, for a segment of ``segment_work_units``."""
+    return GAS_PROVE_BASE + GAS_PROVE_PER_ENTRY * maturity + recompute_gas(segment_work_units)
+
+
 def _revert(reason: str) -> Revert:
     return revert_with(f"proveFraud: {reason}")
 
@@ -185,7 +195,7 @@ def prove_fraud(computation: ComputationAPI, args: bytes, config: ConsensusConfi
     state = computation.state
     target = locate(state, bytes(block_hash), int(segment), config)
     seg_steps = target.claim.last - target.claim.first + 1
-    computation.consume_gas(-(-seg_steps * target.work_units // WORK_UNITS_PER_GAS), reason="proveFraud recompute")
+    computation.consume_gas(recompute_gas(seg_steps * target.work_units), reason="proveFraud recompute")
     verdict = verify_segment(target.job.spec, _dataset(state, target.job, config), target.claim,  # type: ignore[arg-type]
                              _cpu_backend())
     if isinstance(verdict, Ok):
@@ -384,6 +394,7 @@ def _return_fees(state: StorageWriter, job_id: int, amount: int) -> None:
 
 __all__ = [
     "AuditRecord", "BOUNTY_DIVISOR", "GAS_PROVE_BASE", "GAS_PROVE_PER_ENTRY", "SEL_PROVE", "TOPIC_FRAUD",
-    "WORK_UNITS_PER_GAS", "apply_fraud", "encode_prove_fraud", "locate", "on_trajectory", "prove_fraud",
+    "WORK_UNITS_PER_GAS", "apply_fraud", "encode_prove_fraud", "locate", "on_trajectory", "proof_gas", "prove_fraud",
+    "recompute_gas",
     "read_audit", "start_state_hash",
 ]

@@ -130,8 +130,7 @@ def blocks_to_audit(chain: "Chain", start: int, end: Optional[int], job: Optiona
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from consensus.auditor import AuditRunner, segment_steps
-    from consensus.payload import WorkPayload
+    from consensus.auditor import AuditRunner, record_finding
     from node.node import open_datadir, read_datadir_genesis
 
     check_audit_allowed(read_datadir_genesis(args.datadir))
@@ -155,20 +154,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
                               f"({audit.steps} steps, {audit.segments} segments, {audit.seconds:.2f} s)")
                         continue
                     frauds += 1
-                    header = chain.get_header_by_hash(audit.block_hash)  # type: ignore[arg-type]
-                    payload = WorkPayload.decode(chain.get_payload(header.hash) or b"")
-                    from consensus.audit import job_before
-
-                    job = job_before(chain, header)  # type: ignore[arg-type]
-                    assert audit.fraud_segment is not None and audit.start_state is not None
-                    first, last = segment_steps(header, payload, job.budget_left, audit.fraud_segment)  # type: ignore[arg-type]
-                    from consensus.blobs import LevelDBBlobStore
-
-                    state_hash = LevelDBBlobStore(chain.db).put_state(audit.start_state)
-                    print(f"block #{audit.number} {encode_hex(audit.block_hash)} job {audit.job_id}: FRAUD at "
-                          f"segment {audit.fraud_segment} (steps {first}..{last}): the recomputed state does not "
-                          f"hash to the listed one; prove it with proveFraud({encode_hex(audit.block_hash)}, "
-                          f"{audit.fraud_segment}) (start state {encode_hex(state_hash)} stored in this datadir)")
+                    found = record_finding(chain, audit)
+                    print(f"block #{found.number} {encode_hex(found.block_hash)} job {found.job_id}: FRAUD at "
+                          f"segment {found.segment} (steps {found.first_step}..{found.last_step}): the recomputed "
+                          f"state does not hash to the listed one; prove it with proveFraud("
+                          f"{encode_hex(found.block_hash)}, {found.segment}) (start state "
+                          f"{encode_hex(found.start_state_hash)} stored in this datadir)")
         finally:
             runner.close()
     rate = steps / seconds if seconds else 0.0

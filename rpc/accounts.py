@@ -27,11 +27,11 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_typing import Address
 from eth_utils import to_checksum_address
 
-from rpc.backend import CallInvalid, CallRequest, TransactionRejected
+from rpc.backend import CallInvalid, CallRequest
 from rpc.context import CallContext
 from rpc.encoding import TransactionJson, transaction_json
 from rpc.errors import InvalidParams, ServerError
-from rpc.eth_methods import _estimate, next_base_fee, suggest_tip
+from rpc.eth_methods import _estimate, next_base_fee, send_raw_transaction, suggest_tip
 from rpc.hexcodec import data, parse_address, parse_data
 from rpc.jsontypes import Json
 from rpc.params import parse_call
@@ -130,12 +130,7 @@ def _parse_sendable(value: Json) -> CallRequest:
 
 @signing.method("eth_sendTransaction", Param("transaction", _parse_sendable), evm=True)
 def send_transaction(ctx: CallContext, request: CallRequest) -> str:
-    raw = _sign(ctx, request)
-    try:
-        tx = ctx.backend.submit_raw_transaction(raw)
-    except TransactionRejected as exc:
-        raise ServerError(str(exc)) from None
-    return data(tx.hash)
+    return send_raw_transaction(ctx, _sign(ctx, request))
 
 
 @signing.method("eth_signTransaction", Param("transaction", _parse_sendable), evm=True)

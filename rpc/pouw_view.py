@@ -172,6 +172,8 @@ class PouwView:
         self._indexed: Optional[tuple[int, bytes]] = None  # (number, hash) scanned through
         self._results: "collections.OrderedDict[tuple[int, bytes], JobResult]" = collections.OrderedDict()
         self._fees: "collections.OrderedDict[bytes, int]" = collections.OrderedDict()
+        self._credits: "collections.OrderedDict[bytes, tuple[int, int]]" = collections.OrderedDict()
+        """Matured blocks' (reward, fee), by the hash of the block whose state held them."""
         self._datasets: dict[bytes, DatasetInfo] = {}
         self._work_units: dict[bytes, int] = {}  # spec hash -> work units per step
 
@@ -445,14 +447,24 @@ class PouwView:
         the entry matured), so a fraud proof's slashing and a rollback's fee claw-back
         (docs/protocol.md §21) are counted; the rules' amounts where there is no ring."""
         number = header.block_number
-        if self.maturity and self.is_pouw:
-            state = head_state
-            if state is None:
-                state = self.state(self.header(number + self.maturity - 1))
-            entry = read_ring_entry(state, number, self.maturity)
-            if entry is not None:
-                return entry.reward, entry.fee
-        return self.block_reward(number), self.block_fee(header)
+        if not (self.maturity and self.is_pouw):
+            return self.block_reward(number), self.block_fee(header)
+        if head_state is not None:
+            entry = read_ring_entry(head_state, number, self.maturity)
+            return (entry.reward, entry.fee) if entry is not None else (self.block_reward(number), self.block_fee(header))
+        last = self.header(number + self.maturity - 1)  # the entry as it matured: fixed for this chain
+        assert last is not None, "a matured block's maturing block is canonical"
+        key = bytes(last.hash)
+        with self._lock:
+            if key in self._credits:
+                return self._credits[key]
+        entry = read_ring_entry(self.state(last), number, self.maturity)
+        credit = (entry.reward, entry.fee) if entry is not None else (self.block_reward(number), self.block_fee(header))
+        with self._lock:
+            self._credits[key] = credit
+            while len(self._credits) > 100_000:
+                self._credits.popitem(last=False)
+        return credit
 
     def block_fee(self, header: PouwBlockHeader) -> int:
         """The job fee a block earned (``consensus.rewards.block_fee`` on its job at the
