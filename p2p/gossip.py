@@ -20,7 +20,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional
 
 import rlp
@@ -62,12 +62,15 @@ TX_BLOBS_WAITING = 64
 """Blobs with transactions waiting for them, at most (the oldest is dropped)."""
 TX_PER_BLOB_WAITING = 8
 """Transactions kept waiting for one blob, at most."""
+TX_BLOBS_REMEMBERED = 4096
+"""Blobs whose fetches for transactions are remembered (when, how often): far more than
+wait, so that a peer naming many blobs cannot make us forget that one failed."""
+
 
 @dataclass
-class BlobWait:
-    """Transactions waiting for one blob, and how fetching it went."""
+class BlobTry:
+    """How fetching one blob for transactions went."""
 
-    raws: list[bytes] = field(default_factory=list)
     attempts: int = 0
     failed_at: float = float("-inf")
     fetching: bool = False
@@ -104,8 +107,10 @@ class Gossip:
         self._submit_tx = submit_tx
         self._want_sync = want_sync
         self._fetch_blob = fetch_blob
-        self._blob_waits: OrderedDict[bytes, BlobWait] = OrderedDict()
-        """Blobs transactions wait for: their transactions, attempts, last failure."""
+        self._blob_waits: OrderedDict[bytes, list[bytes]] = OrderedDict()
+        """Blobs transactions wait for, and those transactions."""
+        self._blob_tries: OrderedDict[bytes, BlobTry] = OrderedDict()
+        """Blobs fetched (or tried) for transactions: attempts, last failure."""
         self._running = False
         self._pending_head: Optional[bytes] = None
         self._pending_txs: list[SignedTransactionAPI] = []
@@ -236,37 +241,43 @@ class Gossip:
             await self._try_blob(blob_hash, peer.name)
 
     def _park(self, blob_hash: bytes, raw: bytes) -> None:
-        wait = self._blob_waits.get(blob_hash)
-        if wait is None:
-            wait = self._blob_waits[blob_hash] = BlobWait()
+        raws = self._blob_waits.get(blob_hash)
+        if raws is None:
+            raws = self._blob_waits[blob_hash] = []
             while len(self._blob_waits) > TX_BLOBS_WAITING:
                 self._blob_waits.popitem(last=False)
-        if raw not in wait.raws and len(wait.raws) < TX_PER_BLOB_WAITING:
-            wait.raws.append(raw)
+        if raw not in raws and len(raws) < TX_PER_BLOB_WAITING:
+            raws.append(raw)
 
     async def _try_blob(self, blob_hash: bytes, source: str) -> None:
         assert self._fetch_blob is not None
-        wait = self._blob_waits.get(blob_hash)
-        now = time.monotonic()
-        if wait is None or wait.fetching or now - wait.failed_at < TX_BLOB_RETRY_S:
+        if blob_hash not in self._blob_waits:
             return
-        wait.fetching = True
+        tried = self._blob_tries.get(blob_hash)
+        if tried is None:
+            tried = self._blob_tries[blob_hash] = BlobTry()
+            while len(self._blob_tries) > TX_BLOBS_REMEMBERED:
+                self._blob_tries.popitem(last=False)
+        if tried.fetching or time.monotonic() - tried.failed_at < TX_BLOB_RETRY_S:
+            return
+        tried.fetching = True
         try:
             await self._fetch_blob(blob_hash)
         except Exception as exc:  # noqa: BLE001 - BlobUnavailable and kin: the transactions wait
-            wait.fetching = False
-            wait.failed_at, wait.attempts = time.monotonic(), wait.attempts + 1
+            tried.fetching = False
+            tried.failed_at, tried.attempts = time.monotonic(), tried.attempts + 1
             log.debug("blob %s for txs from %s not fetched (attempt %d): %s", m.hx(blob_hash), source,
-                      wait.attempts, exc)
-            if wait.attempts >= TX_BLOB_ATTEMPTS:
+                      tried.attempts, exc)
+            if tried.attempts >= TX_BLOB_ATTEMPTS:
                 self._blob_waits.pop(blob_hash, None)
             elif self._running:
                 asyncio.get_running_loop().call_later(
                     TX_BLOB_RETRY_S, lambda: asyncio.ensure_future(self._try_blob(blob_hash, "a retry")))
             return
-        self._blob_waits.pop(blob_hash, None)
+        self._blob_tries.pop(blob_hash, None)
+        raws = self._blob_waits.pop(blob_hash, [])
         try:
-            await self.reads.run(self._add_all, source, wait.raws)
+            await self.reads.run(self._add_all, source, raws)
         except RuntimeError:  # executor shut down
             return
 

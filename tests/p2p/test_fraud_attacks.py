@@ -43,7 +43,7 @@ async def test_a_cheater_poisoning_the_start_state_hash_cannot_block_the_real_pr
     to_miner = next(p for p in cheater.p2p.peers.values())
     await to_miner.send("txs", txs=[m.hx(poison.encode())])
     gossip = miner.p2p.gossip
-    await wait_for(lambda: want in gossip._blob_waits and gossip._blob_waits[want].attempts >= 1, timeout=20,
+    await wait_for(lambda: want in gossip._blob_tries and gossip._blob_tries[want].attempts >= 1, timeout=20,
                    what="the miner tried the blob and failed")
 
     # The honest auditor now finds the fraud, holds the start state and submits its proof.

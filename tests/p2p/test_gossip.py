@@ -70,6 +70,7 @@ ImportHook = Callable[[StubPeer, bytes, Optional[bytes]], Awaitable[None]]
 def gossip_for(
     node: TestNode, peers: list[StubPeer], *, import_block: Optional[ImportHook] = None,
     submit_tx: Callable[[bytes], object] = lambda raw: None, want_sync: Callable[[], None] = lambda: None,
+    fetch_blob: Optional[Callable[[bytes], Awaitable[bytes]]] = None,
 ) -> Iterator[Gossip]:
     """A Gossip over ``node``'s chain and ``peers``, its read pool shut down on leaving;
     without ``import_block`` an import fails the test (as a logged error of the fetcher:
@@ -85,7 +86,7 @@ def gossip_for(
     gossip = Gossip(
         node.chain, P2PConfig(gossip_delay_s=0.01), peer_set, reads,
         import_block=import_block or no_import,  # type: ignore[arg-type]
-        submit_tx=submit_tx, want_sync=want_sync,
+        submit_tx=submit_tx, want_sync=want_sync, fetch_blob=fetch_blob,
     )
     try:
         yield gossip
@@ -203,3 +204,39 @@ async def test_announced_block_is_fetched_and_a_wrong_answer_is_a_violation(make
             assert "another block" in str(liar.violations[0]) and not honest.violations
         finally:
             await asyncio.gather(*gossip.cancel(), return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_peer_naming_blobs_nobody_has_costs_one_fetch_each_and_bounded_memory(make_node) -> None:
+    """Transactions refused for a blob (fraud proofs naming a start state) make the node
+    fetch it; a peer flooding them with blobs nobody serves gets each blob tried once per
+    TX_BLOB_RETRY_S, at most TX_BLOB_FETCHES per message, and at most TX_BLOBS_WAITING
+    blobs kept waiting."""
+    from chain.txpool import BlobNotHere
+    from p2p.gossip import TX_BLOB_FETCHES, TX_BLOBS_WAITING
+    from rpc.backend import TransactionRejected
+
+    node = make_node("a")
+    peer = StubPeer("flooder")
+    fetches: list[bytes] = []
+
+    async def nobody_has(blob_hash: bytes) -> bytes:
+        fetches.append(blob_hash)
+        raise LookupError("no peer served it")
+
+    def refuse(raw: bytes) -> None:
+        raise TransactionRejected("blob missing", refusal=BlobNotHere(blob_hash=keccak(raw)))
+
+    raws = [transfer(ALICE, nonce, address_of(BOB), 1).encode() for nonce in range(100)]
+    messages = [raws[i:i + 5] for i in range(0, len(raws), 5)]
+    with gossip_for(node, [peer], submit_tx=refuse, fetch_blob=nobody_has) as gossip:
+        for batch in messages:
+            gossip.on_txs(peer, {"txs": [m.hx(raw) for raw in batch]})
+        await wait_for(lambda: len(fetches) == len(messages) * TX_BLOB_FETCHES, timeout=10, what="the fetches")
+        assert len(set(fetches)) == len(fetches), "each blob fetched once"
+        assert len(gossip._blob_waits) <= TX_BLOBS_WAITING
+        for batch in messages:  # the same again, within the retry delay: nothing fetched
+            gossip.on_txs(peer, {"txs": [m.hx(raw) for raw in batch]})
+        await asyncio.sleep(0.5)
+        assert len(fetches) == len(messages) * TX_BLOB_FETCHES
+        assert len(gossip._blob_waits) <= TX_BLOBS_WAITING
