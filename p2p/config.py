@@ -74,6 +74,9 @@ class P2PConfig:
     # Sync.
     sync_batch: int = 64
     """Blocks asked for per request (the server may send fewer)."""
+    sync_recheck_s: float = 5.0
+    """Without a request for a sync round, whether a peer claims more work than ours is
+    checked this often (a round starts if one does)."""
     gossip_delay_s: float = 0.05
     """Head announcements and transactions are coalesced for this long."""
 

@@ -35,7 +35,7 @@ from p2p import messages as m
 from p2p.config import P2PConfig
 from p2p.errors import PeerUnavailable, ProtocolViolation, SyncAborted
 from p2p.importer import ImportFn
-from p2p.interfaces import ReadPool, has_block, head_info
+from p2p.interfaces import HeadInfo, ReadPool, has_block, head_info
 from p2p.peer import BoundedSet, Peer
 from p2p.peerset import PeerSet
 from p2p.scoring import PENALTY_BAD_RESPONSE, PENALTY_BAD_TX, PENALTY_INVALID_BLOCK
@@ -167,17 +167,20 @@ class Gossip:
         if head.hash != head_hash:  # moved on since: that head's own flush announces it
             return
         for peer in self.peers:
-            if head.hash not in peer.known_blocks:
-                peer.known_blocks.add(head.hash)
-                await _send_quietly(peer, "new_block", hash=m.hx(head.hash), number=head.number,
-                                    total_work=m.qty(head.total_work))
+            await _announce_to(peer, head)
 
     def greet(self, peer: Peer) -> None:
-        """A new peer gets our pool's pending transactions (at most ``GREET_TXS``), as
-        geth sends its pool to a new peer: a transaction submitted while we had no peer
-        (an auditor's fraud proof, a dApp's job) still reaches the miners."""
+        """A new peer gets our head if it moved since the hello we sent it (a block
+        mined during the handshake is announced to the peers connected at that moment
+        only), and our pool's pending transactions (at most ``GREET_TXS``), as geth sends
+        its pool to a new peer: a transaction submitted while we had no peer (an
+        auditor's fraud proof, a dApp's job) still reaches the miners."""
         if self._running:
-            asyncio.ensure_future(self._send_pool(peer))
+            asyncio.ensure_future(self._greet(peer))
+
+    async def _greet(self, peer: Peer) -> None:
+        await _announce_to(peer, head_info(self.chain))
+        await self._send_pool(peer)
 
     async def _send_pool(self, peer: Peer) -> None:
         pool = self.chain.txpool
@@ -317,7 +320,9 @@ class Gossip:
                 await peer.violation(exc)
             except ValueError as exc:
                 await peer.violation(ProtocolViolation(f"bad block bytes: {exc}", penalty=PENALTY_INVALID_BLOCK))
-            except (SyncAborted, PeerUnavailable):
+            except PeerUnavailable:
+                self._want_sync()  # gone or timed out: the sync round asks the heaviest peer
+            except SyncAborted:
                 pass
             except Exception:  # noqa: BLE001 - keep fetching
                 log.exception("fetching announced block failed")
@@ -358,6 +363,14 @@ def tx_batches(known: BoundedSet, raws: Iterable[tuple[bytes, bytes]]) -> Iterat
 def raw_transaction(tx: SignedTransactionAPI) -> bytes:
     """The bytes a peer decodes (typed transactions' envelope, legacy ones' RLP)."""
     return bytes(tx.encode()) if hasattr(tx, "encode") else rlp.encode(tx)
+
+
+async def _announce_to(peer: Peer, head: HeadInfo) -> None:
+    """``new_block`` for ``head`` to ``peer``, unless it is known to have it."""
+    if head.hash not in peer.known_blocks:
+        peer.known_blocks.add(head.hash)
+        await _send_quietly(peer, "new_block", hash=m.hx(head.hash), number=head.number,
+                            total_work=m.qty(head.total_work))
 
 
 async def _send_quietly(peer: Peer, type_: str, **body: object) -> None:

@@ -298,6 +298,8 @@ class Peer:
                 await self.violation(exc)
             except PeerUnavailable:
                 return
+            except Exception:  # noqa: BLE001 - a bug serving one request must not stop serving
+                log.exception("peer %s: serving %s failed", self.name, msg.type)
 
     async def violation(self, exc: ProtocolViolation) -> None:
         """Score ``exc`` against this peer; close the connection when it says so."""

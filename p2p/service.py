@@ -220,9 +220,10 @@ class P2PService:
             timeout=aiohttp.ClientWSTimeout(ws_close=2.0), autoclose=True,
         )
         try:
-            hello = await exchange_hello(ws, self._hello(), self.config.handshake_timeout_s, self.config.max_message_bytes)
+            ours = self._hello()
+            hello = await exchange_hello(ws, ours, self.config.handshake_timeout_s, self.config.max_message_bytes)
             self._dial_node_ids[address] = hello.node_id  # so an inbound duplicate counts as connected
-            peer = self._admit(ws, hello, outbound=True, remote_host=address.host)
+            peer = self._admit(ws, hello, ours, outbound=True, remote_host=address.host)
         except HandshakeRefused as exc:
             await _refuse(ws, exc.reason)
             raise
@@ -240,8 +241,9 @@ class P2PService:
         ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, heartbeat=self.config.heartbeat_s)
         await ws.prepare(request)
         try:
-            hello = await exchange_hello(ws, self._hello(), self.config.handshake_timeout_s, self.config.max_message_bytes)
-            peer = self._admit(ws, hello, outbound=False, remote_host=remote)
+            ours = self._hello()
+            hello = await exchange_hello(ws, ours, self.config.handshake_timeout_s, self.config.max_message_bytes)
+            peer = self._admit(ws, hello, ours, outbound=False, remote_host=remote)
         except HandshakeRefused as exc:
             level = logging.DEBUG if "duplicate" in exc.reason else logging.INFO
             log.log(level, "inbound from %s refused: %s", remote, exc.reason)
@@ -262,8 +264,9 @@ class P2PService:
             listen_port=self.port or 0, client=CLIENT_NAME,
         )
 
-    def _admit(self, ws: WebSocket, hello: Hello, *, outbound: bool, remote_host: str) -> Peer:
-        """Check the peer's hello and register it. No await: check and register are one step."""
+    def _admit(self, ws: WebSocket, hello: Hello, ours: Hello, *, outbound: bool, remote_host: str) -> Peer:
+        """Check the peer's hello and register it. No await: check and register are one step.
+        ``ours`` is the hello we sent: the head it named is known to the peer."""
         if hello.protocol != PROTOCOL_VERSION:
             raise HandshakeRefused(f"protocol version {hello.protocol} != ours {PROTOCOL_VERSION}")
         if hello.chain_id != self.chain.genesis.chain_id:
@@ -290,6 +293,7 @@ class P2PService:
         elif len(self.peerset) >= self.config.max_peers:
             raise HandshakeRefused("too many peers")
         self.peerset.add(peer)
+        peer.known_blocks.add(ours.head)
         log.info(
             "peer %s connected (%s): head #%d, total work %d",
             peer.name, "outbound" if outbound else "inbound", hello.number, hello.total_work,
@@ -297,7 +301,7 @@ class P2PService:
         if hello.total_work > head_info(self.chain).total_work:
             self.syncer.want()
         self.prefetcher.schedule()  # the new peer may hold blobs we lack
-        self.gossip.greet(peer)  # our pending transactions
+        self.gossip.greet(peer)  # our head if it moved since our hello, our pending transactions
         return peer
 
     # --- what peers call (p2p.peer.PeerHost) ----------------------------------------------

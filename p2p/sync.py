@@ -169,6 +169,7 @@ class Syncer:
     ) -> None:
         self.chain = chain
         self.batch = config.sync_batch
+        self.recheck_s = config.sync_recheck_s
         self.budget = config.response_budget_bytes
         self.peers = peers
         self.reads = reads
@@ -215,7 +216,12 @@ class Syncer:
 
     async def _loop(self) -> None:
         while True:
-            await self._wanted.wait()
+            # Woken by want(), and every recheck_s regardless: a heavier head we heard
+            # of whose fetch failed (peer timed out, import aborted) is not left behind.
+            try:
+                await asyncio.wait_for(self._wanted.wait(), self.recheck_s)
+            except asyncio.TimeoutError:
+                pass
             self._wanted.clear()
             while self._running:
                 peer = self.best_peer()

@@ -41,7 +41,7 @@ def fast_p2p_config() -> P2PConfig:
     a test's patience. Limits and scoring are the defaults."""
     return P2PConfig(
         listen_port=0, reconnect_min_s=0.05, reconnect_max_s=0.5, gossip_delay_s=0.01, handshake_timeout_s=3.0,
-        request_timeout_s=10.0, heartbeat_s=5.0, prefetch_delay_s=0.05,
+        request_timeout_s=10.0, heartbeat_s=5.0, prefetch_delay_s=0.05, sync_recheck_s=0.5,
     )
 
 

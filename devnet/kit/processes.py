@@ -129,14 +129,13 @@ def start_pouw(
     genesis_file = workdir / "genesis.json"
     genesis_file.write_text(json.dumps(genesis))
     datadir = workdir / "data"
-    init = subprocess.run(
-        [sys.executable, "-m", "node.cli", "init", "--datadir", str(datadir), "--genesis", str(genesis_file)],
-        cwd=SOURCE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    if init.returncode != 0:
+    from node.node import NodeError, init_datadir, read_genesis
+
+    try:
+        init_datadir(datadir, read_genesis(str(genesis_file)))  # ``pouw-node init``, in this process
+    except (NodeError, OSError) as exc:
         shutil.rmtree(workdir, ignore_errors=True)
-        reason = init.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise NodeStartError(f"pouw-node init failed: {reason[-1] if reason else f'exit status {init.returncode}'}")
+        raise NodeStartError(f"pouw-node init failed: {exc}") from None
     port = free_port()
     block_args = ["--automine"] if chosen == "automine" else ["--dev-period", "1"]
     python = [sys.executable] if profile is None else [sys.executable, "-m", "cProfile", "-o", str(profile)]

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tests.consensus.helpers import pouw_genesis_dict
+from tests.node.test_cli import init
 
 ROOT = Path(__file__).resolve().parents[2]
 COINBASE = "0x00000000000000000000000000000000000c0ffe"
@@ -25,8 +26,7 @@ def test_node_mines_with_the_mine_flag(tmp_path: Path) -> None:
     raw["consensus"]["minimumDifficulty"] = 1000
     genesis.write_text(json.dumps(raw))
     datadir = tmp_path / "node"
-    init = cli("init", "--datadir", str(datadir), "--genesis", str(genesis))
-    assert init.returncode == 0, init.stderr
+    init(datadir, genesis)
     proc = subprocess.Popen(
         [sys.executable, "-m", "node.cli", "run", "--datadir", str(datadir), "--no-rpc", "--no-p2p", "--mine",
          "--coinbase", COINBASE, "--device", "cpu"],
@@ -54,7 +54,7 @@ def test_node_mines_with_the_mine_flag(tmp_path: Path) -> None:
 
 def test_invalid_mine_without_coinbase_or_on_a_dev_chain(tmp_path: Path) -> None:
     datadir = tmp_path / "dev"
-    assert cli("init", "--datadir", str(datadir), "--genesis", "dev").returncode == 0
+    init(datadir, "dev")
     run = cli("run", "--datadir", str(datadir), "--no-rpc", "--mine", "--coinbase", COINBASE, timeout=60)
     assert run.returncode == 1 and "sealEngine" in run.stderr
     run = cli("run", "--datadir", str(datadir), "--no-rpc", "--mine", timeout=60)

@@ -36,7 +36,7 @@ from tests.node.test_export_import import build_chain
 
 BLOCKS = 200
 TXS_PER_BLOCK = 4
-TRIALS = 20
+TRIALS = 12
 #: After the child says it started importing, kill it within this many seconds (first
 #: trials; later ones size the window from the import rate seen so far, so that the
 #: kills spread over the whole chain on fast and slow machines alike).

@@ -20,7 +20,7 @@ import pytest
 
 from node.node import open_datadir
 from tests.chain.helpers import DEV_ADDRESSES, DEV_KEYS, transfer
-from tests.node.test_cli import DEV_CHAIN_ID, RunningNode, cli
+from tests.node.test_cli import DEV_CHAIN_ID, RunningNode, init
 
 PREBUILT_BLOCKS = 800
 TRANSFERS = 2_000
@@ -33,7 +33,7 @@ def past_the_old_overflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dev datadir holding 800 blocks a second apart, the last one stamped now."""
     datadir = tmp_path_factory.mktemp("devload") / "dev"
     first = int(time.time()) - PREBUILT_BLOCKS
-    assert cli("init", "--datadir", datadir, "--genesis", "dev").returncode == 0
+    init(datadir, "dev")
     with open_datadir(datadir) as dd:
         chain = dd.chain
         for i in range(PREBUILT_BLOCKS):

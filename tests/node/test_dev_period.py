@@ -10,13 +10,13 @@ import pytest
 from node.node import DevBlockProducer, NodeError
 from rpc.backend import ChainBackend
 from tests.chain.helpers import ALICE, DEV_ADDRESSES, dev_genesis, transfer
-from tests.node.test_cli import DEV_CHAIN_ID, RunningNode, cli, head_of, one_line_error
+from tests.node.test_cli import DEV_CHAIN_ID, RunningNode, cli, head_of, init, one_line_error
 
 
 @pytest.fixture
 def dev_datadir(tmp_path: Path) -> Path:
     datadir = tmp_path / "dev"
-    assert cli("init", "--datadir", datadir, "--genesis", "dev").returncode == 0
+    init(datadir, "dev")
     return datadir
 
 
@@ -47,7 +47,7 @@ def test_run_dev_period_builds_blocks_with_its_coinbase_and_pool_txs(dev_datadir
 
 def test_invalid_run_dev_period_on_proof_of_work_chain(tmp_path: Path) -> None:
     datadir = tmp_path / "pouw"
-    assert cli("init", "--datadir", datadir).returncode == 0  # genesis/default.json: "pouw"
+    init(datadir)  # genesis/default.json: "pouw"
     result = cli("run", "--datadir", datadir, "--dev-period", "1", "--no-rpc", "--no-p2p")
     assert result.returncode == 1
     assert "--dev-period needs a development genesis" in one_line_error(result)

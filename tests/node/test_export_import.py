@@ -229,7 +229,7 @@ def pouw_chain_with_a_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_export_writes_blobs_and_import_needs_no_peer(pouw_chain_with_a_job: dict, tmp_path: Path) -> None:
     """`pouw-node export` writes FILE.blobs (the job's dataset, its checkpoint states),
     and `pouw-node import` into a fresh datadir, with no peer, reaches the same head."""
-    from tests.node.test_cli import cli, head_of
+    from tests.node.test_cli import cli, head_of, init
 
     built = pouw_chain_with_a_job
     out = tmp_path / "chain.rlp"
@@ -241,7 +241,7 @@ def test_export_writes_blobs_and_import_needs_no_peer(pouw_chain_with_a_job: dic
     assert built["dataset"] in blobs and built["checkpoint"] in blobs
 
     target = tmp_path / "target"
-    assert cli("init", "--datadir", target, "--genesis", built["genesis"]).returncode == 0
+    init(target, built["genesis"])
     result = cli("import", "--datadir", target, out, timeout=300)
     assert result.returncode == 0, result.stderr
     assert head_of(target)[1] == built["head"]
@@ -250,14 +250,14 @@ def test_export_writes_blobs_and_import_needs_no_peer(pouw_chain_with_a_job: dic
 def test_invalid_import_without_blobs_names_block_and_blob(pouw_chain_with_a_job: dict, tmp_path: Path) -> None:
     """Without the blob file, import stops at the first block that trains the posted job
     with one line naming the block number and the missing dataset; blocks before it stay."""
-    from tests.node.test_cli import cli, head_of, one_line_error
+    from tests.node.test_cli import cli, head_of, init, one_line_error
 
     built = pouw_chain_with_a_job
     out = tmp_path / "chain.rlp"
     assert cli("export", "--datadir", built["datadir"], out, "--no-blobs").returncode == 0
     assert not (tmp_path / "chain.rlp.blobs").exists()
     target = tmp_path / "target"
-    assert cli("init", "--datadir", target, "--genesis", built["genesis"]).returncode == 0
+    init(target, built["genesis"])
     result = cli("import", "--datadir", target, out, timeout=300)
     assert result.returncode == 1
     line = one_line_error(result)

@@ -15,13 +15,13 @@ import pytest
 
 from node.imports import ImportLog
 from node.logs import JsonFormatter, TextFormatter, parse_verbosity, setup_logging
-from tests.node.test_cli import cli, pouw_node
+from tests.node.test_cli import cli, init, pouw_node
 
 
 @pytest.fixture
 def dev_datadir(tmp_path: Path) -> Path:
     datadir = tmp_path / "dev"
-    assert cli("init", "--datadir", datadir, "--genesis", "dev").returncode == 0
+    init(datadir, "dev")
     return datadir
 
 

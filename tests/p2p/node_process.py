@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
-from tests.node.test_cli import cli, pouw_node
+from tests.node.test_cli import init as init_datadir, pouw_node
 
 
 class NodeProcess:
@@ -23,8 +23,7 @@ class NodeProcess:
 
     def __init__(self, datadir: Path, *extra: str, genesis: str = "dev", init: bool = True) -> None:
         if init and not (datadir / "chaindata").is_dir():
-            result = cli("init", "--datadir", datadir, "--genesis", genesis)
-            assert result.returncode == 0, result.stderr
+            init_datadir(datadir, genesis)
         self.datadir = datadir
         self.proc = subprocess.Popen(
             [*pouw_node(), "run", "--datadir", str(datadir), "--rpc-port", "0", "--p2p-port", "0", *extra],

@@ -240,3 +240,46 @@ async def test_a_peer_naming_blobs_nobody_has_costs_one_fetch_each_and_bounded_m
         await asyncio.sleep(0.5)
         assert len(fetches) == len(messages) * TX_BLOB_FETCHES
         assert len(gossip._blob_waits) <= TX_BLOBS_WAITING
+
+
+@pytest.mark.asyncio
+async def test_a_new_peer_hears_of_a_head_that_moved_during_the_handshake(make_node) -> None:
+    """A block mined while a peer's handshake is under way is announced to the peers of
+    that moment only; the greeting after the handshake announces it to the newcomer
+    (unless the hello we sent already named it)."""
+    node = make_node("a")
+    await node.mine(2)
+    head = node.head()
+    stale, current = StubPeer("hello named block 1"), StubPeer("hello named the head")
+    stale.known_blocks.add(bytes(node.chain.get_canonical_hash(1)))
+    current.known_blocks.add(bytes(head.hash))
+    with gossip_for(node, [stale, current]) as gossip:
+        gossip.start()
+        try:
+            for peer in (stale, current):
+                gossip.greet(peer)  # type: ignore[arg-type]
+            await wait_for(lambda: bool(stale.sent), timeout=5, what="the greeting")
+            await asyncio.sleep(0.05)
+            announced = {"hash": m.hx(head.hash), "number": 2, "total_work": m.qty(node.work())}
+            assert stale.sent == [("new_block", announced)] and current.sent == []
+        finally:
+            await asyncio.gather(*gossip.cancel(), return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_a_fetch_that_times_out_asks_for_a_sync(make_node) -> None:
+    """The peer that announced a heavier block does not answer for it: the sync round
+    (which asks the heaviest peer, and keeps asking) takes over; the block is not lost."""
+    from p2p.errors import PeerUnavailable
+
+    node = make_node("a")
+    syncs: list[None] = []
+    silent = StubPeer("silent", answer=lambda type_, body: PeerUnavailable("get_blocks timed out"))
+    with gossip_for(node, [silent], want_sync=lambda: syncs.append(None)) as gossip:
+        gossip.start()
+        try:
+            gossip.on_new_block(silent, {"hash": m.hx(b"\x07" * 32), "number": 1, "total_work": m.qty(node.work() + 1)})
+            await wait_for(lambda: bool(syncs), timeout=5, what="a sync request")
+            assert silent.requests[0][0] == "get_blocks" and not silent.violations
+        finally:
+            await asyncio.gather(*gossip.cancel(), return_exceptions=True)

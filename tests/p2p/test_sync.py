@@ -146,3 +146,43 @@ async def test_orphan_announcement_fetches_ancestors(make_node) -> None:
     await a.mine(1)
     await converged([a, b])
     assert b.number == 11
+
+
+async def test_a_heavier_peer_is_synced_from_without_being_asked(make_node) -> None:
+    """A peer is known to claim more work (its announcement arrived) but the fetch that
+    followed failed and nothing asked for a sync round: the syncer checks by itself
+    every sync_recheck_s and catches up."""
+    a = await make_node("a").start()
+    b = await make_node("b").start([a])
+    await wait_for(lambda: len(b.p2p.peers) == 1 and len(a.p2p.peers) == 1, what="peers")
+    await asyncio.to_thread(a.build_blocks, 3)  # not announced
+    (peer,) = list(b.p2p.peers.values())
+    peer.head_number, peer.total_work = 3, a.work()  # as a new_block notice leaves it
+    await converged([a, b], timeout=5)
+    assert b.number == 3
+
+
+async def test_a_failure_serving_one_request_does_not_stop_serving(make_node, monkeypatch) -> None:
+    """A bug while serving one request is logged; the peer's later requests are still
+    answered (the serving task used to end, and every later request timed out)."""
+    a = await make_node("a").start()
+    b = await make_node("b").start([a])
+    await wait_for(lambda: len(b.p2p.peers) == 1 and len(a.p2p.peers) == 1, what="peers")
+    block = (await a.mine(1))[0]
+    await converged([a, b])
+    real = a.p2p.syncer.serve_blocks
+    calls: list[int] = []
+
+    async def broken_once(request_id: int, body: dict[str, Any]) -> Any:
+        calls.append(request_id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return await real(request_id, body)
+
+    monkeypatch.setattr(a.p2p.syncer, "serve_blocks", broken_once)
+    (peer,) = list(b.p2p.peers.values())
+    first = asyncio.ensure_future(peer.request("get_blocks", ("blocks",), hashes=[m.hx(block.hash)]))
+    await wait_for(lambda: len(calls) == 1, timeout=5, what="the first request served")
+    reply = await asyncio.wait_for(peer.request("get_blocks", ("blocks",), hashes=[m.hx(block.hash)]), 5)
+    assert len(reply.body["blocks"]) == 1 and not first.done()
+    first.cancel()

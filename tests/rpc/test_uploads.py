@@ -24,7 +24,7 @@ from pouw.prng import keccak256
 from rpc.backend import ChainBackend
 from rpc.config import RpcConfig
 from rpc.uploads import UNREFERENCED_GRACE_S, DatasetUploads, QuotaExceeded
-from tests.node.test_cli import RunningNode, cli
+from tests.node.test_cli import RunningNode, init
 from tests.consensus.helpers import mine_block, open_pouw_chain, pouw_genesis, post_job_tx, tiny_spec
 from tests.chain.helpers import DEV_KEYS, MINER
 
@@ -125,7 +125,7 @@ def post_dataset(url: str, data: bytes, timeout: float = 300) -> tuple[int, dict
 @pytest.fixture
 def dev_node(tmp_path: Path) -> Any:
     datadir = tmp_path / "dev"
-    assert cli("init", "--datadir", datadir, "--genesis", "dev").returncode == 0
+    init(datadir, "dev")
     return datadir
 
 
