@@ -35,7 +35,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Generic, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import rlp
 from eth.abc import (
@@ -46,6 +46,7 @@ from eth.abc import (
     ReceiptAPI,
     SignedTransactionAPI,
     StateAPI,
+    TransactionBuilderAPI,
 )
 from eth.consensus.context import ConsensusContext
 from eth.constants import (
@@ -103,6 +104,9 @@ from chain.difficulty import BlockPoint, next_difficulty, window_pairs
 from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
 
 MAX_FUTURE_SECONDS = 15
+T = TypeVar("T")
+BLOCK_CACHE = 32
+"""Decoded blocks, and receipt lists, kept by block hash (most recent reads)."""
 """A block whose timestamp is further ahead of our clock is refused (it may be
 offered again later). Bounds how far a miner can push difficulty down by lying."""
 
@@ -313,6 +317,28 @@ class BranchAncestry:
 # --- The chain -------------------------------------------------------------------------
 
 
+class RecentByHash(Generic[T]):
+    """The ``size`` most recently read values of something immutable by hash (a block,
+    its receipts), shared by threads. A failed read is not kept."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: "collections.OrderedDict[bytes, T]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes, read: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = read()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
+
+
 class Chain:
     """A chain over one database. Create with :meth:`Chain.open`."""
 
@@ -338,6 +364,11 @@ class Chain:
         # import commits it instead of executing again (bounded; oldest discarded)
         self._sealed: "collections.OrderedDict[Hash32, BatchView]" = collections.OrderedDict()
         self._sealed_lock = threading.Lock()
+        # Blocks and receipts by block hash never change: the most recent reads are kept
+        # decoded (a receipt poll or eth_call on the head would otherwise decode the
+        # same block again and again). Bounded: 32 blocks of at most maxBlockBytes each.
+        self._blocks: RecentByHash[BlockAPI] = RecentByHash(BLOCK_CACHE)
+        self._receipts: RecentByHash[tuple[ReceiptAPI, ...]] = RecentByHash(BLOCK_CACHE)
 
     # --- opening --------------------------------------------------------------------
 
@@ -677,15 +708,18 @@ class Chain:
 
     def get_block_by_hash(self, block_hash: Hash32) -> BlockAPI:
         """Raises eth.exceptions.HeaderNotFound if unknown."""
-        header = self.chaindb.get_block_header_by_hash(block_hash)
-        return PouwBlock.from_header(header, self.chaindb)
+        def read() -> BlockAPI:
+            return PouwBlock.from_header(self.chaindb.get_block_header_by_hash(block_hash), self.chaindb)
+
+        return self._blocks.get(bytes(block_hash), read)
 
     def get_block_by_number(self, number: int) -> BlockAPI:
         return self.get_block_by_hash(self.get_canonical_hash(number))
 
     def get_receipts(self, block: Union[BlockAPI, BlockHeaderAPI]) -> tuple[ReceiptAPI, ...]:
         header = block.header if isinstance(block, BlockAPI) else block
-        return self.chaindb.get_receipts(header, PouwBlock.get_receipt_builder())
+        return self._receipts.get(
+            bytes(header.hash), lambda: tuple(self.chaindb.get_receipts(header, PouwBlock.get_receipt_builder())))
 
     def get_transaction_by_hash(self, tx_hash: Hash32) -> Optional[TransactionLocation]:
         """A canonical transaction and where it is, or None."""
@@ -801,6 +835,10 @@ def decode_block(block_or_rlp: Union[BlockAPI, bytes], genesis: GenesisConfig) -
         data = bytes(block_or_rlp)
     elif isinstance(block_or_rlp, BlockAPI):
         data = rlp.encode(block_or_rlp)
+        if _is_decoded_form(block_or_rlp):  # built here: what decoding its bytes would give
+            if len(data) > genesis.max_block_bytes:
+                raise OversizedBlock("encoded block too large", expected=f"<= {genesis.max_block_bytes}", got=len(data))
+            return block_or_rlp
     else:
         raise MalformedBlock(f"expected a block or its RLP bytes, got {type(block_or_rlp).__name__}")
     if len(data) > genesis.max_block_bytes:
@@ -809,6 +847,16 @@ def decode_block(block_or_rlp: Union[BlockAPI, bytes], genesis: GenesisConfig) -
         return rlp.decode(data, sedes=PouwBlock)
     except (rlp.DecodingError, rlp.DeserializationError, TypeError, ValueError) as exc:
         raise MalformedBlock(f"block does not decode: {exc}") from None
+
+
+def _is_decoded_form(block: BlockAPI) -> bool:
+    """Whether ``block`` is made of the classes decoding its RLP gives (a block this
+    process built): then it need not be decoded again, and its transactions keep the
+    senders already recovered."""
+    classes = _builder_classes(PouwBlock.get_transaction_builder())
+    return (type(block) is PouwBlock and type(block.header) is PouwBlockHeader
+            and not block.uncles and not block.withdrawals
+            and all(type(tx) in classes for tx in block.transactions))
 
 
 def validate_header_alone(header: BlockHeaderAPI, genesis: GenesisConfig, now: float) -> None:
@@ -924,8 +972,16 @@ def normalize_transaction(tx: Union[SignedTransactionAPI, bytes]) -> SignedTrans
     """The transaction as our block's transaction builder decodes it (py-evm's signing
     helpers return classes of older forks, which the Prague block sedes cannot encode)."""
     builder = PouwBlock.get_transaction_builder()
+    if not isinstance(tx, (bytes, bytearray)) and type(tx) in _builder_classes(builder):
+        return tx  # decoded by our builder already (the pool's): keeps its recovered sender
     raw = tx if isinstance(tx, (bytes, bytearray)) else tx.encode()
     return builder.decode(bytes(raw))
+
+
+def _builder_classes(builder: type[TransactionBuilderAPI]) -> tuple[type, ...]:
+    """The classes ``builder`` decodes legacy and typed transactions to (py-evm's fork
+    builders have both; the abstract API does not name them)."""
+    return (getattr(builder, "legacy_signed"), getattr(builder, "typed_transaction"))
 
 
 def select_transactions(

@@ -69,6 +69,25 @@ def test_import_result_and_already_known(chain: Chain) -> None:
     assert again.already_known and again.new_canonical == ()
 
 
+def test_recent_blocks_and_receipts_are_read_once_and_a_miss_is_not_remembered(chain: Chain) -> None:
+    """Blocks and receipts are kept decoded by hash (a receipt poll reads the same block
+    over and over); a hash not stored yet is not remembered as missing."""
+    from eth.exceptions import HeaderNotFound
+
+    tx = transfer(ALICE, 0, address_of(BOB), 5)
+    block = mine(chain, [tx], do_import=False)
+    with pytest.raises(HeaderNotFound):
+        chain.get_block_by_hash(block.hash)
+    chain.import_block(block)
+    stored = chain.get_block_by_hash(block.hash)
+    assert stored.hash == block.hash and [t.hash for t in stored.transactions] == [tx.hash]
+    assert chain.get_block_by_hash(block.hash) is stored  # the same decoded block
+    receipts = chain.get_receipts(stored)
+    assert chain.get_receipts(stored.header) is receipts and receipts[0].gas_used == 21_000
+    location = chain.get_transaction_by_hash(tx.hash)
+    assert location is not None and location.transaction.hash == tx.hash and location.index == 0
+
+
 def test_block_reward_follows_genesis_schedule(chain: Chain) -> None:
     mine(chain)  # no transactions: the coinbase gets exactly the reward
     assert chain.get_balance(MINER) == chain.genesis.block_reward(1) == 2 * ETHER

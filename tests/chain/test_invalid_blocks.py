@@ -104,6 +104,18 @@ def test_invalid_oversized_block(setup) -> None:
     assert error.got == chain.genesis.max_block_bytes + 1
 
 
+def test_invalid_oversized_block_object(setup) -> None:
+    """A block handed over as an object (built in this process: imported without being
+    decoded again) meets the same size limit as its bytes."""
+    chain, block, _ = setup
+    room = chain.genesis.max_transaction_bytes - 300
+    count = chain.genesis.max_block_bytes // room + 1
+    big = [sign_tx(ALICE, 1 + i, TO, data=b"\x01" * room, gas=5_000_000) for i in range(count)]
+    oversized = with_transactions(block, big)
+    error = refuse(chain, oversized, OversizedBlock)
+    assert error.got == len(block_rlp(oversized)) > chain.genesis.max_block_bytes
+
+
 def test_invalid_oversized_transaction(setup) -> None:
     chain, block, _ = setup
     big = sign_tx(ALICE, 1, TO, data=b"\x01" * (chain.genesis.max_transaction_bytes + 1), gas=5_000_000)
