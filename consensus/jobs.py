@@ -22,8 +22,9 @@ from consensus.errors import CheckpointUnavailable, DatasetUnavailable
 from pouw.datasets import Dataset, content_hash, dataset_from_bytes, dataset_to_bytes
 from pouw.errors import BlobNotFound, DatasetError
 from pouw.spec import JobSpec
-from pouw.state import deserialize_state, serialize_state, state_hash
 
+# pouw.state (and so torch) is imported by the functions that make or read states, not
+# here: the job registry of a development node, which never trains, runs without torch.
 if TYPE_CHECKING:
     from consensus.registry import JobRecord
     from pouw.blobstore import BlobStore
@@ -99,12 +100,15 @@ def job_seed(job_id: int, spec: JobSpec) -> bytes:
 @functools.lru_cache(maxsize=64)
 def initial_state_bytes(job_id: int, spec: JobSpec) -> bytes:
     from pouw.families import get_family
+    from pouw.state import serialize_state
 
     return serialize_state(spec, get_family(spec.family).init_state(spec, job_seed(job_id, spec)))
 
 
 def initial_checkpoint(job_id: int, spec: JobSpec) -> bytes:
     """h_0 of a job that no block has advanced yet."""
+    from pouw.state import state_hash
+
     return state_hash(initial_state_bytes(job_id, spec))
 
 
@@ -135,6 +139,8 @@ def checkpoint_state_bytes(job: "JobRecord", blobs: "BlobStore | None") -> bytes
 
 def checkpoint_state(job: "JobRecord", blobs: "BlobStore") -> "State":
     """s_0 for a miner: the job's current checkpoint state."""
+    from pouw.state import deserialize_state
+
     assert job.spec is not None
     return deserialize_state(job.spec, checkpoint_state_bytes(job, blobs))
 

@@ -13,18 +13,24 @@ engine; consensus provides the pouw engine. The node maps the genesis file's
 from __future__ import annotations
 
 from chain.sealing import NoProofEngine, SealEngine, engine_for_genesis
-from consensus.engine import PouwEngine
 from consensus.params import REGISTRY_ADDRESS, default_config
 from consensus.registry import registry_precompile
 from genesis.format import GenesisConfig
 
 
 def engine_for(genesis: GenesisConfig) -> type[SealEngine]:
-    """The seal engine class for ``genesis``, configured with it."""
-    noproof = NoProofEngine.configure(
-        precompiles={REGISTRY_ADDRESS: registry_precompile(default_config(int(genesis.chain_id)))}
-    )
-    return engine_for_genesis(genesis, {"pouw": PouwEngine, "noproof": noproof})
+    """The seal engine class for ``genesis``, configured with it. The pouw engine (and
+    with it torch, about 2 s of imports) is loaded only for a chain that runs it."""
+    engines: dict[str, type[SealEngine]] = {
+        "noproof": NoProofEngine.configure(
+            precompiles={REGISTRY_ADDRESS: registry_precompile(default_config(int(genesis.chain_id)))}
+        ),
+    }
+    if genesis.seal_engine == "pouw":
+        from consensus.engine import PouwEngine
+
+        engines["pouw"] = PouwEngine
+    return engine_for_genesis(genesis, engines)
 
 
 __all__ = ["engine_for"]

@@ -42,15 +42,19 @@ import json
 import math
 import zipfile
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import torch
-from safetensors.torch import load as st_load
 
 import safejson
 from pouw.errors import DatasetError
 from pouw.prng import derive_key, keccak256, prng_bytes, uniform_below
+
+if TYPE_CHECKING:
+    import torch
+# torch is imported where a dataset's tensors are made or read, not here: the job
+# registry reads dataset ids and blob sizes through this module, and a development
+# node (which never trains) serves its RPC without loading torch.
 
 __all__ = [
     "Dataset",
@@ -164,7 +168,7 @@ def dataset_to_bytes(ds: Dataset) -> bytes:
     return canonical_safetensors(tensors, _metadata(ds.num_classes, ds.name, ds.feature_scale))
 
 
-_ST_DTYPES: Final = {torch.int64: ("I64", 0), torch.int8: ("I8", 1)}
+_ST_DTYPES: Final = {"torch.int64": ("I64", 0), "torch.int8": ("I8", 1)}
 """safetensors dtype string of each tensor dtype a dataset holds, and its rank in the
 tensor order (the safetensors library orders tensors by dtype, widest first, then name)."""
 _ST_ALIGN: Final = 8
@@ -181,7 +185,7 @@ def canonical_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, 
     order. These are the bytes the safetensors library (0.8, tested) writes for the
     same arguments; writing them here keeps dataset ids independent of the library.
     """
-    order = sorted(tensors, key=lambda name: (_ST_DTYPES[tensors[name].dtype][1], name))
+    order = sorted(tensors, key=lambda name: (_ST_DTYPES[str(tensors[name].dtype)][1], name))
     entries = []
     chunks = []
     offset = 0
@@ -190,7 +194,7 @@ def canonical_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, 
         arr = t.numpy()
         raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()  # row-major, little-endian
         entries.append(
-            json.dumps(name) + ':{"dtype":"' + _ST_DTYPES[t.dtype][0] + '","shape":['
+            json.dumps(name) + ':{"dtype":"' + _ST_DTYPES[str(t.dtype)][0] + '","shape":['
             + ",".join(str(int(d)) for d in t.shape) + '],"data_offsets":[' + f"{offset},{offset + len(raw)}" + "]}"
         )
         chunks.append(raw)
@@ -233,6 +237,9 @@ def dataset_from_bytes(
 
 
 def _from_safetensors(blob: bytes) -> Dataset:
+    import torch
+    from safetensors.torch import load as st_load
+
     if len(blob) < 8:
         raise DatasetError("dataset blob is neither safetensors nor npz (too short)")
     header_len = int.from_bytes(blob[:8], "little")
@@ -277,6 +284,8 @@ def _from_safetensors(blob: bytes) -> Dataset:
 
 
 def _from_npz(blob: bytes, max_bytes: int) -> Dataset:
+    import torch
+
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as zf:
             declared = sum(info.file_size for info in zf.infolist())
@@ -352,6 +361,8 @@ def _validate(
     name: object,
     feature_scale: object = None,
 ) -> Dataset:
+    import torch
+
     if not isinstance(name, str) or len(name) > MAX_NAME_LEN:
         raise DatasetError("name must be a string of at most 256 characters", got=name)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or not 2 <= num_classes <= MAX_CLASSES:
@@ -505,6 +516,8 @@ def dataset_from_float_arrays(
     (``export_torch(..., feature_scale=...)``). ``input_shape`` reshapes each example
     (e.g. ``(1, 8, 8)`` for a CNN); default: as given. Labels must be integers in
     ``[0, num_classes)``."""
+    import torch
+
     xf_train = np.asarray(x_train)
     xf_test = np.asarray(x_test)
     for key, x in (("x_train", xf_train), ("x_test", xf_test)):
@@ -631,6 +644,8 @@ def make_dataset(
 ) -> Dataset:
     """Build a checked :class:`Dataset` from raw arrays, quantising features with one scale
     taken from the training set (:func:`quantize_int8`)."""
+    import torch
+
     x_train = np.asarray(x_train)
     qx_train = quantize_int8(x_train)
     qx_test = quantize_int8(np.asarray(x_test), scale_from=x_train)
@@ -709,6 +724,8 @@ def synthetic_blobs(
     dim = int(np.prod(input_shape))
     centres = np.asarray(uniform_below(derive_key(key, b"synthetic/centres"), 129, num_classes * dim), dtype=np.int64)
     centres = centres.reshape(num_classes, dim) - 64
+
+    import torch
 
     def part(label: bytes, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = np.asarray(uniform_below(derive_key(key, b"synthetic/y/" + label), num_classes, n), dtype=np.int64)

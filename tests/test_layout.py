@@ -143,13 +143,26 @@ def test_mypy_is_clean_on_every_package() -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-def test_serving_json_rpc_does_not_load_torch() -> None:
-    """A node on a development chain starts its RPC without torch (about 2 s of imports):
-    what needs it (the pouw_ namespace on a proof-of-work chain, the auditor) loads it
-    on first use."""
-    import subprocess
-    import sys
-
-    code = "import sys, node.cli, rpc.server, rpc.audit_methods, rpc.accounts; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stdout + out.stderr
+def test_serving_json_rpc_does_not_load_torch(tmp_path: Path) -> None:
+    """A node on a development chain opens its datadir, is assembled and serves its RPC
+    (an eth_call into the job registry included) without torch (about 2 s of imports):
+    what needs it (the pouw engine, the pouw_ namespace on a proof-of-work chain, the
+    auditor) loads it on first use."""
+    code = f"""
+import asyncio, sys
+from pathlib import Path
+import node.cli, rpc.server, rpc.audit_methods, rpc.accounts
+from node.node import Node, NodeConfig, init_datadir, open_datadir, read_genesis
+from rpc.server import create_app
+datadir = Path({str(tmp_path / "dev")!r})
+init_datadir(datadir, read_genesis("dev"))
+with open_datadir(datadir) as opened:
+    node = Node(opened, NodeConfig(automine=True))
+    create_app(node.backend)
+    from consensus.params import REGISTRY_ADDRESS
+    node.chain.call(REGISTRY_ADDRESS, b"")
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
