@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Union
@@ -137,6 +138,7 @@ class Peer:
         self.known_blocks = BoundedSet(4096)
         self.known_txs = BoundedSet(32768)
         self.known_blocks.add(hello.head)
+        self.connected_at = time.monotonic()
         self._pending: dict[int, tuple[tuple[str, ...], asyncio.Future[m.Message]]] = {}
         self._next_id = 1
         self._messages = TokenBucket(cfg.messages_per_second, cfg.message_burst)

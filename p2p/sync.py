@@ -180,6 +180,9 @@ class Syncer:
         self._task: Optional[asyncio.Task[None]] = None
         self._sync_start: Optional[int] = None
         """Our head when we last fell behind (``eth_syncing``'s starting block)."""
+        self._failed: Optional[tuple[bytes, float]] = None
+        """The peer whose round last failed, and when that round ended (None after a
+        round that did not fail)."""
 
     def start(self) -> None:
         self._running = True
@@ -199,7 +202,21 @@ class Syncer:
         self._wanted.set()
 
     def best_peer(self) -> Optional[Peer]:
-        return self.peers.heaviest(head_info(self.chain).total_work)
+        """The peer that claims the most work above ours. After a failed round, another
+        peer connected by the time it ended goes first if one claims more than ours: a
+        peer that claims the most and never serves (under one identity after another)
+        cannot keep us from syncing with the others."""
+        ours = head_info(self.chain).total_work
+        if self._failed is not None:
+            failed_id, ended = self._failed
+            others = [
+                p for p in self.peers
+                if p.total_work > ours and not p.closed.is_set() and p.node_id != failed_id
+                and getattr(p, "connected_at", 0.0) <= ended
+            ]
+            if others:
+                return max(others, key=lambda p: p.total_work)
+        return self.peers.heaviest(ours)
 
     def status(self) -> Optional[SyncProgress]:
         """Behind the best peer: where we are and where it is (``eth_syncing``)."""
@@ -233,19 +250,22 @@ class Syncer:
         """One sync from ``peer``; whatever goes wrong ends the round, never the loop."""
         started = time.monotonic()
         self.stats.syncing = True
+        failed = True
         try:
             await self.sync_from(peer)
+            failed = False
         except (SyncAborted, PeerUnavailable) as exc:
             log.info("sync from %s stopped: %s", peer.name, exc)
-            await asyncio.sleep(1.0)
         except ProtocolViolation as exc:
             await peer.violation(exc)
         except Exception:  # noqa: BLE001 - the sync loop must survive
             log.exception("sync from %s failed", peer.name)
-            await asyncio.sleep(1.0)
         finally:
+            self._failed = (peer.node_id, time.monotonic()) if failed else None
             self.stats.syncing = False
             self.stats.last_sync_seconds = time.monotonic() - started
+        if failed and not peer.closed.is_set():
+            await asyncio.sleep(1.0)  # the same peer may be the only one to try again
 
     async def sync_from(self, peer: Peer) -> None:
         """Download and import the peer's heavier chain, segment by segment.
@@ -292,6 +312,7 @@ class Syncer:
                 await peer.violation(ProtocolViolation(
                     "claims more total work than it serves", penalty=PENALTY_LYING_HEAD, expected=claimed, got=ours,
                 ))
+                raise SyncAborted("the peer claims more total work than it serves")
         return entries
 
     async def _import_segment(self, peer: Peer, entries: list[Entry], hashes: list[bytes]) -> None:

@@ -143,3 +143,24 @@ async def test_silent_peer_times_out_and_sync_moves_on(make_node, fake_peers) ->
     await asyncio.sleep(0.8)  # never answers
     assert a.p2p.book.score(f"node:{fake.node_id.hex()}") < 0
     await honest_still_works(a, make_node)
+
+
+async def test_attack_a_silent_peer_claiming_the_most_work_cannot_starve_sync(make_node, fake_peers) -> None:
+    """A peer claims more work than anyone and never answers; a second identity of it
+    connects while the first is being given up on. An honest heavier peer is synced
+    from at the next round, not after the liars have timed out their way to a ban
+    (ten 0.5 s timeouts with a 1 s pause each, over and over with each new identity)."""
+    a = await make_node("a").start(request_timeout_s=0.5)
+    honest = make_node("honest")
+    await asyncio.to_thread(honest.build_blocks, 5)
+    liar = FakePeer(a)
+    fake_peers.append(liar)
+    await liar.connect(total_work=10**30, number=10**6, head=b"\x42" * 32)
+    await liar.receive_next("get_chain")  # a believed it and asked; no answer ever comes
+    await honest.start([a])  # connects while a waits on the liar
+    await asyncio.sleep(0.6)  # the request timed out: a pauses 1 s before the next round
+    again = FakePeer(a)  # the liar again, under a new node id, claiming as much
+    fake_peers.append(again)
+    await again.connect(total_work=10**30, number=10**6, head=b"\x43" * 32)
+    await converged([a, honest], timeout=4)
+    assert a.number == 5
