@@ -104,14 +104,14 @@ from chain.difficulty import BlockPoint, next_difficulty, window_pairs
 from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
 
 MAX_FUTURE_SECONDS = 15
-T = TypeVar("T")
+"""A block whose timestamp is further ahead of our clock is refused (it may be
+offered again later). Bounds how far a miner can push difficulty down by lying."""
 BLOCK_CACHE = 8
 """Decoded blocks, and receipt lists, kept by block hash (most recent reads: the head
 and the few blocks below it are what receipt polls and calls on ``latest`` read). A
 full block (about 1,400 transfers at a 30 M gas limit) decodes to about 1.3 MB of
 Python objects (measured), its receipts to about as much again."""
-"""A block whose timestamp is further ahead of our clock is refused (it may be
-offered again later). Bounds how far a miner can push difficulty down by lying."""
+T = TypeVar("T")
 
 MAX_SEALED_KEPT = 8
 """Sealed blocks whose executed state the chain keeps for their import (a miner seals
@@ -834,18 +834,19 @@ class Chain:
 
 def decode_block(block_or_rlp: Union[BlockAPI, bytes], genesis: GenesisConfig) -> BlockAPI:
     """Bytes (or a block object) to a :class:`PouwBlock`, refusing oversized input."""
+    decoded: Optional[BlockAPI] = None
     if isinstance(block_or_rlp, (bytes, bytearray, memoryview)):
         data = bytes(block_or_rlp)
     elif isinstance(block_or_rlp, BlockAPI):
         data = rlp.encode(block_or_rlp)
         if _is_decoded_form(block_or_rlp):  # built here: what decoding its bytes would give
-            if len(data) > genesis.max_block_bytes:
-                raise OversizedBlock("encoded block too large", expected=f"<= {genesis.max_block_bytes}", got=len(data))
-            return block_or_rlp
+            decoded = block_or_rlp
     else:
         raise MalformedBlock(f"expected a block or its RLP bytes, got {type(block_or_rlp).__name__}")
     if len(data) > genesis.max_block_bytes:
         raise OversizedBlock("encoded block too large", expected=f"<= {genesis.max_block_bytes}", got=len(data))
+    if decoded is not None:
+        return decoded
     try:
         return rlp.decode(data, sedes=PouwBlock)
     except (rlp.DecodingError, rlp.DeserializationError, TypeError, ValueError) as exc:
