@@ -8,7 +8,7 @@ also close the connections a ban covers.
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from p2p.config import P2PConfig
 from p2p.peer import Peer
@@ -67,9 +67,12 @@ class PeerSet:
         """Best score first: whom to ask for data that any peer may hold (blobs)."""
         return sorted(self.peers.values(), key=lambda p: -self.score(p))
 
-    def heaviest(self, more_than: int) -> Optional[Peer]:
-        """The open connection whose chain claims the most work, if above ``more_than``."""
-        candidates = [p for p in self.peers.values() if p.total_work > more_than and not p.closed.is_set()]
+    def heaviest(self, more_than: int, eligible: Callable[[Peer], bool] = lambda p: True) -> Optional[Peer]:
+        """The open connection whose chain claims the most work, if above ``more_than``,
+        among the ``eligible`` ones."""
+        candidates = [
+            p for p in self.peers.values() if p.total_work > more_than and not p.closed.is_set() and eligible(p)
+        ]
         return max(candidates, key=lambda p: p.total_work, default=None)
 
     # --- costs ----------------------------------------------------------------------------

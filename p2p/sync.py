@@ -209,13 +209,9 @@ class Syncer:
         ours = head_info(self.chain).total_work
         if self._failed is not None:
             failed_id, ended = self._failed
-            others = [
-                p for p in self.peers
-                if p.total_work > ours and not p.closed.is_set() and p.node_id != failed_id
-                and getattr(p, "connected_at", 0.0) <= ended
-            ]
-            if others:
-                return max(others, key=lambda p: p.total_work)
+            other = self.peers.heaviest(ours, lambda p: p.node_id != failed_id and p.connected_at <= ended)
+            if other is not None:
+                return other
         return self.peers.heaviest(ours)
 
     def status(self) -> Optional[SyncProgress]:

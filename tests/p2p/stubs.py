@@ -29,6 +29,7 @@ class StubPeer:
         self.remote_host = host
         self.hello = SimpleNamespace(listen_port=listen_port, client="stub")
         self.outbound = True
+        self.connected_at = 0.0
         self.head, self.head_number, self.total_work = b"\x00" * 32, 0, total_work
         self.known_blocks = BoundedSet(4096)
         self.known_txs = BoundedSet(32768)
