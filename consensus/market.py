@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from consensus.jobs import builtin_dataset_ids
 from consensus.params import ConsensusConfig
 from consensus.registry import JobRecord, posted_job_ids, read_job
 from consensus.specs import SpecTooLong, read_spec, stored_spec
@@ -42,9 +43,7 @@ def job_blobs(job: JobRecord, builtin_datasets: "frozenset[str] | None" = None) 
     checkpoint state unless it is the initial one (derived from the spec)."""
     assert job.spec is not None
     if builtin_datasets is None:
-        from consensus.jobs import builtin_dataset_ids  # imports torch: only when asked
-
-        builtin_datasets = builtin_dataset_ids()
+        builtin_datasets = builtin_dataset_ids()  # generates the built-in sets (torch) on first use
     out: list[tuple[bytes, str]] = []
     if job.spec.dataset not in builtin_datasets:
         out.append((bytes.fromhex(job.spec.dataset[2:]), "dataset"))

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, TypedDict
+from typing import Callable, Optional, TypedDict
 
 from eth.abc import BlockHeaderAPI, LogAPI, StateAPI
 from eth_bloom import BloomFilter
@@ -53,12 +53,20 @@ from consensus.registry import (
     next_job_id,
     read_job,
 )
+from consensus.jobs import (
+    builtin_blob,
+    builtin_dataset_ids,
+    current_checkpoint,
+    digits_dataset_id,
+    digits_image_dataset_id,
+    initial_state_bytes,
+    load_dataset,
+)
+from pouw.datasets import Dataset, content_hash, dataset_from_bytes
 from pouw.errors import BlobNotFound, PouwError
 from pouw.spec import JobSpec
 from rpc.errors import RpcLayerError
 
-if TYPE_CHECKING:  # pouw.datasets imports torch: imported where a dataset is read
-    from pouw.datasets import Dataset
 
 ZERO32 = b"\x00" * 32
 
@@ -251,7 +259,6 @@ class PouwView:
         """The job's checkpoint hash with the initial state resolved."""
         if job.spec is None:
             return job.checkpoint
-        from consensus.jobs import current_checkpoint  # imports torch
 
         return current_checkpoint(job)
 
@@ -311,7 +318,6 @@ class PouwView:
         """Parse and check a dataset file without storing it; the decoded tensors are
         released on return (only the summary is kept), so a caller storing the bytes
         next never holds both."""
-        from pouw.datasets import content_hash, dataset_from_bytes  # imports torch
 
         try:
             dataset = dataset_from_bytes(blob, max_bytes=self.max_dataset_bytes)
@@ -334,7 +340,6 @@ class PouwView:
         blob = self.dataset_blob(dataset_hash)
         if blob is None:
             return None
-        from pouw.datasets import dataset_from_bytes  # imports torch
 
         try:
             dataset = dataset_from_bytes(blob, expected_hash=dataset_hash, max_bytes=max(len(blob), 1))
@@ -348,26 +353,22 @@ class PouwView:
                 return self.blobs.get(dataset_hash)
             except PouwError as exc:
                 raise PouwViewError(f"stored dataset 0x{dataset_hash.hex()} is corrupt: {exc}") from None
-        from consensus.jobs import builtin_blob  # imports torch
 
         return builtin_blob("0x" + dataset_hash.hex())
 
     def has_dataset(self, dataset_hash: bytes) -> bool:
         if self.blobs.has(dataset_hash):
             return True
-        from consensus.jobs import builtin_dataset_ids  # imports torch
 
         return "0x" + dataset_hash.hex() in builtin_dataset_ids()
 
     def builtin_datasets(self) -> list[DatasetInfo]:
         """The built-in sets, the 64-feature digits first."""
-        from consensus.jobs import digits_dataset_id, digits_image_dataset_id  # imports torch
 
         infos = (self.dataset_info(bytes.fromhex(i[2:])) for i in (digits_dataset_id(), digits_image_dataset_id()))
         return [info for info in infos if info is not None]
 
     def _remember(self, dataset_hash: bytes, size: int, dataset: Dataset) -> DatasetInfo:
-        from consensus.jobs import builtin_dataset_ids  # imports torch
 
         info = DatasetInfo(
             id=dataset_hash, size=size, train_examples=len(dataset), test_examples=int(dataset.y_test.shape[0]),
@@ -385,7 +386,6 @@ class PouwView:
         spec = job.spec
         if spec is None:
             raise PouwViewError(f"job {job.job_id}'s stored spec is not usable under this chain's genesis")
-        from consensus.jobs import current_checkpoint, initial_state_bytes  # imports torch
 
         checkpoint = current_checkpoint(job)
         key = (job.job_id, checkpoint)
@@ -415,7 +415,6 @@ class PouwView:
         return result
 
     def _dataset_for(self, spec: JobSpec) -> Dataset:
-        from consensus.jobs import load_dataset  # imports torch
 
         return load_dataset(spec, self.blobs, self.max_dataset_bytes)
 
