@@ -180,9 +180,9 @@ class Syncer:
         self._task: Optional[asyncio.Task[None]] = None
         self._sync_start: Optional[int] = None
         """Our head when we last fell behind (``eth_syncing``'s starting block)."""
-        self._failed: Optional[tuple[bytes, float]] = None
-        """The peer whose round last failed, and when that round ended (None after a
-        round that did not fail)."""
+        self._failed: dict[bytes, float] = {}
+        """Connected peers whose last round failed, by node id: when that round ended
+        (a peer's entry goes when its round succeeds or it disconnects)."""
 
     def start(self) -> None:
         self._running = True
@@ -202,16 +202,25 @@ class Syncer:
         self._wanted.set()
 
     def best_peer(self) -> Optional[Peer]:
-        """The peer that claims the most work above ours. After a failed round, another
-        peer connected by the time it ended goes first if one claims more than ours: a
-        peer that claims the most and never serves (under one identity after another)
-        cannot keep us from syncing with the others."""
+        """The peer to sync from: the one claiming the most work above ours, unless some
+        round failed. Then, first, the heaviest peer whose round has not failed and that
+        was connected when the latest failed round ended; else the heavier peer whose
+        round failed longest ago. So peers claiming the most and never serving (several
+        at once, or one under identity after identity) cost one round each before every
+        other peer connected by then is tried, and a peer connecting later waits at most
+        one more failed round."""
         ours = head_info(self.chain).total_work
-        if self._failed is not None:
-            failed_id, ended = self._failed
-            other = self.peers.heaviest(ours, lambda p: p.node_id != failed_id and p.connected_at <= ended)
-            if other is not None:
-                return other
+        connected = {p.node_id for p in self.peers}
+        self._failed = {node_id: ended for node_id, ended in self._failed.items() if node_id in connected}
+        if not self._failed:
+            return self.peers.heaviest(ours)
+        latest = max(self._failed.values())
+        untried = self.peers.heaviest(ours, lambda p: p.node_id not in self._failed and p.connected_at <= latest)
+        if untried is not None:
+            return untried
+        retry = [p for p in self.peers if p.node_id in self._failed and p.total_work > ours and not p.closed.is_set()]
+        if retry:
+            return min(retry, key=lambda p: self._failed[p.node_id])
         return self.peers.heaviest(ours)
 
     def status(self) -> Optional[SyncProgress]:
@@ -257,7 +266,10 @@ class Syncer:
         except Exception:  # noqa: BLE001 - the sync loop must survive
             log.exception("sync from %s failed", peer.name)
         finally:
-            self._failed = (peer.node_id, time.monotonic()) if failed else None
+            if failed:
+                self._failed[peer.node_id] = time.monotonic()
+            else:
+                self._failed.pop(peer.node_id, None)
             self.stats.syncing = False
             self.stats.last_sync_seconds = time.monotonic() - started
         if failed and not peer.closed.is_set():
@@ -278,7 +290,9 @@ class Syncer:
                 entries = parse_entries(self.chain, reply, max_len=m.MAX_BATCH)
                 if "total_work" in reply.body:
                     peer.total_work = max(peer.total_work, m.field_qty(reply.body, "total_work"))
-                if not entries:
+                if not self._lacking(entries):
+                    # nothing we lack: stale (pipelined before gossip brought the same
+                    # blocks), or a peer holding the round with blocks we hold
                     entries = await self._ask_afresh(peer)
                     if not entries:
                         return
@@ -295,13 +309,16 @@ class Syncer:
             await asyncio.gather(request, return_exceptions=True)
 
     async def _ask_afresh(self, peer: Peer) -> list[Entry]:
-        """An empty reply may be stale: it was requested (pipelined) before the previous
-        segment was imported, and the peer may have announced a new block since. Ask
-        once more, fresh, and judge by the work that reply states: a peer that claims
-        more work than ours and serves nothing is penalised."""
+        """A reply with no block we lack may be stale: it was requested (pipelined)
+        before the previous segment was imported, gossip may have brought its blocks
+        meanwhile, and the peer may have announced a new block since. Ask once more,
+        from our head, and judge by the work that reply states: a peer that claims more
+        work than ours and serves no block we lack is penalised (answering with nothing
+        and answering with blocks we hold are the same lie). Returns the fresh entries,
+        or [] when the peer claims no more than ours."""
         fresh = await self._request_segment(peer, None)
         entries = parse_entries(self.chain, fresh, max_len=m.MAX_BATCH)
-        if not entries:
+        if not self._lacking(entries):
             claimed = m.field_qty(fresh.body, "total_work") if "total_work" in fresh.body else peer.total_work
             ours = head_info(self.chain).total_work
             if claimed > ours:
@@ -309,7 +326,12 @@ class Syncer:
                     "claims more total work than it serves", penalty=PENALTY_LYING_HEAD, expected=claimed, got=ours,
                 ))
                 raise SyncAborted("the peer claims more total work than it serves")
+            return []
         return entries
+
+    def _lacking(self, entries: list[Entry]) -> bool:
+        """Whether ``entries`` hold a block we do not (their bytes are checked later)."""
+        return any(not has_block(self.chain, header_hash_of(block_rlp)) for block_rlp, _ in entries)
 
     async def _import_segment(self, peer: Peer, entries: list[Entry], hashes: list[bytes]) -> None:
         for (block_rlp, payload), block_hash in zip(entries, hashes):
