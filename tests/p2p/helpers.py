@@ -114,7 +114,10 @@ class FakePeer:
 
     async def close(self) -> None:
         if self.ws is not None:
-            await self.ws.close()
+            try:  # the node may have dropped us: do not wait long for its closing frame
+                await asyncio.wait_for(self.ws.close(), 2.0)
+            except asyncio.TimeoutError:
+                pass
         if self.session is not None:
             await self.session.close()
 

@@ -81,10 +81,7 @@ class Liar(FakePeer):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        try:
-            await asyncio.wait_for(super().close(), 2.0)
-        except asyncio.TimeoutError:
-            pass
+        await super().close()
 
 
 def genesis_entry(node: Any) -> list[Optional[str]]:
