@@ -54,3 +54,10 @@ class BlobUnavailable(PeerUnavailable):
 class SyncAborted(P2PError):
     """The current sync round or block fetch from a peer ends: it sent an invalid block
     (and is banned), or the block cannot be imported now (a transient failure)."""
+
+
+class SyncYielded(SyncAborted):
+    """A sync round ends without blame: its peer serves slowly (a segment took over half
+    the request timeout) and another heavier peer is connected. The peer goes behind the
+    others for the next rounds, as after a failure, so one that serves a valid block per
+    request just under the timeout cannot hold the syncer."""

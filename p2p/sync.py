@@ -27,7 +27,7 @@ from chain.chain import Chain
 from chain.errors import UnknownParent
 from p2p import messages as m
 from p2p.config import P2PConfig
-from p2p.errors import PeerUnavailable, ProtocolViolation, SyncAborted
+from p2p.errors import PeerUnavailable, ProtocolViolation, SyncAborted, SyncYielded
 from p2p.importer import ImportFn
 from p2p.interfaces import ReadPool, SyncStats, has_block, head_info
 from p2p.messages import MAX_HASHES
@@ -170,6 +170,9 @@ class Syncer:
         self.chain = chain
         self.batch = config.sync_batch
         self.recheck_s = config.sync_recheck_s
+        self.slow_s = config.request_timeout_s / 2
+        """A segment waited for longer than this is slow: the round yields to another
+        heavier peer if there is one."""
         self.budget = config.response_budget_bytes
         self.peers = peers
         self.reads = reads
@@ -259,6 +262,8 @@ class Syncer:
         try:
             await self.sync_from(peer)
             failed = False
+        except SyncYielded as exc:
+            log.info("sync from %s paused: %s", peer.name, exc)
         except (SyncAborted, PeerUnavailable) as exc:
             log.info("sync from %s stopped: %s", peer.name, exc)
         except ProtocolViolation as exc:
@@ -272,8 +277,8 @@ class Syncer:
                 self._failed.pop(peer.node_id, None)
             self.stats.syncing = False
             self.stats.last_sync_seconds = time.monotonic() - started
-        if failed and not peer.closed.is_set():
-            await asyncio.sleep(1.0)  # the same peer may be the only one to try again
+        if failed and not peer.closed.is_set() and self.best_peer() is peer:
+            await asyncio.sleep(1.0)  # the same peer is the only one to try again
 
     async def sync_from(self, peer: Peer) -> None:
         """Download and import the peer's heavier chain, segment by segment.
@@ -286,7 +291,9 @@ class Syncer:
         request = asyncio.ensure_future(self._request_segment(peer, None))
         try:
             while True:
+                waiting = time.monotonic()
                 reply = await request
+                slow = time.monotonic() - waiting > self.slow_s
                 entries = parse_entries(self.chain, reply, max_len=m.MAX_BATCH)
                 if "total_work" in reply.body:
                     peer.total_work = max(peer.total_work, m.field_qty(reply.body, "total_work"))
@@ -299,8 +306,11 @@ class Syncer:
                 hashes = [header_hash_of(block_rlp) for block_rlp, _ in entries]
                 request = asyncio.ensure_future(self._request_segment(peer, hashes[-1]))  # pipelined
                 await self._import_segment(peer, entries, hashes)
-                if peer.total_work <= head_info(self.chain).total_work:
+                ours = head_info(self.chain).total_work
+                if peer.total_work <= ours:
                     return
+                if slow and self.peers.heaviest(ours, lambda p: p is not peer) is not None:
+                    raise SyncYielded(f"a segment took over {self.slow_s:g} s; another peer claims more work")
         except ValueError as exc:
             raise ProtocolViolation(f"bad block bytes in sync: {exc}", penalty=PENALTY_INVALID_BLOCK) from None
         finally:

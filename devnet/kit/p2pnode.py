@@ -169,19 +169,22 @@ class TestNode:
         return blocks
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 20 ms; :class:`WaitTimeout` naming ``what`` after ``timeout`` s."""
+async def wait_for(
+    predicate: Callable[[], bool], timeout: float = 20.0, what: "str | Callable[[], str]" = "condition"
+) -> None:
+    """Poll ``predicate`` every 20 ms; :class:`WaitTimeout` naming ``what`` after ``timeout`` s
+    (a callable ``what`` is asked at the timeout, so the message says how things ended)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         await asyncio.sleep(0.02)
 
 
 async def converged(nodes: Sequence[TestNode], timeout: float = 20.0) -> bytes:
     """Wait until every node has the same head; return its hash."""
     await wait_for(lambda: len({bytes(n.head().hash) for n in nodes}) == 1, timeout,
-                   "heads to converge: " + ", ".join(f"{n.name}#{n.number}" for n in nodes))
+                   lambda: "heads to converge: " + ", ".join(f"{n.name}#{n.number}" for n in nodes))
     return bytes(nodes[0].head().hash)
 
 

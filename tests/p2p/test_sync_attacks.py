@@ -198,6 +198,29 @@ async def test_slow_liar_serving_blocks_we_hold_cannot_hold_the_round(make_node,
     assert a.p2p.book.score(f"node:{bad.node_id.hex()}") <= -50
 
 
+async def test_slow_feeder_of_valid_blocks_yields_to_another_peer(make_node, fake_peers) -> None:
+    """The liar serves the honest chain's own blocks, one per request, each just under the
+    request timeout: valid, so nothing to penalise, but alone it would take 30 x 0.4 s.
+    The first slow segment ends its round (no blame) and the honest peer serves the rest."""
+    a, honest = await honest_behind(make_node, blocks=30)
+    chain = [honest.chain.get_block_by_number(n) for n in range(1, 31)]
+    served = 0
+
+    async def slow_feed(peer: Liar, request: m.Message) -> None:
+        nonlocal served
+        await asyncio.sleep(TIMEOUT * 0.8)
+        block, served = chain[min(served, len(chain) - 1)], served + 1
+        await peer.answer(request, [[m.hx(rlp.encode(block)), None]])
+
+    bad = await liar(a, fake_peers, slow_feed)
+    await honest.start([a])
+    started = time.monotonic()
+    await converged([a, honest], timeout=6)
+    elapsed = time.monotonic() - started
+    print(f"\n[slow valid feeder] converged after {elapsed:.1f} s; the feeder served {served}")
+    assert served <= 4
+
+
 # --- 3. empty answers, slowly -------------------------------------------------------------
 
 
