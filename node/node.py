@@ -806,7 +806,7 @@ class Node:
             max_ws_per_client=self.config.ws_max_per_client,
         )
         app = create_app(self.backend, config)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.idle_timeout_s)
         await runner.setup()
         try:
             site = web.TCPSite(runner, config.host, config.port)

@@ -33,6 +33,20 @@ class RpcConfig:
     max_ws_per_client: int = 32
     #: Requests one WebSocket connection may have in flight (further messages wait).
     max_inflight_per_conn: int = 64
+    #: Bytes of answers and notifications that may wait behind the message being written
+    #: to one WebSocket client; a client that lets more pile up (it does not read) is
+    #: disconnected at once and its backlog freed.
+    ws_max_queued_bytes: int = 4 * 1024 * 1024
+    #: Largest JSON answer to one batch (geth's --rpc.batch-response-max-size: 25 MB): the
+    #: requests past it are answered -32003 "response too large" and not run.
+    max_batch_response_bytes: int = 25_000_000
+    #: Bytes of request bodies being received at once, over all HTTP clients: a body
+    #: waits for room (then 503), so unfinished bodies cannot fill the node's memory.
+    max_pending_body_bytes: int = 64 * 1024 * 1024
+    #: Seconds a client has to send a whole request body once the node reads it (408 after).
+    body_timeout_s: float = 30.0
+    #: An idle keep-alive HTTP connection is closed after this many seconds (geth: 120).
+    idle_timeout_s: float = 120.0
     #: Gas cap for eth_call / eth_estimateGas / eth_simulateV1 (geth's --rpc.gascap: 50M).
     gas_cap: int = 50_000_000
     #: Wall-clock limit of one eth_call / eth_estimateGas / eth_createAccessList /

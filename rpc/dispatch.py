@@ -21,6 +21,7 @@ from rpc.errors import (
     MethodNotFound,
     NotificationsUnsupported,
     ParseError,
+    ResponseTooLarge,
     RpcError,
 )
 from rpc.jsontypes import Json, JsonObject
@@ -60,6 +61,16 @@ def error_response(error: RpcError, request_id: Json = None) -> Response:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
 
 
+def _too_large_answer(request: Json) -> Response | None:
+    """-32003 for a batch member past the size limit (None for a notification; a member
+    that is not a valid request object gets the error it would get anyway)."""
+    if not isinstance(request, dict) or not _valid_id(request.get("id")):
+        return error_response(InvalidRequest("invalid request"))
+    if "id" not in request:
+        return None
+    return error_response(ResponseTooLarge(), request.get("id"))
+
+
 def _valid_id(value: Json) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
@@ -69,10 +80,17 @@ def _valid_id(value: Json) -> bool:
 class Dispatcher:
     """Runs single requests and batches against a registry."""
 
-    def __init__(self, registry: Registry, max_batch: int, max_json_depth: int = 64) -> None:
+    #: Requests of a batch run at once; the answer's size is checked between such groups.
+    BATCH_GROUP = 32
+
+    def __init__(
+        self, registry: Registry, max_batch: int, max_json_depth: int = 64,
+        max_batch_response_bytes: int = 25_000_000,
+    ) -> None:
         self.registry = registry
         self.max_batch = max_batch
         self.max_json_depth = max_json_depth
+        self.max_batch_response_bytes = max_batch_response_bytes
 
     async def handle_text(self, text: str | bytes, ctx: CallContext) -> str | None:
         """Answer a raw body: response JSON text, or None if nothing is owed."""
@@ -80,8 +98,37 @@ class Dispatcher:
             payload = decode_json(text, self.max_json_depth)
         except ParseError as exc:
             return encode_json(error_response(exc))
+        if isinstance(payload, list) and 0 < len(payload) <= self.max_batch:
+            return await self._batch_text(payload, ctx)
         answer = await self.handle_payload(payload, ctx)
         return None if answer is None else encode_json(answer)
+
+    async def _batch_text(self, batch: list[Json], ctx: CallContext) -> str | None:
+        """A batch's answer, bounded in size: requests run in groups, and once the answers
+        pass ``max_batch_response_bytes`` the rest are answered -32003 without running
+        (geth's rule), so a small batch cannot make the node build gigabytes of JSON."""
+        parts: list[str] = []
+        size = 0
+        for start in range(0, len(batch), self.BATCH_GROUP):
+            group = batch[start : start + self.BATCH_GROUP]
+            if size > self.max_batch_response_bytes:
+                answers = [_too_large_answer(item) for item in group]
+            else:
+                answers = list(await asyncio.gather(*(self.handle_request(item, ctx) for item in group)))
+            for item, answer in zip(group, answers):
+                if answer is None:
+                    continue
+                text = encode_json(answer)
+                if size + len(text) > self.max_batch_response_bytes:
+                    size = self.max_batch_response_bytes + 1
+                    too_large = _too_large_answer(item)
+                    if too_large is None:
+                        continue
+                    text = encode_json(too_large)
+                else:
+                    size += len(text) + 1
+                parts.append(text)
+        return "[" + ",".join(parts) + "]" if parts else None
 
     async def handle_payload(self, payload: Json, ctx: CallContext) -> Response | list[Response] | None:
         """Answer a decoded payload: a response, a list of responses, or None."""

@@ -97,6 +97,13 @@ class ResourceNotFound(RpcError):
     default_message = "resource not found"
 
 
+class ResponseTooLarge(RpcError):
+    """A batch's answer passed its size limit; this request was not run (-32003, geth's)."""
+
+    code = -32003
+    default_message = "response too large"
+
+
 class LimitExceeded(RpcError):
     """A configured limit (log range, filters, subscriptions, results) was hit (-32005)."""
 

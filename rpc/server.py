@@ -53,8 +53,41 @@ class Connections:
 
 CONNECTIONS = web.AppKey("rpc_connections", Connections)
 
-#: Most notifications queued for one WebSocket client before it is disconnected.
-MAX_QUEUED_NOTIFICATIONS = 20_000
+
+class BodyBudget:
+    """Bytes of HTTP request bodies being received at once, over all clients. A body
+    larger than ``SMALL_BODY`` reserves its announced length (or the body limit) before
+    it is read; without room within ``wait_s`` the request is refused (503). Unfinished
+    bodies then hold at most ``total`` bytes of the node's memory, however many
+    connections send them (aiohttp stops reading a socket whose body is not read)."""
+
+    SMALL_BODY = 64 * 1024
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, size: int, wait_s: float) -> AsyncIterator[None]:
+        size = 0 if size <= self.SMALL_BODY else min(size, self.total)
+        if size:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.used + size <= self.total), wait_s)
+                self.used += size
+        try:
+            yield
+        finally:
+            if size:
+                async with self._changed:
+                    self.used -= size
+                    self._changed.notify_all()
+
+
+BODY_BUDGET = web.AppKey("rpc_body_budget", BodyBudget)
+#: How long a large body waits for room in the body budget before a 503.
+BODY_WAIT_S = 5.0
+
 #: How often idle filters are swept.
 FILTER_SWEEP_S = 15.0
 
@@ -85,8 +118,9 @@ def create_app(backend: Backend, config: RpcConfig | None = None, registry: Regi
         app[REGISTRY] = metrics.instrument(app[REGISTRY])
         app.cleanup_ctx.append(metrics.lifecycle)
         app.router.add_get(METRICS_PATH, handle_metrics)
-    app[DISPATCHER] = Dispatcher(app[REGISTRY], config.max_batch, config.max_json_depth)
+    app[DISPATCHER] = Dispatcher(app[REGISTRY], config.max_batch, config.max_json_depth, config.max_batch_response_bytes)
     app[CONNECTIONS] = Connections()
+    app[BODY_BUDGET] = BodyBudget(config.max_pending_body_bytes)
     app.cleanup_ctx.append(_services)
     app.router.add_post("/", handle_http)
     app.router.add_get("/", handle_websocket)  # a browser's plain GET gets the dashboard
@@ -167,15 +201,31 @@ def _too_large(config: RpcConfig) -> web.Response:
     return web.Response(status=413, text=encode_json(error_response(error)), content_type="application/json")
 
 
+def _closing_error(status: int, message: str) -> web.Response:
+    """An error answer after which the connection is closed (its body is left unread)."""
+    response = web.Response(status=status, text=encode_json(error_response(LimitExceeded(message))),
+                            content_type="application/json")
+    response.force_close()
+    return response
+
+
 async def handle_http(request: web.Request) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
     if request.content_length is not None and request.content_length > config.max_body_bytes:
         return _too_large(config)
+    announced = config.max_body_bytes if request.content_length is None else request.content_length
+    reading = False
     try:
-        body = await request.read()
+        async with app[BODY_BUDGET].reserve(announced, BODY_WAIT_S):
+            reading = True
+            body = await asyncio.wait_for(request.read(), config.body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
         return _too_large(config)
+    except asyncio.TimeoutError:
+        if reading:
+            return _closing_error(408, f"request body not received within {config.body_timeout_s:g} s")
+        return _closing_error(503, "busy receiving other large request bodies; retry later")
     ctx = CallContext(app[SERVICES])
     answer = await app[DISPATCHER].handle_text(body, ctx)
     if answer is None:
@@ -243,38 +293,63 @@ async def handle_dataset_upload(request: web.Request) -> web.StreamResponse:
 # -- WebSocket -----------------------------------------------------------------
 
 class WsConnection:
-    """One WebSocket client: its subscriptions and an ordered outgoing queue."""
+    """One WebSocket client: its subscriptions and an ordered outgoing queue, bounded in
+    bytes: a client that does not read is disconnected, not buffered for."""
 
-    def __init__(self, ws: web.WebSocketResponse, config: RpcConfig) -> None:
+    def __init__(self, ws: web.WebSocketResponse, config: RpcConfig, transport: asyncio.Transport | None = None) -> None:
         self.ws = ws
+        self.transport = transport
         self.outgoing: asyncio.Queue[str | None] = asyncio.Queue()
+        self.queued_bytes = 0
+        """Bytes waiting behind the message being written (which no longer counts)."""
+        self.max_queued_bytes = config.ws_max_queued_bytes
+        self.dropped = False
         self.subscriptions = SubscriptionSet(config.max_subscriptions_per_conn, self._notify)
 
     def _notify(self, subscription_id: str, result: object) -> None:
-        if self.outgoing.qsize() >= MAX_QUEUED_NOTIFICATIONS:
-            log.warning("websocket client too slow; closing")
-            self.subscriptions.active.clear()
-            self.outgoing.put_nowait(None)
-            return
         message = {"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": subscription_id, "result": result}}
-        self.outgoing.put_nowait(encode_json(message))
+        self.send(encode_json(message))
 
     def send(self, text: str) -> None:
+        """Queue ``text``; past the byte bound (with something already waiting) the client
+        is too slow and is dropped."""
+        if self.dropped:
+            return
+        if self.queued_bytes and self.queued_bytes + len(text) > self.max_queued_bytes:
+            self.drop()
+            return
+        self.queued_bytes += len(text)
         self.outgoing.put_nowait(text)
+
+    def drop(self) -> None:
+        """Disconnect at once (nothing more is written) and free the backlog."""
+        log.warning("websocket client not reading (over %d bytes waiting); disconnecting", self.max_queued_bytes)
+        self.dropped = True
+        self.subscriptions.active.clear()
+        while not self.outgoing.empty():
+            self.outgoing.get_nowait()
+        self.queued_bytes = 0
+        if self.transport is not None:
+            self.transport.abort()
+        self.outgoing.put_nowait(None)
 
     async def writer(self) -> None:
         while True:
             text = await self.outgoing.get()
             if text is None or self.ws.closed:
-                await self.ws.close()
+                if not self.dropped:
+                    await self.ws.close()
                 return
+            self.queued_bytes -= len(text)
             await self.ws.send_str(text)
 
 
 async def handle_websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
-    ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=60)
+    # aiohttp refuses a message of max_msg_size bytes or more: + 1 so that the limit is
+    # the same as over HTTP (a message of exactly max_body_bytes is served)
+    ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes + 1, heartbeat=60)
     if not ws.can_prepare(request).ok:
         if config.dashboard:
             from rpc.dashboard import dashboard_page
@@ -302,27 +377,32 @@ async def _serve_websocket(request: web.Request, ws: web.WebSocketResponse) -> w
     app = request.app
     config = app[CONFIG]
     await ws.prepare(request)
-    connection = WsConnection(ws, config)
+    connection = WsConnection(ws, config, request.transport)
     ctx = CallContext(app[SERVICES], connection=connection)
     dispatcher = app[DISPATCHER]
     writer = asyncio.create_task(connection.writer())
     pending: set[asyncio.Task[None]] = set()
     inflight = asyncio.Semaphore(config.max_inflight_per_conn)
 
-    async def answer(text: str | bytes) -> None:
+    async def answer(text: str | bytes, weight: int) -> None:
         try:
             reply = await dispatcher.handle_text(text, ctx)
             if reply is not None:
                 connection.send(reply)
         finally:
-            inflight.release()
+            for _ in range(weight):
+                inflight.release()
 
     app[CONNECTIONS].live.add(connection)
     try:
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await inflight.acquire()  # backpressure: stop reading while the client has too many in flight
-                task = asyncio.create_task(answer(message.data))
+                # backpressure: stop reading while the client has too many in flight; a
+                # batch (up to max_batch requests) takes them all, so one runs at a time
+                weight = config.max_inflight_per_conn if _is_batch(message.data) else 1
+                for _ in range(weight):
+                    await inflight.acquire()
+                task = asyncio.create_task(answer(message.data, weight))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             elif message.type == WSMsgType.ERROR:
@@ -336,6 +416,11 @@ async def _serve_websocket(request: web.Request, ws: web.WebSocketResponse) -> w
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
     return ws
+
+
+def _is_batch(data: str | bytes) -> bool:
+    head = data.lstrip()[:1]
+    return head in ("[", b"[")
 
 
 # -- CORS ----------------------------------------------------------------------
@@ -369,7 +454,7 @@ def _cors_middleware(config: RpcConfig) -> Callable[..., Awaitable[web.StreamRes
 async def running_server(backend: Backend, config: RpcConfig | None = None) -> AsyncIterator[str]:
     """Serve on config.host:config.port (port 0 = any free port); yields the base URL."""
     config = config or RpcConfig()
-    runner = web.AppRunner(create_app(backend, config), access_log=None)
+    runner = web.AppRunner(create_app(backend, config), access_log=None, keepalive_timeout=config.idle_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     try:

@@ -232,6 +232,44 @@ async def test_invalid_body_too_large(aiohttp_client: Any, backend: ChainBackend
     assert (await response.json())["error"]["code"] == -32600
 
 
+async def test_batch_answer_past_its_size_limit_is_cut_with_32003(aiohttp_client: Any, backend: ChainBackend) -> None:
+    """Members whose answers would pass max_batch_response_bytes get -32003 and are not
+    run (geth's rule); notifications stay unanswered; a single request is not limited."""
+    from rpc import RpcConfig, create_app
+
+    client = await aiohttp_client(create_app(backend, RpcConfig(max_batch_response_bytes=300)))
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(60)]
+    batch.insert(50, {"jsonrpc": "2.0", "method": "eth_chainId"})
+    answer = await (await client.post("/", json=batch)).json()
+    assert [a["id"] for a in answer] == list(range(60))
+    ok = [a for a in answer if "result" in a]
+    assert 1 <= len(ok) < 10 and answer[: len(ok)] == ok and all(a["result"] == hex(CHAIN_ID) for a in ok)
+    assert all(a["error"] == {"code": -32003, "message": "response too large"} for a in answer[len(ok):])
+    single = await (await client.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "web3_clientVersion"})).json()
+    assert "result" in single
+
+
+async def test_large_bodies_wait_for_room_and_small_ones_do_not(aiohttp_client: Any, backend: ChainBackend) -> None:
+    """Bodies over 64 KiB reserve their announced length in a shared budget: one that
+    finds no room in time is refused with 503 (connection closed); small bodies never wait."""
+    from rpc import RpcConfig, create_app
+    from rpc.server import BODY_BUDGET
+
+    app = create_app(backend, RpcConfig(max_pending_body_bytes=1024 * 1024))
+    client = await aiohttp_client(app)
+    budget = app[BODY_BUDGET]
+    async with budget.reserve(1024 * 1024, 1.0):  # the whole budget held, as by unfinished bodies
+        small = await client.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+        assert (await small.json())["result"] == hex(CHAIN_ID)
+        padded = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","x":"' + b"a" * 100_000 + b'"}'
+        started = asyncio.get_running_loop().time()
+        large = await client.post("/", data=padded, headers={"Content-Type": "application/json"})
+        assert large.status == 503 and "busy" in (await large.json())["error"]["message"]
+        assert asyncio.get_running_loop().time() - started >= 4.5
+    large = await client.post("/", data=padded, headers={"Content-Type": "application/json"})
+    assert large.status == 200 and budget.used == 0
+
+
 async def test_invalid_transactions_use_geths_messages(rpc: Rpc, automine: Automine) -> None:
     tx_hash = await rpc.result("eth_sendRawTransaction", hexed(signed(ACCOUNT.key, 0)))
     await mined_receipt(rpc, tx_hash)
