@@ -42,7 +42,7 @@ class RpcConfig:
     max_batch_response_bytes: int = 25_000_000
     #: Bytes of request bodies being received at once, over all HTTP clients: a body
     #: waits for room (then 503), so unfinished bodies cannot fill the node's memory.
-    max_pending_body_bytes: int = 64 * 1024 * 1024
+    max_pending_body_bytes: int = 32 * 1024 * 1024
     #: Seconds a client has to send a whole request body once the node reads it (408 after).
     body_timeout_s: float = 30.0
     #: An idle keep-alive HTTP connection is closed after this many seconds (geth: 120).

@@ -239,7 +239,7 @@ def test_slowloris_and_idle_keepalive_connections_do_not_starve_clients(node: De
 
     Measured: +5 MB RSS for the 900 connections, probes 2-16 ms. (Within 6 s none is cut
     off: an idle keep-alive connection is closed after 120 s, a body not received within
-    30 s gets a 408, and large bodies wait for room in a 64 MiB budget.)"""
+    30 s gets a 408, and large bodies wait for room in a 32 MiB budget.)"""
     host, port = host_port(node)
     before = rss_kib(node)
     idle = open_many(host, port, 500)
