@@ -67,13 +67,14 @@ class PeerSet:
         """Best score first: whom to ask for data that any peer may hold (blobs)."""
         return sorted(self.peers.values(), key=lambda p: -self.score(p))
 
+    def claiming_more(self, more_than: int, eligible: Callable[[Peer], bool] = lambda p: True) -> list[Peer]:
+        """The ``eligible`` open connections whose chains claim more work than ``more_than``."""
+        return [p for p in self.peers.values() if p.total_work > more_than and not p.closed.is_set() and eligible(p)]
+
     def heaviest(self, more_than: int, eligible: Callable[[Peer], bool] = lambda p: True) -> Optional[Peer]:
         """The open connection whose chain claims the most work, if above ``more_than``,
         among the ``eligible`` ones."""
-        candidates = [
-            p for p in self.peers.values() if p.total_work > more_than and not p.closed.is_set() and eligible(p)
-        ]
-        return max(candidates, key=lambda p: p.total_work, default=None)
+        return max(self.claiming_more(more_than, eligible), key=lambda p: p.total_work, default=None)
 
     # --- costs ----------------------------------------------------------------------------
 

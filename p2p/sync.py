@@ -221,7 +221,7 @@ class Syncer:
         untried = self.peers.heaviest(ours, lambda p: p.node_id not in self._failed and p.connected_at <= latest)
         if untried is not None:
             return untried
-        retry = [p for p in self.peers if p.node_id in self._failed and p.total_work > ours and not p.closed.is_set()]
+        retry = self.peers.claiming_more(ours, lambda p: p.node_id in self._failed)
         if retry:
             return min(retry, key=lambda p: self._failed[p.node_id])
         return self.peers.heaviest(ours)
@@ -297,13 +297,13 @@ class Syncer:
                 entries = parse_entries(self.chain, reply, max_len=m.MAX_BATCH)
                 if "total_work" in reply.body:
                     peer.total_work = max(peer.total_work, m.field_qty(reply.body, "total_work"))
-                if not self._lacking(entries):
+                hashes = [header_hash_of(block_rlp) for block_rlp, _ in entries]
+                if not self._lacking(hashes):
                     # nothing we lack: stale (pipelined before gossip brought the same
                     # blocks), or a peer holding the round with blocks we hold
-                    entries = await self._ask_afresh(peer)
+                    entries, hashes = await self._ask_afresh(peer)
                     if not entries:
                         return
-                hashes = [header_hash_of(block_rlp) for block_rlp, _ in entries]
                 request = asyncio.ensure_future(self._request_segment(peer, hashes[-1]))  # pipelined
                 await self._import_segment(peer, entries, hashes)
                 ours = head_info(self.chain).total_work
@@ -318,17 +318,18 @@ class Syncer:
                 request.cancel()
             await asyncio.gather(request, return_exceptions=True)
 
-    async def _ask_afresh(self, peer: Peer) -> list[Entry]:
+    async def _ask_afresh(self, peer: Peer) -> tuple[list[Entry], list[bytes]]:
         """A reply with no block we lack may be stale: it was requested (pipelined)
         before the previous segment was imported, gossip may have brought its blocks
         meanwhile, and the peer may have announced a new block since. Ask once more,
         from our head, and judge by the work that reply states: a peer that claims more
         work than ours and serves no block we lack is penalised (answering with nothing
-        and answering with blocks we hold are the same lie). Returns the fresh entries,
-        or [] when the peer claims no more than ours."""
+        and answering with blocks we hold are the same lie). Returns the fresh entries
+        and their hashes, or nothing when the peer claims no more than ours."""
         fresh = await self._request_segment(peer, None)
         entries = parse_entries(self.chain, fresh, max_len=m.MAX_BATCH)
-        if not self._lacking(entries):
+        hashes = [header_hash_of(block_rlp) for block_rlp, _ in entries]
+        if not self._lacking(hashes):
             claimed = m.field_qty(fresh.body, "total_work") if "total_work" in fresh.body else peer.total_work
             ours = head_info(self.chain).total_work
             if claimed > ours:
@@ -336,12 +337,12 @@ class Syncer:
                     "claims more total work than it serves", penalty=PENALTY_LYING_HEAD, expected=claimed, got=ours,
                 ))
                 raise SyncAborted("the peer claims more total work than it serves")
-            return []
-        return entries
+            return [], []
+        return entries, hashes
 
-    def _lacking(self, entries: list[Entry]) -> bool:
-        """Whether ``entries`` hold a block we do not (their bytes are checked later)."""
-        return any(not has_block(self.chain, header_hash_of(block_rlp)) for block_rlp, _ in entries)
+    def _lacking(self, hashes: list[bytes]) -> bool:
+        """Whether a segment with these block hashes holds a block we do not."""
+        return any(not has_block(self.chain, block_hash) for block_hash in hashes)
 
     async def _import_segment(self, peer: Peer, entries: list[Entry], hashes: list[bytes]) -> None:
         for (block_rlp, payload), block_hash in zip(entries, hashes):

@@ -61,11 +61,21 @@ def error_response(error: RpcError, request_id: Json = None) -> Response:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
 
 
+def _shape_error(request: Json) -> Response | None:
+    """The answer to a batch member or body that is not a request object with a valid id."""
+    if not isinstance(request, dict):
+        return error_response(InvalidRequest("invalid request: not an object"))
+    if not _valid_id(request.get("id")):
+        return error_response(InvalidRequest("invalid request: bad id"))
+    return None
+
+
 def _too_large_answer(request: Json) -> Response | None:
     """-32003 for a batch member past the size limit (None for a notification; a member
-    that is not a valid request object gets the error it would get anyway)."""
-    if not isinstance(request, dict) or not _valid_id(request.get("id")):
-        return error_response(InvalidRequest("invalid request"))
+    that is not a request object gets the answer it gets anyway)."""
+    shape = _shape_error(request)
+    if shape is not None or not isinstance(request, dict):
+        return shape
     if "id" not in request:
         return None
     return error_response(ResponseTooLarge(), request.get("id"))
@@ -98,29 +108,34 @@ class Dispatcher:
             payload = decode_json(text, self.max_json_depth)
         except ParseError as exc:
             return encode_json(error_response(exc))
-        if isinstance(payload, list) and 0 < len(payload) <= self.max_batch:
+        if isinstance(payload, list):
             return await self._batch_text(payload, ctx)
-        answer = await self.handle_payload(payload, ctx)
+        answer = await self.handle_request(payload, ctx)
         return None if answer is None else encode_json(answer)
 
     async def _batch_text(self, batch: list[Json], ctx: CallContext) -> str | None:
         """A batch's answer, bounded in size: requests run in groups, and once the answers
-        pass ``max_batch_response_bytes`` the rest are answered -32003 without running
-        (geth's rule), so a small batch cannot make the node build gigabytes of JSON."""
+        would pass ``max_batch_response_bytes`` the rest are answered -32003 without
+        running (geth's rule), so a small batch cannot make the node build gigabytes."""
+        if not batch:
+            return encode_json(error_response(InvalidRequest("empty batch")))
+        if len(batch) > self.max_batch:
+            return encode_json(error_response(InvalidRequest(f"batch too large (at most {self.max_batch} requests)")))
         parts: list[str] = []
         size = 0
+        full = False
         for start in range(0, len(batch), self.BATCH_GROUP):
             group = batch[start : start + self.BATCH_GROUP]
-            if size > self.max_batch_response_bytes:
-                answers = [_too_large_answer(item) for item in group]
-            else:
-                answers = list(await asyncio.gather(*(self.handle_request(item, ctx) for item in group)))
+            if full:
+                parts.extend(encode_json(a) for a in map(_too_large_answer, group) if a is not None)
+                continue
+            answers = await asyncio.gather(*(self.handle_request(item, ctx) for item in group))
             for item, answer in zip(group, answers):
                 if answer is None:
                     continue
                 text = encode_json(answer)
-                if size + len(text) > self.max_batch_response_bytes:
-                    size = self.max_batch_response_bytes + 1
+                if full or size + len(text) > self.max_batch_response_bytes:
+                    full = True
                     too_large = _too_large_answer(item)
                     if too_large is None:
                         continue
@@ -130,25 +145,12 @@ class Dispatcher:
                 parts.append(text)
         return "[" + ",".join(parts) + "]" if parts else None
 
-    async def handle_payload(self, payload: Json, ctx: CallContext) -> Response | list[Response] | None:
-        """Answer a decoded payload: a response, a list of responses, or None."""
-        if isinstance(payload, list):
-            if not payload:
-                return error_response(InvalidRequest("empty batch"))
-            if len(payload) > self.max_batch:
-                return error_response(InvalidRequest(f"batch too large (at most {self.max_batch} requests)"))
-            answers = await asyncio.gather(*(self.handle_request(item, ctx) for item in payload))
-            responses = [answer for answer in answers if answer is not None]
-            return responses or None
-        return await self.handle_request(payload, ctx)
-
     async def handle_request(self, request: Json, ctx: CallContext) -> Response | None:
         """Answer one request object; None for a notification (no ``id``)."""
-        if not isinstance(request, dict):
-            return error_response(InvalidRequest("invalid request: not an object"))
+        shape = _shape_error(request)
+        if shape is not None or not isinstance(request, dict):
+            return shape
         request_id = request.get("id")
-        if not _valid_id(request_id):
-            return error_response(InvalidRequest("invalid request: bad id"))
         is_notification = "id" not in request
         try:
             result = await self._run(request, ctx)

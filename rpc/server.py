@@ -24,7 +24,7 @@ from rpc.backend import Backend
 from rpc.config import RpcConfig
 from rpc.context import CallContext, Services
 from rpc.dispatch import Dispatcher, encode_json, error_response
-from rpc.errors import InvalidRequest, LimitExceeded
+from rpc.errors import InvalidRequest, LimitExceeded, RpcLayerError
 from rpc.events import Event, NewHead, NewTransaction
 from rpc.filters import FilterManager
 from rpc.metrics import CONTENT_TYPE_LATEST, NodeMetrics
@@ -54,10 +54,14 @@ class Connections:
 CONNECTIONS = web.AppKey("rpc_connections", Connections)
 
 
+class BudgetFull(RpcLayerError):
+    """No room in the body budget within the wait (answered 503)."""
+
+
 class BodyBudget:
     """Bytes of HTTP request bodies being received at once, over all clients. A body
     larger than ``SMALL_BODY`` reserves its announced length (or the body limit) before
-    it is read; without room within ``wait_s`` the request is refused (503). Unfinished
+    it is read; without room within ``wait_s``, :class:`BudgetFull` (a 503). Unfinished
     bodies then hold at most ``total`` bytes of the node's memory, however many
     connections send them (aiohttp stops reading a socket whose body is not read)."""
 
@@ -73,7 +77,10 @@ class BodyBudget:
         size = 0 if size <= self.SMALL_BODY else min(size, self.total)
         if size:
             async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.used + size <= self.total), wait_s)
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(lambda: self.used + size <= self.total), wait_s)
+                except asyncio.TimeoutError:
+                    raise BudgetFull() from None
                 self.used += size
         try:
             yield
@@ -215,17 +222,15 @@ async def handle_http(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > config.max_body_bytes:
         return _too_large(config)
     announced = config.max_body_bytes if request.content_length is None else request.content_length
-    reading = False
     try:
         async with app[BODY_BUDGET].reserve(announced, BODY_WAIT_S):
-            reading = True
             body = await asyncio.wait_for(request.read(), config.body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
         return _too_large(config)
-    except asyncio.TimeoutError:
-        if reading:
-            return _closing_error(408, f"request body not received within {config.body_timeout_s:g} s")
+    except BudgetFull:
         return _closing_error(503, "busy receiving other large request bodies; retry later")
+    except asyncio.TimeoutError:
+        return _closing_error(408, f"request body not received within {config.body_timeout_s:g} s")
     ctx = CallContext(app[SERVICES])
     answer = await app[DISPATCHER].handle_text(body, ctx)
     if answer is None:

@@ -1,6 +1,7 @@
-"""Transaction helpers shared by the RPC tests."""
+"""Transaction and process helpers shared by the RPC tests."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -25,3 +26,11 @@ def signed(key: Any, nonce: int, *, to: str | None = "0x" + "11" * 20, value: in
 
 def hexed(raw: bytes) -> str:
     return "0x" + raw.hex()
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory (VmRSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

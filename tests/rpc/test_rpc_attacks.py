@@ -24,7 +24,7 @@ import pytest
 
 from tests.rpc.conftest import ACCOUNT, ACCOUNT2
 from tests.rpc.devnode import DevNode, dev_genesis, start_pouw
-from tests.rpc.helpers import hexed, signed
+from tests.rpc.helpers import hexed, rss_bytes, signed
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +36,7 @@ MAX_BATCH = 1000  # rpc.config.RpcConfig.max_batch
 # -- helpers -------------------------------------------------------------------
 
 def rss_kib(node: DevNode) -> int:
-    with open(f"/proc/{node.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    return rss_bytes(node.process.pid) // 1024
 
 
 def host_port(node: DevNode) -> tuple[str, int]:

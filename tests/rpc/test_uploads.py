@@ -27,6 +27,7 @@ from rpc.uploads import UNREFERENCED_GRACE_S, DatasetUploads, QuotaExceeded
 from tests.node.test_cli import RunningNode, init
 from tests.consensus.helpers import mine_block, open_pouw_chain, pouw_genesis, post_job_tx, tiny_spec
 from tests.chain.helpers import DEV_KEYS, MINER
+from tests.rpc.helpers import rss_bytes
 
 
 class Clock:
@@ -104,13 +105,6 @@ def big_dataset(seed: int) -> bytes:
     x = torch.randint(-127, 128, (BIG_EXAMPLES + 256, 64), generator=g, dtype=torch.int8)
     y = torch.randint(0, 10, (BIG_EXAMPLES + 256,), generator=g, dtype=torch.int64)
     return dataset_to_bytes(Dataset(x[:BIG_EXAMPLES], y[:BIG_EXAMPLES], x[BIG_EXAMPLES:], y[BIG_EXAMPLES:], 10, f"big-{seed}"))
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def post_dataset(url: str, data: bytes, timeout: float = 300) -> tuple[int, dict[str, Any]]:
