@@ -135,7 +135,8 @@ class Gossip:
     # --- ours -> peers ----------------------------------------------------------------------
 
     def local_head(self, block_hash: bytes) -> None:
-        """Our head moved to ``block_hash``: announce it (unless a newer one comes first)."""
+        """Our head moved (to ``block_hash``, or past it by now): the next flush announces
+        the chain's head as it is then."""
         self._pending_head = bytes(block_hash)
         self._schedule_flush()
 
@@ -158,14 +159,16 @@ class Gossip:
         head_hash, self._pending_head = self._pending_head, None
         txs, self._pending_txs = self._pending_txs, []
         if head_hash is not None:
-            await self._announce_head(head_hash)
+            await self._announce_head()
         if txs:
             await self._push_txs(txs)
 
-    async def _announce_head(self, head_hash: bytes) -> None:
+    async def _announce_head(self) -> None:
+        """Announce the chain's head as it is now, not the hash the event named: events
+        of two heads may arrive out of order (a block a sync imported, published from its
+        round, after a block mined meanwhile), and the older must not hide the newer.
+        Each peer hears of a head once (``known_blocks``)."""
         head = head_info(self.chain)
-        if head.hash != head_hash:  # moved on since: that head's own flush announces it
-            return
         for peer in self.peers:
             await _announce_to(peer, head)
 
