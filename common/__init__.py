@@ -1,4 +1,6 @@
-"""What every package of the node shares, and nothing else: the root of all errors.
+"""What every package of the node shares, and nothing else: the root of all errors, and
+the process's keccak backend (common/keccak.py), chosen when this package is imported.
 
 The lowest layer: it imports nothing of ours (docs/layout.md, "Dependencies").
 """
+from common import keccak as _keccak  # noqa: F401 - chooses the fast keccak backend
