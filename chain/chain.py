@@ -99,6 +99,7 @@ from chain.transactions import (
     validate_transaction,
 )
 from chain.sealing import NoProofEngine, SealEngine, WorkContext, engine_for_genesis
+from chain.state_reader import StateReader
 from chain.vm import PouwVM, build_vm_class
 from chain.difficulty import BlockPoint, next_difficulty, window_pairs
 from genesis.format import MAX_EXTRA_DATA_BYTES, GenesisConfig
@@ -151,6 +152,11 @@ class Seal:
         return {name: getattr(self, name) for name in SEAL_FIELDS}
 
 
+#: A transaction trie's root and its nodes (``make_trie_root_and_nodes``).
+TrieRootAndNodes = tuple[Hash32, dict[Hash32, bytes]]
+_ExecutedTemplate = tuple[BatchView, PouwVM, BlockHeaderAPI, tuple[ReceiptAPI, ...], TrieRootAndNodes]
+
+
 class TemplateExecution:
     """A template's transactions, already executed, waiting for the seal.
 
@@ -161,12 +167,12 @@ class TemplateExecution:
     from scratch. Owned by one thread (the miner's) until taken.
     """
 
-    def __init__(self, view: BatchView, vm: PouwVM, header: BlockHeaderAPI, receipts: Sequence[ReceiptAPI]) -> None:
-        self._run: Optional[tuple[BatchView, PouwVM, BlockHeaderAPI, tuple[ReceiptAPI, ...]]] = (
-            view, vm, header, tuple(receipts))
+    def __init__(self, view: BatchView, vm: PouwVM, header: BlockHeaderAPI, receipts: Sequence[ReceiptAPI],
+                 tx_trie: TrieRootAndNodes) -> None:
+        self._run: Optional[_ExecutedTemplate] = (view, vm, header, tuple(receipts), tx_trie)
         self._lock = threading.Lock()
 
-    def take(self) -> Optional[tuple[BatchView, PouwVM, BlockHeaderAPI, tuple[ReceiptAPI, ...]]]:
+    def take(self) -> Optional[_ExecutedTemplate]:
         with self._lock:
             run, self._run = self._run, None
         return run
@@ -206,7 +212,7 @@ class HeadStateView:
     """A snapshot of the head for the tx pool (``chain.txpool.StateView``): account
     nonces and balances, and the base fee and gas limit of the *next* block."""
 
-    def __init__(self, head: BlockHeaderAPI, state: StateAPI) -> None:
+    def __init__(self, head: BlockHeaderAPI, state: "StateReader") -> None:
         self.head = head
         self.state = state
 
@@ -372,6 +378,12 @@ class Chain:
         # same block again and again). Bounded: BLOCK_CACHE of each.
         self._blocks: RecentByHash[BlockAPI] = RecentByHash(BLOCK_CACHE)
         self._receipts: RecentByHash[tuple[ReceiptAPI, ...]] = RecentByHash(BLOCK_CACHE)
+        # A child's difficulty is fixed by its parent's hash (the retarget window is that
+        # block's own ancestry): a block is built on a parent, then imported against it.
+        self._child_difficulty: RecentByHash[int] = RecentByHash(BLOCK_CACHE)
+        # Readers of recent states (chain/state_reader.py), by state root, with the
+        # accounts they decoded: the pool and the RPC read the head's again and again.
+        self._readers: RecentByHash[StateReader] = RecentByHash(BLOCK_CACHE)
 
     # --- opening --------------------------------------------------------------------
 
@@ -627,12 +639,13 @@ class Chain:
         except BaseException:
             view.discard()
             raise
-        tx_root, _ = make_trie_root_and_nodes(included)
+        tx_trie = make_trie_root_and_nodes(included)
+        tx_root = tx_trie[0]
         execution: Optional[TemplateExecution] = None
         if reverted:  # rare (the pool re-checks on every head): the seal executes afresh
             view.discard()
         else:
-            execution = TemplateExecution(view, vm, executed_header, receipts)
+            execution = TemplateExecution(view, vm, executed_header, receipts, tx_trie)
         return BlockTemplate(header.copy(transaction_root=tx_root), tuple(included), execution)
 
     def seal_block(self, template: BlockTemplate, seal: Seal) -> BlockAPI:
@@ -653,9 +666,10 @@ class Chain:
                 view.discard()
                 raise
         else:
-            view, vm, executed_header, receipts = run
+            view, vm, executed_header, receipts, tx_trie = run
             try:
-                computed = vm.finish_block(executed_header.copy(**seal.fields()), template.transactions, receipts)
+                computed = vm.finish_block(executed_header.copy(**seal.fields()), template.transactions, receipts,
+                                           tx_trie=tx_trie)
             except BaseException:
                 view.discard()
                 raise
@@ -738,6 +752,9 @@ class Chain:
     def difficulty_for_child(self, parent: BlockHeaderAPI) -> int:
         """The difficulty a child of ``parent`` must carry: the retarget rule
         (``chain/difficulty.py``) over ``parent``'s own branch of ancestors."""
+        return self._child_difficulty.get(parent.hash, lambda: self._retarget(parent))
+
+    def _retarget(self, parent: BlockHeaderAPI) -> int:
         params = self.genesis.difficulty_params
         pairs = window_pairs(parent.block_number, params)
         if not pairs:
@@ -766,7 +783,15 @@ class Chain:
 
     def state_view(self) -> "HeadStateView":
         """The head state as the tx pool reads it (nonces, balances, next base fee)."""
-        return HeadStateView(self.head(), self.state_at())
+        head = self.head()
+        return HeadStateView(head, self.reader_at(head))
+
+    def reader_at(self, header: Optional[BlockHeaderAPI] = None) -> StateReader:
+        """Balances, nonces, code and storage after ``header`` (default: the head),
+        read straight from the tries (chain/state_reader.py): cheaper than
+        :meth:`state_at` for reads alone."""
+        root = (header if header is not None else self.head()).state_root
+        return self._readers.get(root, lambda: StateReader(self.db, root))
 
     def _state(self, db: AtomicDatabaseAPI, header: BlockHeaderAPI) -> StateAPI:
         return self.vm_class.build_state(db, header, self.chain_context)
@@ -781,18 +806,18 @@ class Chain:
         return block
 
     def get_balance(self, address: Address, block: Union[None, int, bytes, BlockHeaderAPI] = None) -> int:
-        return self.state_at(self._header_for(block)).get_balance(address)
+        return self.reader_at(self._header_for(block)).get_balance(address)
 
     def get_nonce(self, address: Address, block: Union[None, int, bytes, BlockHeaderAPI] = None) -> int:
-        return self.state_at(self._header_for(block)).get_nonce(address)
+        return self.reader_at(self._header_for(block)).get_nonce(address)
 
     def get_code(self, address: Address, block: Union[None, int, bytes, BlockHeaderAPI] = None) -> bytes:
-        return self.state_at(self._header_for(block)).get_code(address)
+        return self.reader_at(self._header_for(block)).get_code(address)
 
     def get_storage(
         self, address: Address, slot: int, block: Union[None, int, bytes, BlockHeaderAPI] = None
     ) -> int:
-        return self.state_at(self._header_for(block)).get_storage(address, slot)
+        return self.reader_at(self._header_for(block)).get_storage(address, slot)
 
     def call(
         self,
