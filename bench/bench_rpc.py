@@ -11,7 +11,11 @@ same five keys of the public test mnemonic. Workloads, per mode:
 
 * ``eth_blockNumber`` latency over one keep-alive connection: p50 and p99;
 * ``eth_call`` latency (a storage read of a tiny contract), one client: p50 and p99;
-* ``eth_call`` throughput with 16 concurrent clients (req/s);
+  and its throughput with 16 concurrent clients (req/s). First the same call again and
+  again (a view that many clients poll between two blocks: our node answers repeats
+  from its eth_call cache, rpc/call_cache.py), then calls that each differ (a new
+  ``from`` each time: every call runs the EVM, on both nodes);
+* ``eth_getBalance`` throughput with 16 concurrent clients, each reading other accounts;
 * transfers end to end: N signed transfers from 5 senders sent at once (each sender
   its own client), timed until the last receipt is there (tx/s); and the same from
   one sender.
@@ -136,23 +140,44 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
         deploy = sign(deployer, chain_id, nonce, base_fee, to=None, value=0, data=CONTRACT_INIT, gas=300_000)
         contract = (await client.receipt(await client.call("eth_sendRawTransaction", deploy)))["contractAddress"]
 
-        for _ in range(50):
-            await client.call("eth_call", {"to": contract}, "latest")
-        samples = []
-        for _ in range(latency_n):
-            t = time.perf_counter()
-            await client.call("eth_call", {"to": contract}, "latest")
-            samples.append(time.perf_counter() - t)
-        results["eth_call p50 (ms)"], results["eth_call p99 (ms)"] = percentiles(samples)
+        # The same call over and over (a view polled by many clients between blocks:
+        # our node answers it from its eth_call cache), then calls that differ each time
+        # (a new sender each: every one runs the EVM).
+        fresh = iter(range(1, 10**9))
 
-        async def caller(count: int) -> None:
+        def same() -> dict[str, str]:
+            return {"to": contract}
+
+        def new() -> dict[str, str]:
+            return {"to": contract, "from": f"0x{next(fresh):040x}"}
+
+        for label, call in (("", same), (", each call new", new)):
+            for _ in range(50):
+                await client.call("eth_call", call(), "latest")
+            samples = []
+            for _ in range(latency_n):
+                t = time.perf_counter()
+                await client.call("eth_call", call(), "latest")
+                samples.append(time.perf_counter() - t)
+            results[f"eth_call{label} p50 (ms)"], results[f"eth_call{label} p99 (ms)"] = percentiles(samples)
+
+            async def caller(count: int) -> None:
+                worker = Client(session, url)
+                for _ in range(count):
+                    await worker.call("eth_call", call(), "latest")
+
+            t = time.perf_counter()
+            await asyncio.gather(*(caller(call_n // 16) for _ in range(16)))
+            results[f"eth_call{label} 16 clients (req/s)"] = (call_n // 16) * 16 / (time.perf_counter() - t)
+
+        async def balances(count: int, start: int) -> None:
             worker = Client(session, url)
-            for _ in range(count):
-                await worker.call("eth_call", {"to": contract}, "latest")
+            for i in range(count):
+                await worker.call("eth_getBalance", f"0x{start + i:040x}", "latest")
 
         t = time.perf_counter()
-        await asyncio.gather(*(caller(call_n // 16) for _ in range(16)))
-        results["eth_call 16 clients (req/s)"] = (call_n // 16) * 16 / (time.perf_counter() - t)
+        await asyncio.gather(*(balances(call_n // 16, k * call_n) for k in range(16)))
+        results["eth_getBalance 16 clients (req/s)"] = (call_n // 16) * 16 / (time.perf_counter() - t)
 
         results["transfers, 5 senders (tx/s)"] = await transfers(session, url, KEYS, tx_n)
         results["transfers, 1 sender (tx/s)"] = await transfers(session, url, KEYS[1:2], tx_n // 2)

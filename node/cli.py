@@ -363,6 +363,20 @@ def add_rpc_arguments(run: argparse.ArgumentParser) -> None:
         "--rpc-gascap", type=_positive, default=50_000_000, metavar="GAS",
         help="most gas one eth_call / eth_estimateGas / simulated call may use (default 50000000) (--rpc.gascap)",
     )
+    run.add_argument(
+        "--rpc-call-cache", type=_size, default=32 << 20, metavar="SIZE",
+        help="memory for eth_call answers kept by block and call, so that a view polled by many "
+        "clients runs once per block (default 32MiB; 0 = off)",
+    )
+    run.add_argument(
+        "--rpc-batch-limit", type=_positive, default=1000, metavar="N",
+        help="most requests in one JSON-RPC batch (default 1000) (--rpc.batch-request-limit)",
+    )
+    run.add_argument(
+        "--rpc-batch-response-max", type=_size, default=25_000_000, metavar="SIZE",
+        help="largest answer to one batch; later requests get -32003 (default 25MB) "
+        "(--rpc.batch-response-max-size)",
+    )
     run.add_argument("--txpool-account-slots", type=_positive, default=64, metavar="N",
                      help="most transactions one sender may have in the pool (default 64) (--txpool.accountslots)")
     run.add_argument("--txpool-global-slots", type=_positive, default=4096, metavar="N",
@@ -379,7 +393,8 @@ def rpc_config_from_args(args: argparse.Namespace) -> "object":
 
     return RpcConfig(
         host=args.rpc_addr, port=args.rpc_port, cors_origins=args.rpc_cors, apis=args.rpc_api,
-        evm_timeout_s=args.rpc_evmtimeout, gas_cap=args.rpc_gascap,
+        evm_timeout_s=args.rpc_evmtimeout, gas_cap=args.rpc_gascap, call_cache_bytes=args.rpc_call_cache,
+        max_batch=args.rpc_batch_limit, max_batch_response_bytes=args.rpc_batch_response_max,
     )
 
 

@@ -31,7 +31,7 @@ from rpc.backend import CallInvalid, CallRequest
 from rpc.context import CallContext
 from rpc.encoding import TransactionJson, transaction_json
 from rpc.errors import InvalidParams, ServerError
-from rpc.eth_methods import _estimate, next_base_fee, send_raw_transaction, suggest_tip
+from rpc.eth_methods import _estimate, next_base_fee, submit_raw, suggest_tip
 from rpc.hexcodec import data, parse_address, parse_data
 from rpc.jsontypes import Json
 from rpc.params import parse_call
@@ -130,7 +130,7 @@ def _parse_sendable(value: Json) -> CallRequest:
 
 @signing.method("eth_sendTransaction", Param("transaction", _parse_sendable), evm=True)
 def send_transaction(ctx: CallContext, request: CallRequest) -> str:
-    return send_raw_transaction(ctx, _sign(ctx, request))
+    return submit_raw(ctx, _sign(ctx, request))
 
 
 @signing.method("eth_signTransaction", Param("transaction", _parse_sendable), evm=True)

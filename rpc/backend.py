@@ -37,12 +37,13 @@ from eth_typing import Address, Hash32
 
 from chain.chain import Chain
 from chain.txpool import TxPool
+from chain.state_reader import StateReader
 from chain.vm import PouwVM
 
 from rpc.errors import RpcLayerError
 from rpc.events import ChainChange, EventHub
 from rpc.sources import AuditSource, ImportSource, MinerSource, PeerSource
-from rpc.evm_deadline import CallTimeout
+from rpc.evm_deadline import CallTimeout, LeaveTheLoop
 
 if TYPE_CHECKING:
     from rpc.accounts import DevAccounts
@@ -191,8 +192,8 @@ class Backend(abc.ABC):
 
     # -- state -------------------------------------------------------------
     @abc.abstractmethod
-    def state_at(self, header: BlockHeaderAPI) -> StateAPI:
-        """A read-only py-evm state (get_balance/get_nonce/get_code/get_storage) after ``header``."""
+    def state_at(self, header: BlockHeaderAPI) -> StateReader:
+        """Balances, nonces, code and storage after ``header`` (chain/state_reader.py)."""
 
     @abc.abstractmethod
     def simulate(
@@ -230,10 +231,11 @@ class Backend(abc.ABC):
         return nonce
 
     # -- derived -----------------------------------------------------------
-    def head_change(self, old_hash: bytes, new_hash: bytes, max_depth: int = 1024) -> ChainChange:
+    def head_change(self, old_hash: bytes, new_hash: bytes, max_depth: int = 1024, *, receipts: bool = True) -> ChainChange:
         """Blocks a head change removed and added (walks both branches back to their fork).
 
-        Reorgs deeper than ``max_depth`` are reported up to that depth only.
+        Reorgs deeper than ``max_depth`` are reported up to that depth only. With
+        ``receipts=False`` the blocks come with empty receipt lists (nobody wants logs).
         """
         new = self.block_by_hash(new_hash)
         if new is None:
@@ -251,10 +253,10 @@ class Backend(abc.ABC):
         if old is None and not added and new is not None:
             added.append(new)
         added.reverse()
-        return ChainChange(
-            removed=[(b, self.receipts(b)) for b in removed],
-            added=[(b, self.receipts(b)) for b in added],
-        )
+        def with_receipts(block: BlockAPI) -> tuple[BlockAPI, list[ReceiptAPI]]:
+            return block, self.receipts(block) if receipts else []
+
+        return ChainChange(removed=[with_receipts(b) for b in removed], added=[with_receipts(b) for b in added])
 
     def _parent(self, block: BlockAPI) -> BlockAPI | None:
         return None if block.number == 0 else self.block_by_hash(block.header.parent_hash)
@@ -295,7 +297,7 @@ class PyEvmSimulation(Simulation):
             state.set_nonce(call.sender, nonce)
             try:
                 computation = state.apply_transaction(tx)
-            except CallTimeout:
+            except (CallTimeout, LeaveTheLoop):
                 raise
             except Exception as exc:  # noqa: BLE001 - py-evm's ValidationError: the tx cannot start
                 raise CallInvalid(_validation_message(str(exc))) from None
@@ -461,8 +463,8 @@ class ChainBackend(Backend):
             return None
 
     # -- state --
-    def state_at(self, header: BlockHeaderAPI) -> StateAPI:
-        return self.chain.state_at(header)
+    def state_at(self, header: BlockHeaderAPI) -> StateReader:
+        return self.chain.reader_at(header)
 
     @contextlib.contextmanager
     def simulate(self, header: BlockHeaderAPI, overrides: dict[Address, AccountOverride] | None = None) -> Iterator[Simulation]:

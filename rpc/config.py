@@ -52,6 +52,9 @@ class RpcConfig:
     #: Wall-clock limit of one eth_call / eth_estimateGas / eth_createAccessList /
     #: eth_simulateV1, in seconds (geth's --rpc.evmtimeout: 5 s); 0 = no limit.
     evm_timeout_s: float = 5.0
+    #: Bytes of eth_call answers kept by block hash and call (rpc/call_cache.py,
+    #: ``--rpc-call-cache``); 0: none kept, every call runs.
+    call_cache_bytes: int = 32 * 1024 * 1024
     #: Threads that run chain reads (blocks, receipts, state, log scans).
     executor_threads: int = 4
     #: Threads that run EVM simulations, apart from the reads above, so that heavy calls

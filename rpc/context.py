@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol, TypeVar, TypeVarTuple, Unpack
@@ -10,6 +11,8 @@ from rpc.config import RpcConfig
 
 if TYPE_CHECKING:
     from rpc.backend import Backend
+    from rpc.call_cache import CallCache
+    from rpc.evm_deadline import LoopShare
     from rpc.events import EventHub
     from rpc.filters import FilterManager
     from rpc.subscriptions import SubscriptionSet
@@ -23,6 +26,12 @@ class Connection(Protocol):
     """A client connection that can carry notifications (a WebSocket)."""
 
     subscriptions: "SubscriptionSet"
+
+
+def _loop_share() -> "LoopShare":
+    from rpc.evm_deadline import LoopShare
+
+    return LoopShare()
 
 
 @dataclass
@@ -39,21 +48,44 @@ class Services:
     evm_executor: ThreadPoolExecutor | None = None
     uploads: "DatasetUploads | None" = None
     """Dataset uploads under the quota (set by create_app)."""
+    #: eth_call answers by block hash (rpc/call_cache.py); None: every call runs.
+    call_cache: "CallCache | None" = None
+    #: The share of the loop's time EVM calls tried on it may take (rpc/evm_deadline.py).
+    loop_share: "LoopShare" = field(default_factory=lambda: _loop_share())
 
     async def run_blocking(self, func: Callable[[Unpack[Args]], T], *args: Unpack[Args]) -> T:
         """Run ``func(*args)`` in the thread executor and await its result."""
         return await self.loop.run_in_executor(self.executor, lambda: func(*args))
 
-    async def run_evm(self, func: Callable[[Unpack[Args]], T], *args: Unpack[Args]) -> T:
+    async def run_evm(self, func: Callable[[Unpack[Args]], T], *args: Unpack[Args], try_inline: bool = False) -> T:
         """Run an EVM simulation ``func(*args)`` in the EVM executor under the configured
         wall-clock limit (rpc/evm_deadline.py); a call past it is -32000
-        ``execution aborted (timeout = 5s)``, as in geth."""
+        ``execution aborted (timeout = 5s)``, as in geth.
+
+        ``try_inline``: first try it right here on the event loop within a small budget
+        (``evm_deadline.on_the_loop``: 2 ms, no large gas charge, no precompile), while
+        such tries have taken less than a quarter of the loop's time (``LoopShare``).
+        Most view calls finish well inside it, and handing a call to a thread and back
+        costs about as much as running it; a call that does not fit stops at once and
+        runs in the executor from the start, within what is left of the limit."""
         from rpc.errors import ServerError
-        from rpc.evm_deadline import CallTimeout, deadline
+        from rpc.evm_deadline import CallTimeout, LeaveTheLoop, deadline, on_the_loop
+
+        started = time.monotonic()
+        if try_inline and self.loop_share.allows(started):
+            try:
+                with deadline(self.config.evm_timeout_s, start=started), on_the_loop():
+                    return func(*args)
+            except LeaveTheLoop:
+                pass
+            except CallTimeout as exc:
+                raise ServerError(str(exc)) from None
+            finally:
+                self.loop_share.spend(time.monotonic() - started)
 
         def limited() -> T:
             try:
-                with deadline(self.config.evm_timeout_s):
+                with deadline(self.config.evm_timeout_s, start=started):
                     return func(*args)
             except CallTimeout as exc:
                 raise ServerError(str(exc)) from None

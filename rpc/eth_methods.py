@@ -2,18 +2,21 @@
 
 Handlers that read the chain are plain functions marked ``blocking=True`` (they run in
 the thread executor); those that only touch the filter table or a connection are
-coroutines on the loop.
+coroutines on the loop, and so are those whose work is small and bounded: state reads
+of the head, ``eth_sendRawTransaction``, and ``eth_call``'s first try (rpc/evm_deadline.py).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Callable, Literal, NotRequired, TypedDict, TypeVar
 
 from eth.abc import BlockAPI, BlockHeaderAPI
 from eth_typing import Address, Hash32
 from eth_utils import keccak
 
 from rpc import encoding
+from chain.state_reader import StateReader
 from rpc.backend import AccountOverride, CallInvalid, CallRequest, ExecutionResult, Simulation, TransactionRejected
+from rpc.call_cache import CallOutcome
 from rpc.context import CallContext
 from rpc.errors import (
     ExecutionReverted,
@@ -172,24 +175,41 @@ def block_result(ctx: CallContext, block: BlockAPI | None, full: bool, *, pendin
 
 # -- state ------------------------------------------------------------------
 
-@eth.method("eth_getBalance", Param("address", parse_address), Param("block", parse_block_id, LATEST), blocking=True)
-def get_balance(ctx: CallContext, address: Address, block_id: BlockId) -> str:
-    block = require_block(ctx, block_id)
-    return quantity(ctx.backend.state_at(block.header).get_balance(address))
+#: Tags that name the head for state reads (``pending`` too: its state is not stored).
+HEAD_TAGS = ("latest", "pending", "safe", "finalized")
+
+T = TypeVar("T")
 
 
-@eth.method("eth_getTransactionCount", Param("address", parse_address), Param("block", parse_block_id, LATEST), blocking=True)
-def get_transaction_count(ctx: CallContext, address: Address, block_id: BlockId) -> str:
+async def _read_state(ctx: CallContext, block_id: BlockId, read: Callable[[StateReader], T]) -> T:
+    """``read`` of the state ``block_id`` names. The head's is read on the event loop: a
+    few trie nodes, and the head's reader keeps the accounts it decoded (handing such a
+    read to a thread cost more than the read). Other blocks are read in the executor."""
+    backend = ctx.backend
+    if block_id.tag in HEAD_TAGS:
+        return read(backend.state_at(backend.head_header()))
+
+    def at_block() -> T:
+        return read(backend.state_at(require_block(ctx, block_id).header))
+
+    return await ctx.services.run_blocking(at_block)
+
+
+@eth.method("eth_getBalance", Param("address", parse_address), Param("block", parse_block_id, LATEST))
+async def get_balance(ctx: CallContext, address: Address, block_id: BlockId) -> str:
+    return quantity(await _read_state(ctx, block_id, lambda state: state.get_balance(address)))
+
+
+@eth.method("eth_getTransactionCount", Param("address", parse_address), Param("block", parse_block_id, LATEST))
+async def get_transaction_count(ctx: CallContext, address: Address, block_id: BlockId) -> str:
     if block_id.tag == "pending":
         return quantity(ctx.backend.pending_nonce(address))
-    block = require_block(ctx, block_id)
-    return quantity(ctx.backend.state_at(block.header).get_nonce(address))
+    return quantity(await _read_state(ctx, block_id, lambda state: state.get_nonce(address)))
 
 
-@eth.method("eth_getCode", Param("address", parse_address), Param("block", parse_block_id, LATEST), blocking=True)
-def get_code(ctx: CallContext, address: Address, block_id: BlockId) -> str:
-    block = require_block(ctx, block_id)
-    return data(ctx.backend.state_at(block.header).get_code(address))
+@eth.method("eth_getCode", Param("address", parse_address), Param("block", parse_block_id, LATEST))
+async def get_code(ctx: CallContext, address: Address, block_id: BlockId) -> str:
+    return data(await _read_state(ctx, block_id, lambda state: state.get_code(address)))
 
 
 @eth.method(
@@ -197,11 +217,9 @@ def get_code(ctx: CallContext, address: Address, block_id: BlockId) -> str:
     Param("address", parse_address),
     Param("slot", parse_storage_slot),
     Param("block", parse_block_id, LATEST),
-    blocking=True,
 )
-def get_storage_at(ctx: CallContext, address: Address, slot: int, block_id: BlockId) -> str:
-    block = require_block(ctx, block_id)
-    value = ctx.backend.state_at(block.header).get_storage(address, slot)
+async def get_storage_at(ctx: CallContext, address: Address, slot: int, block_id: BlockId) -> str:
+    value = await _read_state(ctx, block_id, lambda state: state.get_storage(address, slot))
     return data(int(value).to_bytes(32, "big"))
 
 
@@ -224,17 +242,62 @@ def _raise_for(result: ExecutionResult) -> None:
     Param("transaction", parse_call),
     Param("block", parse_block_id, LATEST),
     Param("stateOverrides", parse_overrides, None),
-    evm=True,
 )
-def call(ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: dict[Address, AccountOverride] | None) -> str:
+async def call(
+    ctx: CallContext, request: CallRequest, block_id: BlockId, overrides: dict[Address, AccountOverride] | None
+) -> str:
+    """Runs under the wall-clock limit, tried first on the event loop (a cheap call) and
+    else in the EVM executor (``Services.run_evm``). A call on the head (or on a block
+    named by hash) without overrides is answered from rpc/call_cache.py when the same
+    call ran on the same block before, or waits for it if it is running."""
+    services = ctx.services
+    cache = services.call_cache
+    block_hash = None if overrides else _cache_block_hash(ctx, block_id)
+    if cache is None or block_hash is None:
+        # overrides may set many accounts and slots before the first gas charge: a thread
+        return _answer(await services.run_evm(_call_outcome, ctx, block_id, request, overrides, try_inline=not overrides))
+    exact = BlockId(block_hash=block_hash)
+    key_bytes = len(request.data) + 64 * sum(1 + len(slots) for _, slots in request.access_list)
+    outcome = await cache.run(
+        (block_hash, request), key_bytes,
+        lambda: services.run_evm(_call_outcome, ctx, exact, request, None, try_inline=True),
+    )
+    return _answer(outcome)
+
+
+def _cache_block_hash(ctx: CallContext, block_id: BlockId) -> Hash32 | None:
+    """The hash of the block an eth_call on ``block_id`` runs on, when known without a
+    database read: the head for the tags that mean it here, a hash as given. None for
+    numbers and ``earliest`` (they are not cached), or when the hash must be canonical."""
+    if block_id.block_hash is not None:
+        return None if block_id.require_canonical else block_id.block_hash
+    if block_id.tag in HEAD_TAGS:
+        return Hash32(ctx.backend.head_header().hash)
+    return None
+
+
+def _call_outcome(
+    ctx: CallContext, block_id: BlockId, request: CallRequest, overrides: dict[Address, AccountOverride] | None
+) -> CallOutcome:
     block = require_block(ctx, block_id)
     with ctx.backend.simulate(block.header, overrides) as sim:
         try:
             result = sim.run(request, _call_gas(ctx, request))
         except CallInvalid as exc:
-            raise ServerError(str(exc)) from None
-    _raise_for(result)
-    return data(result.output)
+            return CallOutcome(error=str(exc))
+    if result.reverted:
+        return CallOutcome(reverted=result.output)
+    if not result.success:
+        return CallOutcome(error=result.error or "execution failed")
+    return CallOutcome(output=data(result.output))
+
+
+def _answer(outcome: CallOutcome) -> str:
+    if outcome.output is not None:
+        return outcome.output
+    if outcome.reverted is not None:
+        raise ExecutionReverted(outcome.reverted)
+    raise ServerError(outcome.error or "execution failed")
 
 
 @eth.method(
@@ -370,8 +433,16 @@ def simulate_v1(ctx: CallContext, payload: SimulatePayload, block_id: BlockId) -
 
 # -- transactions -----------------------------------------------------------
 
-@eth.method("eth_sendRawTransaction", Param("transaction", parse_data), blocking=True)
-def send_raw_transaction(ctx: CallContext, raw: bytes) -> str:
+@eth.method("eth_sendRawTransaction", Param("transaction", parse_data))
+async def send_raw_transaction(ctx: CallContext, raw: bytes) -> str:
+    """On the event loop: the work is bounded (decoding at most the pool's transaction
+    size, one signature recovery, the sender's account read, the pool's bookkeeping:
+    about 0.1 ms for a transfer), less than handing it to a thread and back."""
+    return submit_raw(ctx, raw)
+
+
+def submit_raw(ctx: CallContext, raw: bytes) -> str:
+    """Hand ``raw`` to the pool; its hash, or -32000 with the pool's (geth's) reason."""
     try:
         tx = ctx.backend.submit_raw_transaction(raw)
     except TransactionRejected as exc:

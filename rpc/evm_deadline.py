@@ -2,10 +2,17 @@
 
 py-evm is pure Python: a thread running a call cannot be interrupted from outside, so
 the limit is checked from inside. Every opcode charges gas through
-``Computation.consume_gas`` before it runs (so do memory expansion and calls); the
-simulation's computation class checks the calling thread's deadline there and raises
-:class:`CallTimeout`. An infinite loop therefore stops within one opcode of its
-deadline, however much gas it was given.
+``Computation.consume_gas`` before it runs (so do calls; memory expansion is charged on
+the gas meter directly, after its opcode's own charge); the simulation's computation
+class checks the calling thread's deadline there and raises :class:`CallTimeout`. An
+infinite loop therefore stops within one opcode of its deadline, however much gas it
+was given. One opcode can still run long on its own: a precompile's arithmetic (modexp
+on 1 KiB operands: about 0.9 s of Python big-integer work, holding the GIL) is one step.
+
+``eth_call`` is first tried on the event loop itself (:func:`on_the_loop`), where a
+cheap call is answered without a hand-over to a thread; there the same checks also
+stop it (:class:`LeaveTheLoop`) after a 2 ms budget, at any gas charge above 100,000, at
+memory past 256 KiB and before any precompile runs, and it starts again in a thread.
 
 :class:`CallTimeout` is not a py-evm ``VMError``: py-evm does not turn it into a failed
 computation but lets it unwind the whole call, and the simulation reverts its state to
@@ -17,9 +24,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Iterator, TypeVar
+from typing import Iterator, TypeVar, cast
 
-from eth.abc import ComputationAPI, VirtualMachineAPI
+from eth.abc import ComputationAPI, MessageAPI, StateAPI, TransactionContextAPI, VirtualMachineAPI
 from eth.vm.computation import BaseComputation
 from rpc.errors import RpcLayerError
 
@@ -32,10 +39,53 @@ class CallTimeout(RpcLayerError):
         super().__init__(f"execution aborted (timeout = {seconds:g}s)")
 
 
+class LeaveTheLoop(RpcLayerError):
+    """A call tried on the event loop (:func:`on_the_loop`) went past its budget or
+    reached something that may run long in one step: it must start again in an
+    executor thread. Its state changes are reverted like a timed-out call's."""
+
+
+#: Most wall-clock time a call tried on the event loop may take (:func:`on_the_loop`).
+INLINE_BUDGET_S = 0.002
+#: Largest single gas charge a call on the event loop may make: a charge is paid before
+#: the work it prices, and above this the work (memory of hundreds of KiB, a call
+#: forwarding much gas) may outlast the budget before the next check.
+MAX_INLINE_CHARGE = 100_000
+#: Most memory a call on the event loop may use (py-evm charges memory expansion on the
+#: gas meter directly, past ``consume_gas``: it is checked here instead).
+MAX_INLINE_MEMORY = 256 * 1024
+
+
+class LoopShare:
+    """How much of the event loop's time calls tried on it may take: a token bucket of
+    seconds, refilled at ``share`` seconds per second up to ``burst``. A try is made
+    only while the bucket holds at least one budget's worth, and what it took (finished
+    or not) is taken out. So however many expensive calls a client sends, at most this
+    share of the loop goes to EVM work that then leaves for a thread, and the rest
+    stays for every other request; honest view calls (~0.3 ms) hardly dent it."""
+
+    def __init__(self, share: float = 0.25, burst: float = 0.05, *, start: float | None = None) -> None:
+        self.share = share
+        self.burst = burst
+        self._tokens = burst
+        self._at = time.monotonic() if start is None else start
+
+    def allows(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.share)
+        self._at = now
+        return self._tokens >= INLINE_BUDGET_S
+
+    def spend(self, seconds: float) -> None:
+        self._tokens -= seconds
+
+
 class _Deadline(threading.local):
     #: time.monotonic() value after which the running call is stopped; None: no limit.
     at: float | None = None
     seconds: float = 0.0
+    #: On the event loop: stop (LeaveTheLoop) after this time.monotonic() value, at a
+    #: large gas charge or at a precompile (pure-Python curve arithmetic, one step).
+    inline_until: float | None = None
 
 
 _DEADLINE = _Deadline()
@@ -56,23 +106,71 @@ def deadline(seconds: float | None, *, start: float | None = None) -> Iterator[N
         _DEADLINE.at, _DEADLINE.seconds = previous_at, previous_seconds
 
 
+@contextlib.contextmanager
+def on_the_loop(budget_s: float = INLINE_BUDGET_S) -> Iterator[None]:
+    """Calls run inside the block must finish within ``budget_s``, with no gas charge
+    above :data:`MAX_INLINE_CHARGE` and no precompile, or raise :class:`LeaveTheLoop`:
+    so that a cheap call can be answered on the event loop without the cost of handing
+    it to a thread, and anything else leaves the loop within about the budget."""
+    previous = _DEADLINE.inline_until
+    _DEADLINE.inline_until = time.monotonic() + budget_s
+    try:
+        yield
+    finally:
+        _DEADLINE.inline_until = previous
+
+
 def check_deadline() -> None:
-    """Raise :class:`CallTimeout` if this thread's deadline has passed."""
-    at = _DEADLINE.at
-    if at is not None and time.monotonic() > at:
-        raise CallTimeout(_DEADLINE.seconds)
+    """Raise :class:`CallTimeout` if this thread's deadline has passed, or
+    :class:`LeaveTheLoop` if a call on the event loop used up its budget (what every
+    gas charge checks; for long work outside the EVM)."""
+    state = _DEADLINE
+    now = time.monotonic()
+    if state.at is not None and now > state.at:
+        raise CallTimeout(state.seconds)
+    if state.inline_until is not None and now > state.inline_until:
+        raise LeaveTheLoop("too long for the event loop")
 
 
 def with_deadline(computation_class: type[ComputationAPI]) -> type[ComputationAPI]:
     """A subclass of ``computation_class`` whose every gas charge checks the deadline."""
 
     def consume_gas(self: BaseComputation, amount: int, reason: str) -> None:
-        at = _DEADLINE.at
-        if at is not None and time.monotonic() > at:
-            raise CallTimeout(_DEADLINE.seconds)
+        state = _DEADLINE
+        at, inline_until = state.at, state.inline_until
+        if at is not None or inline_until is not None:
+            now = time.monotonic()
+            if at is not None and now > at:
+                raise CallTimeout(state.seconds)
+            if inline_until is not None and (now > inline_until or amount > MAX_INLINE_CHARGE):
+                raise LeaveTheLoop("too long for the event loop")
         self._gas_meter.consume_gas(amount, reason)
 
-    return type(f"Deadline{computation_class.__name__}", (computation_class,), {"consume_gas": consume_gas})
+    base = cast(type[BaseComputation], computation_class)
+    precompiles = frozenset(base.get_precompiles())
+
+    def apply_computation(
+        cls: type[BaseComputation],
+        state: StateAPI,
+        message: MessageAPI,
+        transaction_context: TransactionContextAPI,
+        parent_computation: ComputationAPI | None = None,
+    ) -> ComputationAPI:
+        if _DEADLINE.inline_until is not None and message.code_address in precompiles:
+            raise LeaveTheLoop("precompile: not on the event loop")
+        apply = super(deadline_class, cls).apply_computation  # bound to cls: child computations stay ours
+        # py-evm's BaseComputation takes the parent; its ComputationAPI stub does not say so
+        return apply(state, message, transaction_context, parent_computation)  # type: ignore[call-arg]
+
+    def extend_memory(self: BaseComputation, start_position: int, size: int) -> None:
+        if size and _DEADLINE.inline_until is not None and start_position + size > MAX_INLINE_MEMORY:
+            raise LeaveTheLoop("memory too large for the event loop")
+        base.extend_memory(self, start_position, size)
+
+    deadline_class: type[BaseComputation] = type(f"Deadline{computation_class.__name__}", (computation_class,), {
+        "consume_gas": consume_gas, "extend_memory": extend_memory, "apply_computation": classmethod(apply_computation),
+    })
+    return deadline_class
 
 
 VM = TypeVar("VM", bound=VirtualMachineAPI)

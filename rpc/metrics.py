@@ -46,6 +46,7 @@ from rpc.sources import ImportedBlock
 
 if TYPE_CHECKING:
     from rpc.backend import Backend
+    from rpc.call_cache import CallCache
     from rpc.pouw_view import PouwView
 
 __all__ = ["NodeMetrics", "NodeCollector", "RewardTally", "CONTENT_TYPE_LATEST", "MAX_JOB_SERIES"]
@@ -240,6 +241,24 @@ def _job_label(job_id: int) -> str:
     return job_label(job_id)
 
 
+class CallCacheCollector(Collector):
+    """The eth_call cache's counts, read at scrape time."""
+
+    def __init__(self, cache: "CallCache") -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self.cache
+        calls = CounterMetricFamily(
+            "pouw_rpc_call_cache_requests", "eth_call requests the cache saw, by how they were answered: hit (kept "
+            "answer), shared (waited for the same call running), miss (ran the EVM).", labels=["result"])
+        for result, count in (("hit", cache.hits), ("shared", cache.shared), ("miss", cache.misses)):
+            calls.add_metric([result], count)
+        yield calls
+        yield GaugeMetricFamily("pouw_rpc_call_cache_bytes", "Bytes the kept eth_call answers count for.", value=cache.bytes)
+        yield GaugeMetricFamily("pouw_rpc_call_cache_entries", "eth_call answers kept.", value=len(cache))
+
+
 class NodeMetrics:
     """The metrics of one RPC app: its registry, the node collector, the event histograms."""
 
@@ -264,6 +283,10 @@ class NodeMetrics:
             "pouw_rpc_requests", "JSON-RPC requests by method and outcome (ok, or error: an answer with an error).",
             ["method", "outcome"], registry=self.registry,
         )
+
+    def watch_call_cache(self, cache: "CallCache") -> None:
+        """Report the eth_call cache (rpc/call_cache.py) at each scrape."""
+        self.registry.register(CallCacheCollector(cache))
 
     # --- hooks ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from rpc.backend import Backend
+from rpc.call_cache import CallCache
 from rpc.config import RpcConfig
 from rpc.context import CallContext, Services
 from rpc.dispatch import Dispatcher, encode_json, error_response
@@ -38,6 +40,7 @@ CONFIG = web.AppKey("rpc_config", RpcConfig)
 BACKEND = web.AppKey("rpc_backend", Backend)
 REGISTRY = web.AppKey("rpc_registry", Registry)
 SERVICES = web.AppKey("rpc_services", Services)
+CALL_CACHE = web.AppKey("rpc_call_cache", CallCache)
 DISPATCHER = web.AppKey("rpc_dispatcher", Dispatcher)
 METRICS = web.AppKey("rpc_metrics", NodeMetrics)
 
@@ -120,8 +123,10 @@ def create_app(backend: Backend, config: RpcConfig | None = None, registry: Regi
     app[CONFIG] = config
     app[BACKEND] = backend
     app[REGISTRY] = (registry or build_registry()).only(config.apis)
+    app[CALL_CACHE] = CallCache(config.call_cache_bytes)
     if config.metrics:  # GET /metrics; every method counted and timed (rpc/metrics.py)
         metrics = app[METRICS] = NodeMetrics(backend)
+        metrics.watch_call_cache(app[CALL_CACHE])
         app[REGISTRY] = metrics.instrument(app[REGISTRY])
         app.cleanup_ctx.append(metrics.lifecycle)
         app.router.add_get(METRICS_PATH, handle_metrics)
@@ -148,6 +153,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     filters = FilterManager(config.max_filters, config.filter_timeout_s)
     services = Services(backend, config, backend.events, filters, executor, loop, evm_executor)
     services.uploads = DatasetUploads(backend, config)
+    services.call_cache = app[CALL_CACHE]
     app[SERVICES] = services
     queue: asyncio.Queue[Event] = asyncio.Queue()
     unlisten = backend.events.listen(loop, queue.put_nowait)
@@ -182,7 +188,12 @@ async def _event_worker(app: web.Application, queue: "asyncio.Queue[Event]") -> 
             if isinstance(event, NewHead):
                 if event.block_hash == last_head:
                     continue
-                change = await services.run_blocking(backend.head_change, last_head, event.block_hash)
+                listening = _listening(app)
+                if not listening:  # nothing to tell: skip reading the new blocks
+                    last_head = event.block_hash
+                    continue
+                change = await services.run_blocking(
+                    functools.partial(backend.head_change, receipts="logs" in listening), last_head, event.block_hash)
                 last_head = event.block_hash
                 services.filters.on_chain_change(change)
                 for connection in list(app[CONNECTIONS].live):
@@ -193,6 +204,17 @@ async def _event_worker(app: web.Application, queue: "asyncio.Queue[Event]") -> 
                     connection.subscriptions.on_new_transaction(event.tx)
         except Exception:  # noqa: BLE001 - one bad event must not stop the worker
             log.exception("rpc event worker failed on %r", event)
+
+
+def _listening(app: web.Application) -> set[str]:
+    """What installed filters and WebSocket subscriptions want of chain changes: "blocks"
+    (block filters, newHeads) and "logs" (log filters and subscriptions)."""
+    kinds = {"logs" if f.kind == "logs" else "blocks" for f in app[SERVICES].filters.filters.values() if f.kind != "pending"}
+    for connection in app[CONNECTIONS].live:
+        for sub in connection.subscriptions.active.values():
+            if sub.kind != "newPendingTransactions":
+                kinds.add("logs" if sub.kind == "logs" else "blocks")
+    return kinds
 
 
 async def _sweep_filters(filters: FilterManager) -> None:
@@ -223,8 +245,12 @@ async def handle_http(request: web.Request) -> web.StreamResponse:
         return _too_large(config)
     announced = config.max_body_bytes if request.content_length is None else request.content_length
     try:
-        async with app[BODY_BUDGET].reserve(announced, BODY_WAIT_S):
-            body = await asyncio.wait_for(request.read(), config.body_timeout_s)
+        if announced <= BodyBudget.SMALL_BODY:  # most requests: no reservation to make
+            async with asyncio.timeout(config.body_timeout_s):
+                body = await request.read()
+        else:
+            async with app[BODY_BUDGET].reserve(announced, BODY_WAIT_S), asyncio.timeout(config.body_timeout_s):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _too_large(config)
     except BudgetFull:

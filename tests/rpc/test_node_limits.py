@@ -71,15 +71,22 @@ def test_rpc_flags_reach_the_config() -> None:
     args = build_parser().parse_args([
         "run", "--datadir", "x", "--rpc-gascap", "100000", "--rpc-evmtimeout", "2.5", "--rpc-cors", "a,b",
         "--rpc-api", "eth,admin", "--txpool-account-slots", "3", "--txpool-global-slots", "99",
-        "--txpool-price-bump", "25", "--txpool-price-limit", "7",
+        "--txpool-price-bump", "25", "--txpool-price-limit", "7", "--rpc-call-cache", "0",
+        "--rpc-batch-limit", "50", "--rpc-batch-response-max", "1MiB",
     ])
     config: Any = rpc_config_from_args(args)
     assert (config.gas_cap, config.evm_timeout_s, config.cors_origins, config.apis) == (100000, 2.5, ("a", "b"), ("eth", "admin"))
+    assert (config.call_cache_bytes, config.max_batch, config.max_batch_response_bytes) == (0, 50, 1 << 20)
     from chain.txpool import TxPoolLimits
 
     assert txpool_limits_from_args(args) == TxPoolLimits(max_per_sender=3, max_slots=99, price_bump_percent=25, min_gas_price=7)
     defaults: Any = rpc_config_from_args(build_parser().parse_args(["run", "--datadir", "x"]))
     assert defaults.cors_origins == () and "admin" not in defaults.apis and defaults.evm_timeout_s == 5.0
+    from rpc.config import RpcConfig
+
+    plain = RpcConfig()
+    for name in ("call_cache_bytes", "max_batch", "max_batch_response_bytes", "gas_cap"):
+        assert getattr(defaults, name) == getattr(plain, name), name
 
 
 def test_rpc_api_and_cors_flags(node: DevNode) -> None:

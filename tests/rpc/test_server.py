@@ -483,3 +483,20 @@ async def test_invalid_too_many_websockets_from_one_address(aiohttp_client: Any,
     for ws in sockets:
         await ws.close()
 
+
+
+async def test_a_filter_installed_after_unwatched_blocks_sees_only_later_ones(rpc: Rpc, automine: Automine) -> None:
+    """With no filter or subscription the node does not read new blocks for them; one
+    installed afterwards still reports exactly the blocks that follow it."""
+    for nonce in range(3):
+        await mined_receipt(rpc, await rpc.result("eth_sendRawTransaction", hexed(signed(ACCOUNT.key, nonce))))
+    block_filter = await rpc.result("eth_newBlockFilter")
+    log_filter = await rpc.result("eth_newFilter", {"fromBlock": "latest"})
+    assert await rpc.result("eth_getFilterChanges", block_filter) == []
+    receipt = await mined_receipt(rpc, await rpc.result("eth_sendRawTransaction", hexed(signed(ACCOUNT.key, 3))))
+
+    async def changes() -> Any:
+        return await rpc.result("eth_getFilterChanges", block_filter)
+
+    assert await wait_for(changes) == [receipt["blockHash"]]
+    assert await rpc.result("eth_getFilterChanges", log_filter) == []

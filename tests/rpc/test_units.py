@@ -158,11 +158,16 @@ async def test_cors_off_unless_configured(aiohttp_client: Any, backend: ChainBac
 
 
 class SlowBackend(ChainBackend):
-    """eth_call takes a second: other requests must still be answered at once."""
+    """eth_call takes a second of work checked like gas charges (rpc/evm_deadline.py):
+    other requests must still be answered at once."""
 
     @contextlib.contextmanager
     def simulate(self, header: Any, overrides: Any = None) -> Iterator[Any]:
-        time.sleep(1.0)
+        from rpc.evm_deadline import check_deadline
+
+        for _ in range(100):
+            time.sleep(0.01)
+            check_deadline()
         with super().simulate(header, overrides) as sim:
             yield sim
 
