@@ -73,7 +73,7 @@ class CallInvalid(BackendError):
     """A simulated call could not start (e.g. insufficient funds); geth's message."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallRequest:
     """A transaction to simulate (eth_call / eth_estimateGas / eth_createAccessList)."""
 

@@ -16,8 +16,9 @@ from eth_utils import keccak
 from rpc import encoding
 from chain.state_reader import StateReader
 from rpc.backend import AccountOverride, CallInvalid, CallRequest, ExecutionResult, Simulation, TransactionRejected
-from rpc.call_cache import CallOutcome
+from rpc.call_cache import CallOutcome, request_bytes
 from rpc.context import CallContext
+from rpc.evm_deadline import fits_on_the_loop
 from rpc.errors import (
     ExecutionReverted,
     InvalidParams,
@@ -253,14 +254,14 @@ async def call(
     services = ctx.services
     cache = services.call_cache
     block_hash = None if overrides else _cache_block_hash(ctx, block_id)
+    # overrides may set many accounts and slots before the first gas charge: a thread
+    inline = not overrides and fits_on_the_loop(len(request.data), len(request.access_list))
     if cache is None or block_hash is None:
-        # overrides may set many accounts and slots before the first gas charge: a thread
-        return _answer(await services.run_evm(_call_outcome, ctx, block_id, request, overrides, try_inline=not overrides))
+        return _answer(await services.run_evm(_call_outcome, ctx, block_id, request, overrides, try_inline=inline))
     exact = BlockId(block_hash=block_hash)
-    key_bytes = len(request.data) + 64 * sum(1 + len(slots) for _, slots in request.access_list)
     outcome = await cache.run(
-        (block_hash, request), key_bytes,
-        lambda: services.run_evm(_call_outcome, ctx, exact, request, None, try_inline=True),
+        (block_hash, request), request_bytes(request),
+        lambda: services.run_evm(_call_outcome, ctx, exact, request, None, try_inline=inline),
     )
     return _answer(outcome)
 

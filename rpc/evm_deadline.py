@@ -13,6 +13,8 @@ on 1 KiB operands: about 0.9 s of Python big-integer work, holding the GIL) is o
 cheap call is answered without a hand-over to a thread; there the same checks also
 stop it (:class:`LeaveTheLoop`) after a 2 ms budget, at any gas charge above 100,000, at
 memory past 256 KiB and before any precompile runs, and it starts again in a thread.
+Calls with over 32 KiB of data or 64 access-list entries are not tried there
+(:func:`fits_on_the_loop`): what runs before the first gas charge grows with them.
 
 :class:`CallTimeout` is not a py-evm ``VMError``: py-evm does not turn it into a failed
 computation but lets it unwind the whole call, and the simulation reverts its state to
@@ -51,6 +53,11 @@ INLINE_BUDGET_S = 0.002
 #: the work it prices, and above this the work (memory of hundreds of KiB, a call
 #: forwarding much gas) may outlast the budget before the next check.
 MAX_INLINE_CHARGE = 100_000
+#: Calls with more data or access-list entries than this are not tried on the loop:
+#: their intrinsic gas, size checks and warm-up run over every byte and entry before
+#: the first gas charge (2.4 MB of init code: about 14 ms there, before any check).
+MAX_INLINE_DATA = 32 * 1024
+MAX_INLINE_ACCESS_LIST = 64
 #: Most memory a call on the event loop may use (py-evm charges memory expansion on the
 #: gas meter directly, past ``consume_gas``: it is checked here instead).
 MAX_INLINE_MEMORY = 256 * 1024
@@ -104,6 +111,11 @@ def deadline(seconds: float | None, *, start: float | None = None) -> Iterator[N
         yield
     finally:
         _DEADLINE.at, _DEADLINE.seconds = previous_at, previous_seconds
+
+
+def fits_on_the_loop(data_bytes: int, access_list_entries: int) -> bool:
+    """Whether a call this size may be tried on the event loop at all."""
+    return data_bytes <= MAX_INLINE_DATA and access_list_entries <= MAX_INLINE_ACCESS_LIST
 
 
 @contextlib.contextmanager
