@@ -215,6 +215,15 @@ class PouwBlock(PragueBlock):
         ("withdrawals", CountableList(Withdrawal)),
     ]
 
+    def copy(self, *args: Any, **kwargs: Any) -> "PouwBlock":
+        """rlp's copy without deep-copying the fields it keeps: they are immutable rlp
+        objects in tuples, and a block's every transaction was deep-copied on each copy
+        (twice while finishing a block: about a tenth of building one)."""
+        if args:
+            return cast("PouwBlock", super().copy(*args, **kwargs))
+        kept = {name: getattr(self, name) for name in self._meta.field_names if name not in kwargs}
+        return type(self)(**kept, **kwargs)
+
 
 # --- The template hash ----------------------------------------------------------------
 

@@ -932,8 +932,12 @@ class DevBlockProducer:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        """Blocks start ``period`` (jittered) apart, from start to start as geth's dev
+        period: the time a large block takes to build is not added to the period."""
         jitter = random.Random()
-        while not self._stop.wait(self.period * jitter.uniform(0.6, 1.4)):
+        started = time.monotonic()
+        while not self._stop.wait(max(0.0, started + self.period * jitter.uniform(0.6, 1.4) - time.monotonic())):
+            started = time.monotonic()
             try:
                 self.miner.mine_now(allow_empty=True)
             except Exception:  # noqa: BLE001 - keep producing; the log says why
