@@ -25,7 +25,7 @@ seal, so the result of executing a block's transactions is fixed by its template
 """
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 import rlp
 from eth.abc import BlockHeaderAPI
@@ -215,14 +215,15 @@ class PouwBlock(PragueBlock):
         ("withdrawals", CountableList(Withdrawal)),
     ]
 
-    def copy(self, *args: Any, **kwargs: Any) -> "PouwBlock":
+    def copy(self, *args: object, **kwargs: object) -> "PouwBlock":
         """rlp's copy without deep-copying the fields it keeps: they are immutable rlp
         objects in tuples, and a block's every transaction was deep-copied on each copy
         (twice while finishing a block: about a tenth of building one)."""
         if args:
             return cast("PouwBlock", super().copy(*args, **kwargs))
         kept = {name: getattr(self, name) for name in self._meta.field_names if name not in kwargs}
-        return type(self)(**kept, **kwargs)
+        make = cast(Callable[..., "PouwBlock"], type(self))
+        return make(**kept, **kwargs)
 
 
 # --- The template hash ----------------------------------------------------------------
