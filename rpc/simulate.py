@@ -53,6 +53,7 @@ from rpc import encoding
 from chain.vm import PouwVM
 from rpc.backend import CREATE, AccountOverride, CallRequest, apply_overrides, spoofed, _vm_error_message
 from rpc.errors import InvalidParams, RpcError
+from rpc.evm_deadline import CallTimeout
 from rpc.hexcodec import data, parse_address, parse_quantity, quantity
 from rpc.jsontypes import Json, JsonObject
 from rpc.params import parse_call, parse_overrides
@@ -374,7 +375,7 @@ def _run_block(
         try:
             computation = state.apply_transaction(spoof)
         except Exception as exc:  # noqa: BLE001 - py-evm's ValidationError: the call cannot start
-            if type(exc).__name__ == "CallTimeout":
+            if isinstance(exc, CallTimeout):
                 raise
             raise _validation_error(str(exc)) from None
         used = vm_class.finalize_gas_used(spoof, computation)
