@@ -170,6 +170,11 @@ class Backend(abc.ABC):
         block = self.block_by_number(number)
         return None if block is None else block.header
 
+    def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
+        """The header of the block with this hash, if known (cheaper than the block)."""
+        block = self.block_by_hash(block_hash)
+        return None if block is None else block.header
+
     @abc.abstractmethod
     def block_by_hash(self, block_hash: bytes) -> BlockAPI | None:
         """Any stored block with this hash (canonical or not), or None."""
@@ -431,6 +436,12 @@ class ChainBackend(Backend):
     def header_by_number(self, number: int) -> BlockHeaderAPI | None:
         try:
             return self.chain.get_header_by_hash(self.chain.get_canonical_hash(number))
+        except (HeaderNotFound, KeyError):
+            return None
+
+    def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
+        try:
+            return self.chain.get_header_by_hash(Hash32(block_hash))
         except (HeaderNotFound, KeyError):
             return None
 

@@ -254,8 +254,10 @@ async def call(
     services = ctx.services
     cache = services.call_cache
     block_hash = None if overrides else _cache_block_hash(ctx, block_id)
-    # overrides may set many accounts and slots before the first gas charge: a thread
-    inline = not overrides and fits_on_the_loop(len(request.data), len(request.access_list))
+    # Tried on the loop only where nothing heavy comes before the first gas charge: no
+    # overrides (they may set many accounts and slots), a block whose header is read
+    # alone (the head, a hash: not a block decoded by number), and data of bounded size.
+    inline = block_hash is not None and fits_on_the_loop(len(request.data), len(request.access_list))
     if cache is None or block_hash is None:
         return _answer(await services.run_evm(_call_outcome, ctx, block_id, request, overrides, try_inline=inline))
     exact = BlockId(block_hash=block_hash)
@@ -277,11 +279,25 @@ def _cache_block_hash(ctx: CallContext, block_id: BlockId) -> Hash32 | None:
     return None
 
 
+def _call_header(ctx: CallContext, block_id: BlockId) -> BlockHeaderAPI:
+    """The header an eth_call on ``block_id`` runs after, read without decoding a whole
+    block where possible (this may run on the event loop: a 2 MB block is not read there)."""
+    backend = ctx.backend
+    if block_id.tag in HEAD_TAGS:
+        return backend.head_header()
+    if block_id.block_hash is not None and not block_id.require_canonical:
+        header = backend.header_by_hash(block_id.block_hash)
+        if header is None:
+            raise ServerError("header for hash not found")
+        return header
+    return require_block(ctx, block_id).header
+
+
 def _call_outcome(
     ctx: CallContext, block_id: BlockId, request: CallRequest, overrides: dict[Address, AccountOverride] | None
 ) -> CallOutcome:
-    block = require_block(ctx, block_id)
-    with ctx.backend.simulate(block.header, overrides) as sim:
+    header = _call_header(ctx, block_id)
+    with ctx.backend.simulate(header, overrides) as sim:
         try:
             result = sim.run(request, _call_gas(ctx, request))
         except CallInvalid as exc:

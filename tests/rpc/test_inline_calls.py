@@ -122,3 +122,39 @@ def test_the_loop_share_bounds_the_time_tries_take() -> None:
         now += 0.002
         assert cheap.allows(now)
         cheap.spend(0.0003)
+
+
+class BlockReadCounter(ChainBackend):
+    """Counts whole-block reads (a call tried on the loop must read headers only)."""
+
+    block_reads = 0
+
+    def head(self) -> Any:
+        self.block_reads += 1
+        return super().head()
+
+    def block_by_hash(self, block_hash: bytes) -> Any:
+        self.block_reads += 1
+        return super().block_by_hash(block_hash)
+
+    def block_by_number(self, number: int) -> Any:
+        self.block_reads += 1
+        return super().block_by_number(number)
+
+
+@pytest.mark.asyncio
+async def test_a_call_on_the_head_or_a_hash_reads_headers_not_blocks(aiohttp_client: Any, backend: ChainBackend) -> None:
+    """A whole block (up to the block size limit) decoded on the event loop before the
+    first gas charge would stall it: eth_call resolves the head and hashes to headers."""
+    from rpc.config import RpcConfig
+    from rpc.server import create_app
+
+    counting = BlockReadCounter(backend.chain)
+    contract = deploy_runtime(counting, bytes.fromhex("602a5f5260205ff3"), 0)
+    rpc = Rpc(await aiohttp_client(create_app(counting, RpcConfig(call_cache_bytes=0))))
+    head = counting.head_header()
+    counting.block_reads = 0
+    for block in ("latest", "pending", {"blockHash": "0x" + head.hash.hex()}):
+        assert int(await rpc.result("eth_call", {"to": "0x" + contract.hex()}, block), 16) == 42
+    assert counting.block_reads == 0
+    await rpc.result("eth_call", {"to": "0x" + contract.hex()}, hex(head.block_number))  # by number: a thread
