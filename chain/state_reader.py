@@ -14,6 +14,7 @@ dict (each operation atomic under the GIL) cleared when it grows past its bound.
 from __future__ import annotations
 
 import rlp
+from eth.abc import DatabaseAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
@@ -35,7 +36,7 @@ class MissingCode(ChainError):
 class StateReader:
     """Read-only access to the state with root ``state_root`` in ``db``."""
 
-    def __init__(self, db: object, state_root: Hash32) -> None:
+    def __init__(self, db: DatabaseAPI, state_root: Hash32) -> None:
         self.db = db
         self.state_root = state_root
         self._trie = HexaryTrie(db, state_root)
@@ -66,7 +67,7 @@ class StateReader:
         if code_hash == EMPTY_SHA3:
             return b""
         try:
-            return bytes(self.db[code_hash])  # type: ignore[index]
+            return bytes(self.db[code_hash])
         except KeyError:
             raise MissingCode(f"code 0x{code_hash.hex()} of 0x{bytes(address).hex()} is not stored") from None
 

@@ -508,7 +508,7 @@ class ChainBackend(Backend):
         """eth_getProof's answer at ``header``'s state (rpc/proofs.py)."""
         from rpc.proofs import account_proof
 
-        return account_proof(self.chain.db, header.state_root, address, slots)
+        return account_proof(self.chain.reader_at(header), address, slots)
 
     def simulate_blocks(self, header: BlockHeaderAPI, payload: SimulatePayload, gas_cap: int) -> list[SimulatedBlockJson]:
         """eth_simulateV1 on the state after ``header`` (rpc/simulate.py)."""

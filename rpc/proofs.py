@@ -13,10 +13,12 @@ from typing import Sequence, TypedDict
 
 import rlp
 from eth.abc import DatabaseAPI
-from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA256
+from eth.constants import BLANK_ROOT_HASH
+from eth_typing import Address
 from eth_utils import keccak
 from trie import HexaryTrie
 
+from chain.state_reader import StateReader
 from rpc.hexcodec import data, quantity
 
 #: Most storage slots one eth_getProof may ask for.
@@ -49,32 +51,25 @@ def _encoded_proof(root: bytes, key: bytes, db: DatabaseAPI) -> list[bytes]:
     return [rlp.encode(node) for node in nodes if len(rlp.encode(node)) >= 32 or node is nodes[0]]
 
 
-def account_proof(db: DatabaseAPI, state_root: bytes, address: bytes, slots: Sequence[int]) -> ProofJson:
-    """The EIP-1186 answer for ``address`` and ``slots`` in the state ``state_root``."""
-    state_trie = HexaryTrie(db, state_root)
-    account_rlp = state_trie.get(keccak(address))
-    if account_rlp:
-        nonce, balance, storage_root, code_hash = rlp.decode(account_rlp)
-        nonce, balance = int.from_bytes(nonce, "big"), int.from_bytes(balance, "big")
-    else:  # absent: the empty account, and a proof of its absence
-        nonce, balance, storage_root, code_hash = 0, 0, BLANK_ROOT_HASH, EMPTY_SHA256
-    storage_trie = HexaryTrie(db, storage_root)
+def account_proof(state: StateReader, address: bytes, slots: Sequence[int]) -> ProofJson:
+    """The EIP-1186 answer for ``address`` and ``slots`` in ``state`` (values read by the
+    state reader; an absent account is the empty one, with a proof of its absence)."""
+    db = state.db
+    account = state.account(address)
+    storage_root = account.storage_root
     storage: list[StorageProofJson] = []
     for slot in slots:
-        key = keccak(slot.to_bytes(32, "big"))
-        raw = storage_trie.get(key) if storage_root != BLANK_ROOT_HASH else b""
-        value = int.from_bytes(rlp.decode(raw), "big") if raw else 0
         storage.append({
             "key": data(slot.to_bytes(32, "big")),
-            "value": quantity(value),
-            "proof": [data(node) for node in _encoded_proof(storage_root, key, db)],
+            "value": quantity(state.get_storage(Address(address), slot)),
+            "proof": [data(node) for node in _encoded_proof(storage_root, keccak(slot.to_bytes(32, "big")), db)],
         })
     return {
         "address": data(address),
-        "accountProof": [data(node) for node in _encoded_proof(state_root, keccak(address), db)],
-        "balance": quantity(balance),
-        "codeHash": data(code_hash),
-        "nonce": quantity(nonce),
+        "accountProof": [data(node) for node in _encoded_proof(state.state_root, keccak(address), db)],
+        "balance": quantity(account.balance),
+        "codeHash": data(account.code_hash),
+        "nonce": quantity(account.nonce),
         "storageHash": data(storage_root),
         "storageProof": storage,
     }
