@@ -252,36 +252,25 @@ async def call(
     named by hash) without overrides is answered from rpc/call_cache.py when the same
     call ran on the same block before, or waits for it if it is running."""
     services = ctx.services
+    header = None if overrides else _header_without_block(ctx, block_id)
+    if header is None:  # overrides (applying them is not metered) or a block to decode: a thread
+        return _answer(await services.run_evm(_call_outcome, ctx, block_id, request, overrides))
+    inline = fits_on_the_loop(len(request.data), len(request.access_list))
     cache = services.call_cache
-    block_hash = None if overrides else _cache_block_hash(ctx, block_id)
-    # Tried on the loop only where nothing heavy comes before the first gas charge: no
-    # overrides (they may set many accounts and slots), a block whose header is read
-    # alone (the head, a hash: not a block decoded by number), and data of bounded size.
-    inline = block_hash is not None and fits_on_the_loop(len(request.data), len(request.access_list))
-    if cache is None or block_hash is None:
-        return _answer(await services.run_evm(_call_outcome, ctx, block_id, request, overrides, try_inline=inline))
-    exact = BlockId(block_hash=block_hash)
+    if cache is None:
+        return _answer(await services.run_evm(_call_outcome, ctx, header, request, None, try_inline=inline))
     outcome = await cache.run(
-        (block_hash, request), request_bytes(request),
-        lambda: services.run_evm(_call_outcome, ctx, exact, request, None, try_inline=inline),
+        (header.hash, request), request_bytes(request),
+        lambda: services.run_evm(_call_outcome, ctx, header, request, None, try_inline=inline),
     )
     return _answer(outcome)
 
 
-def _cache_block_hash(ctx: CallContext, block_id: BlockId) -> Hash32 | None:
-    """The hash of the block an eth_call on ``block_id`` runs on, when known without a
-    database read: the head for the tags that mean it here, a hash as given. None for
-    numbers and ``earliest`` (they are not cached), or when the hash must be canonical."""
-    if block_id.block_hash is not None:
-        return None if block_id.require_canonical else block_id.block_hash
-    if block_id.tag in HEAD_TAGS:
-        return Hash32(ctx.backend.head_header().hash)
-    return None
-
-
-def _call_header(ctx: CallContext, block_id: BlockId) -> BlockHeaderAPI:
-    """The header an eth_call on ``block_id`` runs after, read without decoding a whole
-    block where possible (this may run on the event loop: a 2 MB block is not read there)."""
+def _header_without_block(ctx: CallContext, block_id: BlockId) -> BlockHeaderAPI | None:
+    """The header an eth_call on ``block_id`` runs after, when it can be had without
+    decoding a whole block: the head for the tags that mean it here, a header by hash.
+    None for numbers, ``earliest`` and hashes that must be canonical: those calls are
+    neither cached nor tried on the event loop (a 2 MB block is not decoded there)."""
     backend = ctx.backend
     if block_id.tag in HEAD_TAGS:
         return backend.head_header()
@@ -290,13 +279,16 @@ def _call_header(ctx: CallContext, block_id: BlockId) -> BlockHeaderAPI:
         if header is None:
             raise ServerError("header for hash not found")
         return header
-    return require_block(ctx, block_id).header
+    return None
 
 
 def _call_outcome(
-    ctx: CallContext, block_id: BlockId, request: CallRequest, overrides: dict[Address, AccountOverride] | None
+    ctx: CallContext,
+    target: BlockId | BlockHeaderAPI,
+    request: CallRequest,
+    overrides: dict[Address, AccountOverride] | None,
 ) -> CallOutcome:
-    header = _call_header(ctx, block_id)
+    header = require_block(ctx, target).header if isinstance(target, BlockId) else target
     with ctx.backend.simulate(header, overrides) as sim:
         try:
             result = sim.run(request, _call_gas(ctx, request))
