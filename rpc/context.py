@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Callable, Protocol, TypeVar, TypeVarTuple, Unp
 
 from rpc.config import RpcConfig
 
+from rpc.errors import ServerError
+from rpc.evm_deadline import CallTimeout, LeaveTheLoop, TimeShare, deadline, on_the_loop
+
 if TYPE_CHECKING:
     from rpc.backend import Backend
     from rpc.call_cache import CallCache
-    from rpc.evm_deadline import LoopShare
     from rpc.events import EventHub
     from rpc.filters import FilterManager
     from rpc.subscriptions import SubscriptionSet
@@ -26,12 +28,6 @@ class Connection(Protocol):
     """A client connection that can carry notifications (a WebSocket)."""
 
     subscriptions: "SubscriptionSet"
-
-
-def _loop_share() -> "LoopShare":
-    from rpc.evm_deadline import LoopShare
-
-    return LoopShare()
 
 
 @dataclass
@@ -51,7 +47,7 @@ class Services:
     #: eth_call answers by block hash (rpc/call_cache.py); None: every call runs.
     call_cache: "CallCache | None" = None
     #: The share of the loop's time EVM calls tried on it may take (rpc/evm_deadline.py).
-    loop_share: "LoopShare" = field(default_factory=lambda: _loop_share())
+    loop_share: "TimeShare" = field(default_factory=TimeShare)
 
     async def run_blocking(self, func: Callable[[Unpack[Args]], T], *args: Unpack[Args]) -> T:
         """Run ``func(*args)`` in the thread executor and await its result."""
@@ -64,13 +60,10 @@ class Services:
 
         ``try_inline``: first try it right here on the event loop within a small budget
         (``evm_deadline.on_the_loop``: 2 ms, no large gas charge, no precompile), while
-        such tries have taken less than a quarter of the loop's time (``LoopShare``).
+        such tries have taken less than a quarter of the loop's time (``TimeShare``).
         Most view calls finish well inside it, and handing a call to a thread and back
         costs about as much as running it; a call that does not fit stops at once and
         runs in the executor from the start, within what is left of the limit."""
-        from rpc.errors import ServerError
-        from rpc.evm_deadline import CallTimeout, LeaveTheLoop, deadline, on_the_loop
-
         started = time.monotonic()
         if try_inline and self.loop_share.allows(started):
             try:

@@ -63,13 +63,15 @@ MAX_INLINE_ACCESS_LIST = 64
 MAX_INLINE_MEMORY = 256 * 1024
 
 
-class LoopShare:
-    """How much of the event loop's time calls tried on it may take: a token bucket of
-    seconds, refilled at ``share`` seconds per second up to ``burst``. A try is made
-    only while the bucket holds at least one budget's worth, and what it took (finished
-    or not) is taken out. So however many expensive calls a client sends, at most this
-    share of the loop goes to EVM work that then leaves for a thread, and the rest
-    stays for every other request; honest view calls (~0.3 ms) hardly dent it."""
+class TimeShare:
+    """A share of wall time some work may take: a token bucket of seconds, refilled at
+    ``share`` seconds per second up to ``burst``; work starts only while the bucket
+    holds what ``allows`` asks, and what it took (finished or not) is taken out.
+
+    Used for calls tried on the event loop (``Services.loop_share``: a quarter, at least
+    one budget's worth to start; however many expensive calls a client sends, the rest
+    of the loop stays for every other request, and honest views, ~0.3 ms, hardly dent
+    it) and for the precompiles that hold the GIL (:data:`GIL_PRECOMPILE_SHARE`)."""
 
     def __init__(self, share: float = 0.25, burst: float = 0.05, *, start: float | None = None) -> None:
         self.share = share
@@ -109,7 +111,7 @@ GIL_PRECOMPILE_FREE_GAS = 1_000_000
 #: of one second); a heavier call past it is refused with :class:`PrecompileBusy`.
 #: Eight clients calling modexp at the gas cap in a loop had raised eth_blockNumber's
 #: p50 from 1.2 ms to 837 ms.
-GIL_PRECOMPILE_SHARE = LoopShare(share=0.2, burst=1.0)
+GIL_PRECOMPILE_SHARE = TimeShare(share=0.2, burst=1.0)
 _GIL_PRECOMPILE_RUNNING = threading.Lock()
 
 

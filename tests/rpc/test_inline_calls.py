@@ -104,9 +104,9 @@ async def test_answers_are_the_same_on_the_loop_and_in_a_thread(rpc: Rpc, automi
 def test_the_loop_share_bounds_the_time_tries_take() -> None:
     """However many expensive calls arrive, tries on the loop take at most the share of
     its time (plus the burst): the rest go straight to a thread."""
-    from rpc.evm_deadline import LoopShare
+    from rpc.evm_deadline import TimeShare
 
-    share = LoopShare(share=0.25, burst=0.05, start=1000.0)
+    share = TimeShare(share=0.25, burst=0.05, start=1000.0)
     now, spent, tried = 1000.0, 0.0, 0
     for _ in range(10_000):  # a call every 1 ms for 10 s, each taking its whole budget
         now += 0.001
@@ -116,7 +116,7 @@ def test_the_loop_share_bounds_the_time_tries_take() -> None:
             spent += INLINE_BUDGET_S
     assert spent <= 0.25 * 10 + 0.05 + INLINE_BUDGET_S
     assert tried > 1000  # and it keeps trying at that pace, not never
-    cheap = LoopShare(share=0.25, burst=0.05, start=2000.0)
+    cheap = TimeShare(share=0.25, burst=0.05, start=2000.0)
     now = 2000.0
     for _ in range(10_000):  # cheap calls (0.3 ms) every 2 ms are always tried
         now += 0.002

@@ -15,7 +15,7 @@ import pytest
 
 import rpc.evm_deadline as evm_deadline
 from rpc.backend import CallRequest, ChainBackend
-from rpc.evm_deadline import GIL_PRECOMPILE_FREE_GAS, LoopShare, PrecompileBusy
+from rpc.evm_deadline import GIL_PRECOMPILE_FREE_GAS, TimeShare, PrecompileBusy
 from tests.rpc.test_inline_calls import MODEXP, modexp_input
 
 #: 1 KiB operands: about 44.7M gas, nearly a second of big-integer pow.
@@ -25,8 +25,8 @@ BUSY = "execution aborted (precompile work over the node's share of time; retry 
 
 
 @pytest.fixture
-def fresh_share(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopShare]:
-    share = LoopShare(share=0.2, burst=1.0)
+def fresh_share(monkeypatch: pytest.MonkeyPatch) -> Iterator[TimeShare]:
+    share = TimeShare(share=0.2, burst=1.0)
     monkeypatch.setattr(evm_deadline, "GIL_PRECOMPILE_SHARE", share)
     yield share
 
@@ -36,7 +36,7 @@ def run(backend: ChainBackend, data: bytes, gas: int = 50_000_000, sender: int =
         return sim.run(CallRequest(to=MODEXP, data=data, sender=sender.to_bytes(20, "big")), gas)
 
 
-def test_heavy_runs_past_the_share_are_refused_and_light_ones_never(backend: ChainBackend, fresh_share: LoopShare) -> None:
+def test_heavy_runs_past_the_share_are_refused_and_light_ones_never(backend: ChainBackend, fresh_share: TimeShare) -> None:
     first = run(backend, HEAVY)
     assert first.success and int.from_bytes(first.output[-32:], "big") == pow(3, (1 << 8192) - 1, (1 << 8192) - 159) % (1 << 256)
     while fresh_share.allows(time.monotonic(), 0.0):  # the burst spent (a second run or two)
@@ -49,7 +49,7 @@ def test_heavy_runs_past_the_share_are_refused_and_light_ones_never(backend: Cha
     assert light.success and int.from_bytes(light.output, "big") == pow(3, 1000, 1_000_003)
 
 
-def test_one_heavy_run_at_a_time(backend: ChainBackend, fresh_share: LoopShare) -> None:
+def test_one_heavy_run_at_a_time(backend: ChainBackend, fresh_share: TimeShare) -> None:
     """While one runs (here: its slot held, as a run in another thread holds it), a
     second heavy call is refused at once instead of queueing a second GIL-long run."""
     running = evm_deadline._GIL_PRECOMPILE_RUNNING
