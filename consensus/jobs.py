@@ -11,13 +11,12 @@
 """
 from __future__ import annotations
 
-import collections
 import functools
-import threading
 from typing import TYPE_CHECKING, Final, Optional
 
 from eth_utils import keccak
 
+from common.lru import SizedLRU
 from consensus.errors import CheckpointUnavailable, DatasetUnavailable
 from pouw.datasets import Dataset, content_hash, dataset_from_bytes, dataset_to_bytes
 from pouw.errors import BlobNotFound, DatasetError
@@ -37,50 +36,13 @@ DATASET_CACHE_BYTES: Final = 512 * 1024 * 1024
 block); past this, the least recently used is dropped and decoded again when needed."""
 
 
-class DatasetCache:
-    """Verified datasets by content hash, bounded in bytes, least recently used evicted.
-    One process-wide instance: every job naming a dataset shares its decoded copy."""
+class DatasetCache(SizedLRU[bytes, Dataset]):
+    """Verified datasets by content hash, bounded in bytes (their tensors), least
+    recently used evicted; one alone over the bound is not kept. One process-wide
+    instance: every job naming a dataset shares its decoded copy."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: "collections.OrderedDict[bytes, tuple[Dataset, int]]" = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, content_hash: bytes) -> Optional[Dataset]:
-        with self._lock:
-            item = self._items.get(content_hash)
-            if item is None:
-                return None
-            self._items.move_to_end(content_hash)
-            return item[0]
-
-    def put(self, content_hash: bytes, dataset: Dataset) -> None:
-        """Keep ``dataset`` unless it alone is over the bound; evict the oldest to fit."""
-        size = dataset_bytes(dataset)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(content_hash, None)
-            if old is not None:
-                self.bytes -= old[1]
-            self._items[content_hash] = (dataset, size)
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, (_, freed) = self._items.popitem(last=False)
-                self.bytes -= freed
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.bytes = 0
-
-    def __contains__(self, content_hash: object) -> bool:
-        with self._lock:
-            return content_hash in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
+        super().__init__(max_bytes, size_of=dataset_bytes)
 
 
 def dataset_bytes(dataset: Dataset) -> int:

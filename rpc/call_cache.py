@@ -23,10 +23,10 @@ least recently used entries go first. 0 turns it off.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Hashable
 
+from common.lru import SizedLRU
 from rpc.backend import CallRequest
 
 #: Calls with more data than this, or answers larger than this, are not kept.
@@ -66,35 +66,26 @@ class CallCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, tuple[CallOutcome, int]] = OrderedDict()
+        self._entries: SizedLRU[Hashable, CallOutcome] = SizedLRU(max_bytes)
         self._running: dict[Hashable, asyncio.Future[CallOutcome]] = {}
-        self.bytes = 0
         self.hits = 0
         self.misses = 0
         self.shared = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._entries.bytes
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: Hashable) -> CallOutcome | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        self._entries.move_to_end(key)
-        return entry[0]
+        return self._entries.get(key)
 
     def put(self, key: Hashable, outcome: CallOutcome, key_bytes: int) -> None:
         cost = outcome.size + key_bytes + ENTRY_OVERHEAD
-        if cost > min(self.max_bytes, MAX_ENTRY_BYTES + ENTRY_OVERHEAD):
-            return
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self.bytes -= old[1]
-        self._entries[key] = (outcome, cost)
-        self.bytes += cost
-        while self.bytes > self.max_bytes:
-            _, (_, freed) = self._entries.popitem(last=False)
-            self.bytes -= freed
+        if cost <= MAX_ENTRY_BYTES + ENTRY_OVERHEAD:
+            self._entries.put(key, outcome, cost)
 
     async def run(self, key: Hashable, key_bytes: int, compute: Callable[[], Awaitable[CallOutcome]]) -> CallOutcome:
         """The kept outcome for ``key``, else the one of the identical call in flight,
