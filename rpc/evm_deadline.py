@@ -161,15 +161,19 @@ def on_the_loop(budget_s: float = INLINE_BUDGET_S) -> Iterator[None]:
         _DEADLINE.inline_until = previous
 
 
-def check_deadline() -> None:
+def check_deadline(charge: int = 0) -> None:
     """Raise :class:`CallTimeout` if this thread's deadline has passed, or
-    :class:`LeaveTheLoop` if a call on the event loop used up its budget (what every
-    gas charge checks; for long work outside the EVM)."""
+    :class:`LeaveTheLoop` if a call on the event loop used up its budget or is about to
+    pay a gas ``charge`` over :data:`MAX_INLINE_CHARGE`: what every gas charge of a
+    simulation checks (and long work outside the EVM, with no charge)."""
     state = _DEADLINE
+    at, inline_until = state.at, state.inline_until
+    if at is None and inline_until is None:
+        return
     now = time.monotonic()
-    if state.at is not None and now > state.at:
+    if at is not None and now > at:
         raise CallTimeout(state.seconds)
-    if state.inline_until is not None and now > state.inline_until:
+    if inline_until is not None and (now > inline_until or charge > MAX_INLINE_CHARGE):
         raise LeaveTheLoop("too long for the event loop")
 
 
@@ -177,14 +181,7 @@ def with_deadline(computation_class: type[ComputationAPI]) -> type[ComputationAP
     """A subclass of ``computation_class`` whose every gas charge checks the deadline."""
 
     def consume_gas(self: BaseComputation, amount: int, reason: str) -> None:
-        state = _DEADLINE
-        at, inline_until = state.at, state.inline_until
-        if at is not None or inline_until is not None:
-            now = time.monotonic()
-            if at is not None and now > at:
-                raise CallTimeout(state.seconds)
-            if inline_until is not None and (now > inline_until or amount > MAX_INLINE_CHARGE):
-                raise LeaveTheLoop("too long for the event loop")
+        check_deadline(amount)
         self._gas_meter.consume_gas(amount, reason)
 
     base = cast(type[BaseComputation], computation_class)
