@@ -112,6 +112,9 @@ BLOCK_CACHE = 8
 and the few blocks below it are what receipt polls and calls on ``latest`` read). A
 full block (about 1,400 transfers at a 30 M gas limit) decodes to about 1.3 MB of
 Python objects (measured), its receipts to about as much again."""
+POINT_LINKS = 4096
+"""Blocks whose (timestamp, score) and parent hash retargets keep (cleared when full):
+a retarget walks window + smoothing blocks (at most 1,256); about 250 bytes each."""
 T = TypeVar("T")
 
 MAX_SEALED_KEPT = 8
@@ -291,38 +294,6 @@ class PouwChainDB(ChainDB):
         return abandoned[::-1]
 
 
-class BranchAncestry:
-    """Ancestors of one block, by number, on that block's own branch (canonical or a
-    side branch being imported): side-branch headers are walked through parent hashes
-    down to the first canonical one; below it, the canonical index answers directly."""
-
-    def __init__(self, chaindb: "PouwChainDB", tip: BlockHeaderAPI) -> None:
-        self.chaindb = chaindb
-        self.tip = tip
-        self._walked: dict[int, BlockHeaderAPI] = {tip.block_number: tip}
-        self._lowest = tip  # lowest header walked so far
-        self._canonical_from: Optional[int] = None  # numbers <= this are canonical
-
-    def header(self, number: int) -> BlockHeaderAPI:
-        if not 0 <= number <= self.tip.block_number:
-            raise ValueError(f"block #{number} is not an ancestor of #{self.tip.block_number}")
-        while number not in self._walked and (self._canonical_from is None or number > self._canonical_from):
-            if self._is_canonical(self._lowest):
-                self._canonical_from = self._lowest.block_number
-                break
-            self._lowest = self.chaindb.get_block_header_by_hash(self._lowest.parent_hash)
-            self._walked[self._lowest.block_number] = self._lowest
-        if number in self._walked:
-            return self._walked[number]
-        return self.chaindb.get_canonical_block_header_by_number(BlockNumber(number))
-
-    def _is_canonical(self, header: BlockHeaderAPI) -> bool:
-        try:
-            return bool(self.chaindb.get_canonical_block_hash(BlockNumber(header.block_number)) == header.hash)
-        except HeaderNotFound:
-            return False
-
-
 # --- The chain -------------------------------------------------------------------------
 
 
@@ -381,6 +352,10 @@ class Chain:
         # A child's difficulty is fixed by its parent's hash (the retarget window is that
         # block's own ancestry): a block is built on a parent, then imported against it.
         self._child_difficulty: RecentByHash[int] = RecentByHash(BLOCK_CACHE)
+        # block hash -> ((timestamp, score), parent hash), all fixed by the hash: a
+        # retarget walks ~window + smoothing of them, the next block's retarget the same
+        # ones shifted by one (a plain dict: each operation atomic under the GIL)
+        self._point_links: dict[bytes, tuple[BlockPoint, bytes]] = {}
         # Readers of recent states (chain/state_reader.py), by state root, with the
         # accounts they decoded: the pool and the RPC read the head's again and again.
         self._readers: RecentByHash[StateReader] = RecentByHash(BLOCK_CACHE)
@@ -555,7 +530,7 @@ class Chain:
     ) -> None:
         if payload is None and self.engine.payload_required(block.header):
             raise InvalidWork("block comes without its work payload", expected="payload", got=None)
-        context = WorkContext(parent_header=parent, parent_state=self._state(chaindb.db, parent))
+        context = WorkContext(parent, lambda: self._state(chaindb.db, parent))
         self.engine.verify_work(block.header, payload, context)
         for tx in block.transactions:  # blobs execution will read (fraud proofs' states)
             missing = self.engine.missing_transaction_blobs(tx)
@@ -759,13 +734,26 @@ class Chain:
         pairs = window_pairs(parent.block_number, params)
         if not pairs:
             return next_difficulty(parent.difficulty, (), params)
-        ancestry = BranchAncestry(self.chaindb, parent)
+        points = self._points_down_to(parent, min(start for _, start in pairs))
+        return next_difficulty(parent.difficulty, [(points[end], points[start]) for end, start in pairs], params)
 
-        def point(number: int) -> BlockPoint:
-            header = ancestry.header(number)
-            return BlockPoint(header.timestamp, self.chaindb.get_score(header.hash))
-
-        return next_difficulty(parent.difficulty, [(point(end), point(start)) for end, start in pairs], params)
+    def _points_down_to(self, tip: BlockHeaderAPI, lowest: int) -> dict[int, BlockPoint]:
+        """(timestamp, score) of ``tip`` and its ancestors down to block ``lowest``, by
+        number, walking ``tip``'s own branch through parent hashes (canonical or not)."""
+        points: dict[int, BlockPoint] = {}
+        links = self._point_links
+        block_hash: bytes = tip.hash
+        for number in range(tip.block_number, lowest - 1, -1):
+            link = links.get(block_hash)
+            if link is None:
+                header = self.chaindb.get_block_header_by_hash(Hash32(block_hash))
+                link = (BlockPoint(header.timestamp, self.chaindb.get_score(Hash32(block_hash))), header.parent_hash)
+                if len(links) >= POINT_LINKS:
+                    links.clear()
+                links[block_hash] = link
+            points[number] = link[0]
+            block_hash = link[1]
+        return points
 
     def score(self, block_hash: Hash32) -> int:
         """Cumulative difficulty of the chain ending at ``block_hash`` (fork choice)."""
@@ -1040,7 +1028,13 @@ def select_transactions(
             try:
                 receipt, _ = vm.apply_transaction(gas_header, tx)
             except Exception:
-                vm.state.revert(snapshot)
+                try:
+                    vm.state.revert(snapshot)
+                except EthValidationError:
+                    # py-evm locks the journal (lock_changes) before checks such as the
+                    # intrinsic gas: the snapshot is gone. The error to report is the
+                    # transaction's, and the template's journal is not a plain run's.
+                    reverted = True
                 raise
         except (InvalidBlockTransaction, OversizedBlock):
             if strict:

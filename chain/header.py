@@ -139,31 +139,14 @@ class PouwBlockHeader(rlp.Serializable, BlockHeaderAPI):
         kwargs.pop("nonce", None)
         if kwargs:
             raise TypeError(f"unknown header fields: {sorted(kwargs)}")
+        # positionally, in the order of ``fields``: rlp's keyword path merges and checks
+        # the names again on every header (several per transaction in a block)
         super().__init__(
-            parent_hash=parent_hash,
-            uncles_hash=uncles_hash,
-            coinbase=coinbase,
-            state_root=state_root,
-            transaction_root=transaction_root,
-            receipt_root=receipt_root,
-            bloom=bloom,
-            difficulty=difficulty,
-            block_number=block_number,
-            gas_limit=gas_limit,
-            gas_used=gas_used,
-            timestamp=timestamp,
-            extra_data=extra_data,
-            job_id=job_id,
-            start_checkpoint=start_checkpoint,
-            step_count=step_count,
-            final_state=final_state,
-            work_accumulator=work_accumulator,
-            base_fee_per_gas=base_fee_per_gas,
-            withdrawals_root=withdrawals_root,
-            blob_gas_used=blob_gas_used,
-            excess_blob_gas=excess_blob_gas,
-            parent_beacon_block_root=parent_beacon_block_root,
-            requests_hash=requests_hash,
+            parent_hash, uncles_hash, coinbase, state_root, transaction_root, receipt_root, bloom,
+            difficulty, block_number, gas_limit, gas_used, timestamp, extra_data,
+            job_id, start_checkpoint, step_count, final_state, work_accumulator,
+            base_fee_per_gas, withdrawals_root, blob_gas_used, excess_blob_gas, parent_beacon_block_root,
+            requests_hash,
         )
 
     def __str__(self) -> str:

@@ -29,7 +29,8 @@ Engines get the genesis config as the class attribute ``genesis`` (set with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from eth._utils.datatypes import Configurable
@@ -42,13 +43,20 @@ if TYPE_CHECKING:
     from genesis.format import GenesisConfig
 
 
-@dataclass(frozen=True)
 class WorkContext:
     """What :meth:`SealEngine.verify_work` may read besides the header and payload."""
 
-    parent_header: BlockHeaderAPI
-    parent_state: StateAPI
-    """State before the block (e.g. the job's on-chain checkpoint h_0 lives here)."""
+    def __init__(self, parent_header: BlockHeaderAPI, read_parent_state: Callable[[], StateAPI]) -> None:
+        self.parent_header = parent_header
+        self._read_parent_state = read_parent_state
+
+    @functools.cached_property
+    def parent_state(self) -> StateAPI:
+        """State before the block (e.g. the job's on-chain checkpoint h_0 lives here):
+        built on first use, as engines that check no work (the dev chain's) never read
+        it, and building one (Prague's system-contract set-up) costs about a tenth of
+        importing a small block."""
+        return self._read_parent_state()
 
 
 class SealEngine(Configurable, ConsensusAPI):

@@ -22,6 +22,7 @@ from eth_typing import Address, Hash32
 from eth_utils import int_to_big_endian
 from trie import HexaryTrie
 
+from chain.account_db import KNOWN_ACCOUNTS, decode_account
 from chain.errors import ChainError
 
 #: Accounts one reader keeps decoded before it starts afresh.
@@ -46,8 +47,11 @@ class StateReader:
         """The account at ``address`` (a blank one when it does not exist)."""
         account = self._accounts.get(address)
         if account is None:
-            encoded = self._trie.get(keccak(address))
-            account = rlp.decode(encoded, sedes=Account) if encoded else BLANK_ACCOUNT
+            known = KNOWN_ACCOUNTS.at(self.state_root)  # recorded when this root was computed
+            encoded = known.get(address) if known is not None else None
+            if encoded is None:
+                encoded = self._trie.get(keccak(address))
+            account = decode_account(encoded) if encoded else BLANK_ACCOUNT
             if len(self._accounts) >= MAX_ACCOUNTS:
                 self._accounts.clear()
             self._accounts[address] = account

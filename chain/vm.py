@@ -41,7 +41,9 @@ from eth.vm.forks.prague.state import PragueState
 from eth.vm.opcode import as_opcode
 
 from eth_utils import ValidationError as EthValidationError
+from eth_utils import get_extended_debug_logger
 
+from chain.account_db import FastAccountDB
 from chain.errors import InvalidBlockTransaction
 from chain.header import PouwBlock, PouwBlockHeader
 from chain.sealing import NoProofEngine, SealEngine
@@ -75,6 +77,10 @@ class PouwComputation(PragueComputation):
 
 class PouwState(PragueState):
     computation_class = PouwComputation
+    account_db_class = FastAccountDB
+    # py-evm's BaseState.logger looks its logger up by name on every use (a few times
+    # per transaction, even with logging off): one lookup, here, is enough
+    logger = get_extended_debug_logger("eth.vm.state.PouwState")
 
 
 # --- Header construction ----------------------------------------------------------------

@@ -73,7 +73,14 @@ class EventHub:
     def _publish(self, event: Event) -> None:
         with self._lock:
             listeners = list(self._listeners)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop's thread (the block builder, an RPC thread)
+            running = None
         for loop, callback in listeners:
+            if loop is running:  # already on that loop (eth_sendRawTransaction): no wake-up write
+                loop.call_soon(callback, event)
+                continue
             try:
                 loop.call_soon_threadsafe(callback, event)
             except RuntimeError:  # that loop is closed: its app has shut down

@@ -44,7 +44,7 @@ from eth.abc import (
     StateAPI,
     TransactionContextAPI,
 )
-from eth.db.trie import _make_trie_root_and_nodes
+from chain.speedups import ordered_trie_root_and_nodes
 from eth.vm.forks.london.transactions import LondonTransactionBuilder
 from eth_typing import Address, Hash32
 from eth_utils import keccak
@@ -385,8 +385,8 @@ def _run_block(
         calls.append(_call_result(computation, used, sim_tx, len(txs) - 1, len(logs_json)))
         logs_json.extend(calls[-1]["logs"])
     state.persist()
-    tx_root, _ = _make_trie_root_and_nodes(tuple(tx.encode() for tx in txs))
-    receipt_root, _ = _make_trie_root_and_nodes(tuple(rlp.encode(r) for r in receipts))
+    tx_root, _ = ordered_trie_root_and_nodes(tuple(tx.encode() for tx in txs))
+    receipt_root, _ = ordered_trie_root_and_nodes(tuple(rlp.encode(r) for r in receipts))
     bloom = 0
     for receipt in receipts:
         bloom |= int(receipt.bloom)

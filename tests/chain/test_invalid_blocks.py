@@ -314,3 +314,15 @@ def test_invalid_oversized_payload(setup) -> None:
     limit = chain.engine.max_payload_bytes()
     error = refuse(chain, block, OversizedBlock, payload=b"\x00" * (limit + 1))
     assert error.got == limit + 1
+
+
+def test_building_with_a_transaction_under_its_intrinsic_gas_names_the_reason(chain: Chain) -> None:
+    """py-evm locks its journal before it checks the intrinsic gas, so the builder's
+    snapshot is gone when that check fails: the error must still be the transaction's
+    (it was "No checkpoint N was found"), and nothing is written."""
+    head = chain.head().hash
+    tx = sign_tx(ALICE, 0, TO, data=b"\x01" * 32, gas=21_500)  # intrinsic gas is 21,512
+    with pytest.raises(InvalidBlockTransaction) as info:
+        mine(chain, [tx])
+    assert "gas" in str(info.value) and "checkpoint" not in str(info.value)
+    assert chain.head().hash == head

@@ -277,3 +277,33 @@ def test_invalid_fuzzed_bytes_only_raise_invalid_transaction() -> None:
         except InvalidTransaction:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 2000
+
+
+def test_sender_recovery_matches_py_evm_for_every_type() -> None:
+    """recover_sender computes the sender without eth-keys' objects: it must name the
+    same account py-evm's own extraction does, for every type and signer, tampered
+    transactions included (which recover some other account)."""
+    from eth._utils.transactions import extract_transaction_sender
+
+    from chain.transactions import recover_sender
+
+    raws = []
+    for i in range(60):
+        key = keys.PrivateKey(keccak(i.to_bytes(4, "big")))
+        account = Account.from_key(key.to_bytes())
+        common = dict(nonce=i, gas=30_000, to=TO, value=i, data=bytes(i % 7))
+        raws += [
+            bytes(account.sign_transaction({**common, "gasPrice": 10**9}).raw_transaction),  # pre-EIP-155
+            bytes(account.sign_transaction({**common, "gasPrice": 10**9, "chainId": CHAIN_ID}).raw_transaction),
+            bytes(account.sign_transaction({**common, "type": 1, "gasPrice": 10**9, "chainId": CHAIN_ID,
+                                            "accessList": []}).raw_transaction),
+            bytes(account.sign_transaction({**common, "type": 2, "maxFeePerGas": 2 * 10**9,
+                                            "maxPriorityFeePerGas": 10**8, "chainId": CHAIN_ID}).raw_transaction),
+        ]
+    raws.append(_resign_typed(DYNAMIC, value=10**18))
+    raws.append(_resign_legacy(LEGACY, value=10**18))
+    for raw in raws:
+        tx = decode_raw_transaction(raw)
+        fresh = PragueTransactionBuilder.decode(raw)
+        assert tx.sender == extract_transaction_sender(fresh) == recover_sender(fresh)
+        assert fresh.sender == tx.sender  # kept where py-evm's cached property looks
