@@ -958,7 +958,14 @@ def validate_block_transaction(index: int, tx: SignedTransactionAPI, genesis: Ge
     """Stateless checks of one transaction, shared with the RPC and the pool
     (``chain/transactions.py``): size, type (0, 1, 2), field ranges, signature, chain
     id. Unprotected (pre-EIP-155) legacy transactions are refused by consensus too:
-    they would replay from any other chain. State checks happen during execution."""
+    they would replay from any other chain. State checks happen during execution.
+
+    A transaction object that passed is marked (in its ``__dict__``, beside py-evm's
+    cached sender) with the limits it passed under: building a block, sealing it and
+    importing it check the same immutable objects, which pass again by the same rules."""
+    passed_under = (genesis.max_transaction_bytes, genesis.chain_id)
+    if tx.__dict__.get(_CHECKED_UNDER) == passed_under:
+        return
     try:
         validate_transaction(tx, max_size=genesis.max_transaction_bytes)
         validate_chain_id(tx, genesis.chain_id, allow_unprotected=False)
@@ -966,6 +973,10 @@ def validate_block_transaction(index: int, tx: SignedTransactionAPI, genesis: Ge
         raise OversizedBlock(f"transaction {index}: {exc}", expected=exc.expected, got=exc.got) from None
     except InvalidTransaction as exc:
         raise InvalidBlockTransaction(str(exc), index=index) from None
+    tx.__dict__[_CHECKED_UNDER] = passed_under
+
+
+_CHECKED_UNDER = "_pouw_block_checks_passed_under"
 
 
 # --- Stage 4: execution ------------------------------------------------------------------

@@ -32,6 +32,7 @@ import functools
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
+import eth_utils
 import rlp
 import rlp.codec
 from eth_hash.auto import keccak
@@ -247,6 +248,29 @@ def fast_copy(self: S, *args: object, **kwargs: object) -> S:
     return type(self)(**values)
 
 
+# --- eth-utils conversions in py-evm's typed transactions and receipts ------------------
+
+_original_to_bytes: Callable[..., bytes] = eth_utils.to_bytes
+_original_to_int: Callable[..., int] = eth_utils.to_int
+
+
+def to_bytes(primitive: object = None, hexstr: Optional[str] = None, text: Optional[str] = None) -> bytes:
+    """``eth_utils.to_bytes``; a type byte (an int 0-255, what py-evm's typed
+    transactions and receipts convert on every encoding) without its argument checking
+    decorators, about 5 us a call otherwise."""
+    if type(primitive) is int and 0 <= primitive < 256 and hexstr is None and text is None:
+        return bytes((primitive,))
+    return _original_to_bytes(primitive, hexstr, text)
+
+
+def to_int(primitive: object = None, hexstr: Optional[str] = None, text: Optional[str] = None) -> int:
+    """``eth_utils.to_int``; an int given as an int returned as it is (py-evm's typed
+    transaction decoder reads the type byte so)."""
+    if type(primitive) is int and hexstr is None and text is None:
+        return primitive
+    return _original_to_int(primitive, hexstr, text)
+
+
 # --- installation ------------------------------------------------------------------------
 
 _installed = False
@@ -275,4 +299,16 @@ def install() -> None:
     setattr(rlp.codec, "encode_raw", encode_raw)  # noqa: B010
     setattr(trie.hexary, "encode_raw", encode_raw)  # noqa: B010
     setattr(rlp.Serializable, "copy", fast_copy)  # noqa: B010
+    import eth.vm.forks.berlin.receipts
+    import eth.vm.forks.berlin.transactions
+    import eth.vm.forks.cancun.transactions
+    import eth.vm.forks.london.transactions
+    import eth.vm.forks.prague.transactions
+
+    for module in (eth.vm.forks.berlin.receipts, eth.vm.forks.berlin.transactions, eth.vm.forks.cancun.transactions,
+                   eth.vm.forks.london.transactions, eth.vm.forks.prague.transactions):
+        if getattr(module, "to_bytes", None) is _original_to_bytes:
+            setattr(module, "to_bytes", to_bytes)  # noqa: B010
+        if getattr(module, "to_int", None) is _original_to_int:
+            setattr(module, "to_int", to_int)  # noqa: B010
     _installed = True

@@ -187,10 +187,11 @@ def _decode_strict(raw: bytes, builder: Type[TransactionBuilderAPI]) -> SignedTr
         tx = builder.decode(raw)
     except (rlp.exceptions.RLPException, EthValidationError, PyEVMError, ValueError, TypeError, IndexError) as exc:
         raise MalformedTransaction(f"cannot decode transaction: {exc}") from exc
-    # rlp's strict mode refuses trailing bytes and non-minimal lengths; re-encoding
-    # catches whatever else could give two encodings (and so two hashes) of one tx.
-    if encode_transaction(tx) != raw:
-        raise MalformedTransaction("non-canonical transaction encoding")
+    # One transaction, one encoding (so one hash): rlp's strict mode refuses trailing
+    # bytes, long forms of short lengths and single bytes behind a prefix, and the
+    # integer fields refuse leading zeros (tests/chain/test_transactions.py tries every
+    # such variant of every field). Comparing with a re-encoding would add nothing: the
+    # decoded object keeps the bytes it was decoded from as its encoding.
     return tx
 
 
@@ -256,7 +257,7 @@ def recover_sender(tx: SignedTransactionAPI) -> bytes:
     if cached is not None:
         return cast(bytes, cached)
     try:
-        message_hash = keccak(tx.get_message_for_signing())
+        message_hash = keccak(_signing_message(tx))
         signature = tx.r.to_bytes(32, "big") + tx.s.to_bytes(32, "big") + bytes((tx.y_parity,))
         public_key = CoincurvePublicKey.from_signature_and_message(signature, message_hash, hasher=None)
     except (BadSignature, EthValidationError, ValueError, OverflowError) as exc:
@@ -264,6 +265,49 @@ def recover_sender(tx: SignedTransactionAPI) -> bytes:
     sender = keccak(public_key.format(compressed=False)[1:])[12:]
     tx.__dict__["sender"] = sender  # where py-evm's cached ``sender`` property keeps it
     return sender
+
+
+def _item_end(data: bytes, pos: int) -> int:
+    """Where the RLP item starting at ``pos`` ends."""
+    first = data[pos]
+    if first < 0x80:
+        return pos + 1
+    if first <= 0xB7:
+        return pos + 1 + first - 0x80
+    if first <= 0xBF:
+        size = first - 0xB7
+        return pos + 1 + size + int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+    if first <= 0xF7:
+        return pos + 1 + first - 0xC0
+    size = first - 0xF7
+    return pos + 1 + size + int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+
+
+def _signing_message(tx: SignedTransactionAPI) -> bytes:
+    """What the sender signed. For a typed transaction (EIP-2718: type byte, then the
+    RLP list of its fields with y_parity, r and s last) that is the type byte and the
+    list of every field but those three, cut out of the transaction's own (canonical)
+    encoding instead of built and encoded again; legacy ones go through py-evm (EIP-155
+    adds fields). Equal to py-evm's ``get_message_for_signing`` for every type (tested)."""
+    if not isinstance(tx, TypedTransaction):
+        return tx.get_message_for_signing()
+    encoded = tx.encode()
+    first = encoded[1]
+    start = 2 if first <= 0xF7 else 2 + first - 0xF7
+    ends = []
+    pos = start
+    while pos < len(encoded):
+        pos = _item_end(encoded, pos)
+        ends.append(pos)
+    if pos != len(encoded) or len(ends) < 4:  # not what a decoded transaction encodes to
+        return tx.get_message_for_signing()
+    body = encoded[start:ends[-4]]
+    if len(body) < 56:
+        header = bytes((0xC0 + len(body),))
+    else:
+        size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+        header = bytes((0xF7 + len(size),)) + size
+    return encoded[:1] + header + body
 
 
 def fee_cap_and_tip(tx: SignedTransactionAPI) -> Tuple[int, int]:

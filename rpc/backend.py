@@ -18,7 +18,7 @@ import contextlib
 import functools
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, cast
+from typing import TYPE_CHECKING, Callable, Iterator, cast
 
 from eth.abc import (
     AccountDatabaseAPI,
@@ -405,6 +405,9 @@ class ChainBackend(Backend):
         self.miner = None
         self.peers = None
         self.imports = None
+        self.transaction_listeners: list[Callable[[SignedTransactionAPI], None]] = []
+        """Called, in the submitting thread, with each transaction the pool admits here
+        (rpc/automine.py wakes on it); keep them quick."""
         self._pouw_view: PouwView | None = None
         self._pending_lock = threading.Lock()
         self._pending_cache: tuple[tuple[Hash32, int | None], BlockAPI] | None = None
@@ -584,6 +587,8 @@ class ChainBackend(Backend):
 
             tx = decode_raw_transaction(raw, max_size=len(raw))
         self.events.notify_new_transaction(tx)
+        for listener in list(self.transaction_listeners):
+            listener(tx)
         return tx
 
     def pending_transactions(self) -> list[SignedTransactionAPI]:

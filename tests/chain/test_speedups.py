@@ -312,3 +312,23 @@ def test_blocks_built_with_recorded_accounts_import_where_nothing_is_recorded(mo
         assert KNOWN_ACCOUNTS.at(block.header.state_root) is None
     assert importer.head() == builder.head()
     assert importer.reader_at().get_storage(contract, 0) == builder.reader_at().get_storage(contract, 0) != 0
+
+
+def test_block_transaction_checks_are_remembered_only_under_the_same_limits() -> None:
+    import dataclasses
+
+    from chain.chain import validate_block_transaction
+    from chain.errors import InvalidBlockTransaction, OversizedBlock
+    from devnet.kit.accounts import ALICE
+    from devnet.kit.transactions import transfer
+    from tests.chain.helpers import dev_genesis
+
+    genesis = dev_genesis()
+    tx = transfer(ALICE, 0, b"\x22" * 20)
+    validate_block_transaction(0, tx, genesis)
+    validate_block_transaction(0, tx, genesis)  # remembered: passes again
+    with pytest.raises(OversizedBlock):
+        validate_block_transaction(0, tx, dataclasses.replace(genesis, max_transaction_bytes=50))
+    with pytest.raises(InvalidBlockTransaction):
+        validate_block_transaction(0, tx, dataclasses.replace(genesis, chain_id=genesis.chain_id + 1))
+    validate_block_transaction(0, tx, genesis)

@@ -307,3 +307,54 @@ def test_sender_recovery_matches_py_evm_for_every_type() -> None:
         fresh = PragueTransactionBuilder.decode(raw)
         assert tx.sender == extract_transaction_sender(fresh) == recover_sender(fresh)
         assert fresh.sender == tx.sender  # kept where py-evm's cached property looks
+
+
+def test_invalid_non_canonical_encodings_of_every_field() -> None:
+    """Each field of a typed and of a legacy transaction written in a non-canonical
+    form (a single byte behind a 0x81 prefix, a short string in long form, an integer
+    with a leading zero, the list in long form) is refused: a transaction has one
+    encoding, so one hash."""
+    def variants(item: bytes, integer: bool) -> list[bytes]:
+        out = [b"\xb8" + bytes((len(item),)) + item] if len(item) < 56 else []
+        if len(item) == 1 and item[0] < 0x80:
+            out.append(b"\x81" + item)
+        if integer and item:
+            out.append(bytes((0x80 + len(item) + 1,)) + b"\x00" + item)
+        return out
+
+    def listed(payload: bytes, long_form: bool = False) -> bytes:
+        if long_form or len(payload) >= 56:
+            length = len(payload).to_bytes((len(payload).bit_length() + 7) // 8, "big")
+            return bytes((0xF7 + len(length),)) + length + payload
+        return bytes((0xC0 + len(payload),)) + payload
+
+    typed_integers = {0, 1, 2, 3, 4, 6, 9, 10, 11}  # chain id .. value, y_parity, r, s
+    legacy_integers = {0, 1, 2, 4, 6, 7, 8}  # nonce, gas price, gas, value, v, r, s
+    for raw, prefix, integers in ((DYNAMIC, DYNAMIC[:1], typed_integers), (LEGACY, b"", legacy_integers)):
+        body = raw[len(prefix):]
+        items = rlp.decode(body)
+        assert decode_raw_transaction(raw)  # the canonical one is fine
+        refused = 0
+        for index, item in enumerate(items):
+            if not isinstance(item, bytes):
+                continue
+            for variant in variants(item, index in integers):
+                payload = b"".join(variant if j == index else rlp.encode(x) for j, x in enumerate(items))
+                with pytest.raises(InvalidTransaction):
+                    decode_raw_transaction(prefix + listed(payload))
+                refused += 1
+        with pytest.raises(InvalidTransaction):
+            decode_raw_transaction(prefix + listed(body[2:] if body[0] == 0xF8 else body[1:], long_form=True)
+                                   if len(body) < 58 else prefix + body + b"\x00")
+        assert refused > 15
+
+
+def test_signing_message_cut_from_the_encoding_equals_py_evms() -> None:
+    from chain.transactions import _signing_message
+
+    raws = [LEGACY, ACCESS_LIST, DYNAMIC, sign(type=2, maxFeePerGas=2 * 10**9, maxPriorityFeePerGas=1, data=b"\x00" * 300)]
+    raws.append(sign(type=1, gas=90_000, gasPrice=10**9, accessList=[
+        {"address": "0x" + f"{i:02x}" * 20, "storageKeys": ["0x" + f"{j:02x}" * 32 for j in range(i)]} for i in range(5)]))
+    for raw in raws:
+        tx = PragueTransactionBuilder.decode(raw)
+        assert _signing_message(tx) == tx.get_message_for_signing()
