@@ -49,6 +49,12 @@ def test_the_replacements_are_installed() -> None:
     assert eth.db.trie._make_trie_root_and_nodes.__wrapped__ is speedups.ordered_trie_root_and_nodes
     assert rlp.Serializable.copy is speedups.fast_copy
     assert PouwState.get_account_db_class() is FastAccountDB
+    import eth.vm.forks.berlin.transactions
+    from eth.vm.forks.london.transactions import DynamicFeePayloadDecoder
+
+    assert eth.vm.forks.berlin.transactions.to_bytes is speedups.to_bytes
+    assert eth.vm.forks.berlin.transactions.to_int is speedups.to_int
+    assert DynamicFeePayloadDecoder.decode is speedups.decode_dynamic_fee_payload
     speedups.install()  # idempotent
     assert rlp.codec.encode_raw is speedups.encode_raw
 
@@ -332,3 +338,65 @@ def test_block_transaction_checks_are_remembered_only_under_the_same_limits() ->
     with pytest.raises(InvalidBlockTransaction):
         validate_block_transaction(0, tx, dataclasses.replace(genesis, chain_id=genesis.chain_id + 1))
     validate_block_transaction(0, tx, genesis)
+
+
+# --- type-2 transaction decoding -----------------------------------------------------------------
+
+
+def test_dynamic_fee_decoding_matches_the_library_and_refuses_what_it_refuses() -> None:
+    from eth.vm.forks.london.transactions import DynamicFeeTransaction
+    from eth_account import Account as EthAccount
+    from eth_utils import to_checksum_address
+
+    from devnet.kit.accounts import DEV_KEYS_HEX
+
+    original = speedups._original_dynamic_fee_decode
+    payloads = []
+    for i in range(400):
+        fields = {
+            "type": 2, "chainId": RANDOM.choice([1, 1337, 2**64]), "nonce": RANDOM.choice([0, 1, 127, 128, 2**40]),
+            "value": RANDOM.choice([0, 1, 10**18]), "gas": RANDOM.choice([21_000, 10**6]),
+            "maxFeePerGas": RANDOM.choice([0, 1, 2 * 10**10]), "maxPriorityFeePerGas": 0,
+            "data": RANDOM.randbytes(RANDOM.choice([0, 1, 2, 60, 300])),
+        }
+        if RANDOM.random() < 0.8:
+            fields["to"] = to_checksum_address(RANDOM.randbytes(20))
+        if RANDOM.random() < 0.2:  # the library's own path
+            fields["accessList"] = [{"address": to_checksum_address(b"\x11" * 20), "storageKeys": ["0x" + "00" * 32]}]
+        payloads.append(bytes(EthAccount.sign_transaction(fields, DEV_KEYS_HEX[i % 5]).raw_transaction)[1:])
+    for payload in payloads:
+        expected = rlp.decode(payload, sedes=DynamicFeeTransaction)
+        got = speedups.decode_dynamic_fee_payload(payload)
+        assert got == expected and type(got) is type(expected)
+        assert [type(value) for value in got] == [type(value) for value in expected]
+        assert got._cached_rlp == payload and rlp.encode(got) == payload
+
+    items = rlp.decode(payloads[0])
+    broken = [
+        payloads[0] + b"\x00",  # trailing byte
+        rlp.encode(items[:11]),  # a field short
+        rlp.encode([b"\x00\x05"] + items[1:]),  # chain id with a leading zero
+        rlp.encode(items[:5] + [b"\x11" * 19] + items[6:]),  # a 19-byte recipient
+        rlp.encode(items[:1] + [[b"\x01"]] + items[2:]),  # a list where the nonce goes
+        rlp.encode(items[:8] + [[b"\x11" * 20]] + items[9:]),  # a malformed access list
+        b"",
+    ]
+    for payload in broken:  # the same error, whichever it is (a list as an integer: TypeError)
+        with pytest.raises(Exception) as library_error:  # noqa: B017
+            original(payload)
+        with pytest.raises(library_error.type):
+            speedups.decode_dynamic_fee_payload(payload)
+
+
+def test_type_byte_conversions_match_eth_utils() -> None:
+    import eth_utils
+
+    for value in list(range(256)) + [256, 2**70, True, False, b"ab", bytearray(b"x")]:
+        assert speedups.to_bytes(value) == eth_utils.to_bytes(value)
+    assert speedups.to_bytes(hexstr="0x0102") == eth_utils.to_bytes(hexstr="0x0102")
+    assert speedups.to_bytes(text="hi") == eth_utils.to_bytes(text="hi")
+    for value in [0, 5, 2**300, True, b"\x01\x02"]:
+        assert speedups.to_int(value) == eth_utils.to_int(value)
+    assert speedups.to_int(hexstr="0x10") == 16
+    with pytest.raises(TypeError):
+        speedups.to_bytes(1.5)
