@@ -119,7 +119,10 @@ def build_registry(*extra: Registry) -> Registry:
 def create_app(backend: Backend, config: RpcConfig | None = None, registry: Registry | None = None) -> web.Application:
     """The JSON-RPC application for ``backend``."""
     config = config or RpcConfig()
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_cors_middleware(config)])
+    # CORS is off unless configured: no middleware at all then (each one wraps every
+    # request; an OPTIONS preflight gets aiohttp's 405, as the middleware answered it)
+    middlewares = [_cors_middleware(config)] if config.cors_origins else []
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = config
     app[BACKEND] = backend
     app[REGISTRY] = (registry or build_registry()).only(config.apis)

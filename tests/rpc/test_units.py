@@ -148,6 +148,8 @@ async def test_cors_off_unless_configured(aiohttp_client: Any, backend: ChainBac
     plain = await aiohttp_client(create_app(backend, RpcConfig()))
     response = await plain.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, headers={"Origin": "http://a.example"})
     assert "Access-Control-Allow-Origin" not in response.headers
+    preflight = await plain.options("/", headers={"Origin": "http://a.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status == 405 and "Access-Control-Allow-Origin" not in preflight.headers
     cors = await aiohttp_client(create_app(backend, RpcConfig(cors_origins=("http://a.example",))))
     response = await cors.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, headers={"Origin": "http://a.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "http://a.example"
