@@ -5,8 +5,9 @@ imports it, and announces the new head to the RPC layer. The CLI may use it for 
 ``--dev`` chain; tests and ``bench/bench_rpc.py`` use it to produce blocks.
 
 When it mines: as soon as a transaction enters the pool through this backend (it is
-woken), else when it looks at the pool, every ``interval_s`` (2 ms). A transaction sent
-on its own (a test suite sending one, then waiting for its receipt) is mined at once. Under
+woken), else when it looks at the pool, every ``interval_s`` (50 ms: for transactions
+that reach the pool another way, such as a reorg's). A transaction sent on its own (a
+test suite sending one, then waiting for its receipt) is mined at once. Under
 load, when the last block held more than one transaction, the next block starts no
 sooner than ``busy_period_s`` (20 ms) after the last one started: every block costs the
 same fixed work (state root, system calls, import, about 1.2 ms here) whatever it holds,
@@ -36,7 +37,7 @@ class Automine:
         self,
         backend: ChainBackend,
         *,
-        interval_s: float = 0.002,
+        interval_s: float = 0.05,
         busy_period_s: float = 0.02,
         coinbase: bytes = DEV_COINBASE,
     ) -> None:
