@@ -73,6 +73,8 @@ def _decode_int(data: bytes, pos: int) -> tuple[int, int]:
     (-1, pos) for anything else (the caller lets ``rlp`` decide)."""
     first = data[pos]
     if first < 0x80:
+        if first == 0:  # b"\x00": an integer with a leading zero, which rlp refuses
+            return -1, pos
         return first, pos + 1
     if first == 0x80:
         return 0, pos + 1

@@ -125,6 +125,11 @@ def ordered_trie_root_and_nodes(values: Tuple[bytes, ...]) -> Tuple[bytes, Dict[
 
 #: Decoded trie nodes kept, by their encoding (a branch node: about 1.5 KB decoded).
 NODE_CACHE_ENTRIES = 8192
+#: Larger encodings are decoded without being kept: every node of the state and storage
+#: tries is below it (a branch at most ~535 bytes, an account leaf ~170), while a leaf of
+#: a transaction or receipt trie holds a whole transaction (up to 128 KB) or receipt
+#: (megabytes of log data): 8,192 of those would pin gigabytes.
+NODE_CACHE_MAX_NODE_BYTES = 1024
 
 
 class _NodeCache:
@@ -137,6 +142,8 @@ class _NodeCache:
         self._nodes: "OrderedDict[bytes, FrozenNode]" = OrderedDict()
 
     def decode(self, encoded: bytes) -> TrieNode:
+        if len(encoded) > NODE_CACHE_MAX_NODE_BYTES:
+            return rlp.decode(encoded)
         frozen = self._nodes.get(encoded)
         if frozen is None:
             node = rlp.decode(encoded)

@@ -98,6 +98,12 @@ class StateView(Protocol):
 # ------------------------------------------------------------------------- errors
 
 
+def floor_data_gas(data: bytes) -> int:
+    """EIP-7623's minimum gas of a transaction carrying ``data``."""
+    zeros = data.count(0)
+    return 21_000 + 10 * (zeros + 4 * (len(data) - zeros))
+
+
 class TxPoolError(ChainError):
     """A transaction refused by the pool. ``str()`` is geth's message for the same case."""
 
@@ -164,6 +170,15 @@ class TipAboveFeeCapError(TxPoolError):
 
 class IntrinsicGasTooLow(TxPoolError):
     message = "intrinsic gas too low"
+
+
+class FloorDataGasTooLow(TxPoolError):
+    """EIP-7623 (Prague): a transaction must offer at least 21,000 + 10 gas per calldata
+    token (a zero byte one token, any other byte four). py-evm 0.12 does not refuse one
+    under that floor; it charges the floor anyway, more than the sender's gas limit; so
+    the pool refuses it, as geth's does."""
+
+    message = "insufficient gas for floor data gas cost"
 
 
 class GasLimitExceeded(TxPoolError):
@@ -399,6 +414,9 @@ class TxPool:
         intrinsic = entry.tx.intrinsic_gas
         if entry.gas < intrinsic:
             raise IntrinsicGasTooLow(f"gas {entry.gas}, minimum needed {intrinsic}", expected=intrinsic, got=entry.gas)
+        floor = floor_data_gas(entry.tx.data)
+        if entry.gas < floor:
+            raise FloorDataGasTooLow(f"gas {entry.gas}, minimum needed {floor}", expected=floor, got=entry.gas)
         gas_limit = self._block_gas_limit()
         if entry.gas > gas_limit:
             raise GasLimitExceeded(f"gas {entry.gas}, block gas limit {gas_limit}", expected=gas_limit, got=entry.gas)

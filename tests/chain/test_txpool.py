@@ -19,6 +19,7 @@ from chain.txpool import (
     AccountLimitExceeded,
     AlreadyKnown,
     FeeCapTooLow,
+    FloorDataGasTooLow,
     GasLimitExceeded,
     InsufficientFunds,
     IntrinsicGasTooLow,
@@ -33,6 +34,7 @@ from chain.txpool import (
     TxPool,
     TxPoolError,
     TxPoolFull,
+    floor_data_gas,
     TxTypeNotSupported,
     Underpriced,
     UnprotectedTx,
@@ -268,7 +270,7 @@ def test_price_heap_stays_bounded_under_churn(state: FakeState) -> None:
 
 def test_slots_bound_memory_by_size(state: FakeState) -> None:
     pool = TxPool(CHAIN_ID, state, max_slots=4)
-    big = dyn(0, 0, data=b"\x01" * (SLOT_SIZE + 1), gas=1_000_000)  # 2 slots
+    big = dyn(0, 0, data=b"\x01" * (SLOT_SIZE + 1), gas=1_400_000)  # 2 slots (EIP-7623 floor: 1,331,760)
     pool.add(big)
     assert pool.stats().slots == 2
     pool.add(dyn(1, 0))
@@ -279,7 +281,7 @@ def test_slots_bound_memory_by_size(state: FakeState) -> None:
     pool.add(dyn(3, 0, tip=2 * GWEI))
     assert last.hash not in pool and big.hash in pool and pool.stats().slots == 4
     # a big newcomer (2 slots) evicts as many cheaper entries as it needs
-    pool.add(dyn(4, 0, tip=3 * GWEI, data=b"\x01" * (SLOT_SIZE + 1), gas=1_000_000))
+    pool.add(dyn(4, 0, tip=3 * GWEI, data=b"\x01" * (SLOT_SIZE + 1), gas=1_400_000))
     assert pool.stats().slots <= 4 and big.hash not in pool
 
 
@@ -443,6 +445,19 @@ def test_invalid_intrinsic_gas(pool: TxPool) -> None:
     assert info.value.expected == 21000
     with pytest.raises(IntrinsicGasTooLow):
         pool.add(dyn(0, 0, gas=21000, data=b"\x01"))  # + 16 per non-zero byte
+
+
+def test_invalid_under_the_calldata_floor(pool: TxPool) -> None:
+    """EIP-7623: 100 non-zero bytes of calldata cost 22,600 intrinsic gas but the floor is
+    21,000 + 10 x 400 tokens = 25,000; py-evm would mine it and charge 25,000, more
+    than the sender's limit. geth's pool refuses it with this message."""
+    data = b"\x01" * 100
+    with pytest.raises(FloorDataGasTooLow) as info:
+        pool.add(dyn(0, 0, gas=23_000, data=data))
+    assert str(info.value) == "insufficient gas for floor data gas cost"
+    assert (info.value.expected, info.value.got) == (25_000, 23_000)
+    assert floor_data_gas(b"\x00" * 10 + b"\x05" * 3) == 21_000 + 10 * (10 + 12)
+    pool.add(dyn(0, 0, gas=25_000, data=data))  # at the floor: admitted
 
 
 def test_invalid_exceeds_block_gas_limit(state: FakeState) -> None:
