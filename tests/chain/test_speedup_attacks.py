@@ -8,7 +8,7 @@ import random
 import pytest
 import rlp
 from eth._utils.transactions import extract_transaction_sender
-from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3, SECPK1_N
+from eth.constants import EMPTY_SHA3, SECPK1_N
 from eth.rlp.accounts import Account
 from eth.vm.forks.prague.transactions import PragueTransactionBuilder
 from eth_hash.auto import keccak
@@ -19,6 +19,7 @@ from trie.exceptions import MissingTrieNode
 
 import chain  # noqa: F401 - installs the speedups
 from chain import speedups
+from tests.chain.test_speedups import hexary_root_and_nodes
 from chain.account_db import KNOWN_ACCOUNTS, decode_account, encode_account
 from chain.state_reader import StateReader
 from chain.transactions import (
@@ -141,24 +142,15 @@ def test_decode_node_and_nibbles_match_the_library_on_malformed_nodes() -> None:
 # --- ordered tries --------------------------------------------------------------------------
 
 
-def _hexary(values: tuple[bytes, ...]) -> tuple[bytes, dict[bytes, bytes]]:
-    store: dict[bytes, bytes] = {}
-    reference = HexaryTrie(store, BLANK_ROOT_HASH)
-    with reference.squash_changes() as memory_trie:
-        for index, value in enumerate(values):
-            memory_trie[rlp.encode(index)] = value
-    return reference.root_hash, store
-
-
 @pytest.mark.parametrize("count", [1, 2, 15, 16, 17, 127, 128, 129, 130, 256, 257, 1100])
 def test_ordered_trie_identical_and_boundary_values(count: int) -> None:
     """Identical values give identical subtrees (the same node under two parents) and
     values of 0/1/31/32/33/55/56 bytes straddle embedding and the long RLP forms."""
     for value in [b"\x00", b"\x7f", b"\x80", b"x" * 31, b"y" * 32, b"z" * 33, b"w" * 55, b"v" * 56]:
         values = (value,) * count
-        assert speedups.ordered_trie_root_and_nodes(values) == _hexary(values)
+        assert speedups.ordered_trie_root_and_nodes(values) == hexary_root_and_nodes(values)
     mixed = tuple(RANDOM.choice([b"", b"\x01", b"a" * 30, b"b" * 60]) for _ in range(count))
-    assert speedups.ordered_trie_root_and_nodes(mixed) == _hexary(mixed)
+    assert speedups.ordered_trie_root_and_nodes(mixed) == hexary_root_and_nodes(mixed)
 
 
 # --- plain RLP encoding and copies ----------------------------------------------------------
