@@ -136,7 +136,8 @@ async def test_maximal_raw_transaction_on_the_loop_is_cheap(aiohttp_client: Any,
     """eth_sendRawTransaction runs on the loop: a transaction at the pool's 128 KiB limit
     (decode, recover, intrinsic gas, admit) and an oversized one (refused) stay ~1 ms."""
     rpc = await serve(aiohttp_client, backend)
-    raws = [signed(ACCOUNT.key, n, data=b"\x01" * 130_000, gas=3_000_000) for n in range(5)]
+    # gas: EIP-7623 floor 21,000 + 40 x 130,000 (the pool refuses less)
+    raws = [signed(ACCOUNT.key, n, data=b"\x01" * 130_000, gas=5_300_000) for n in range(5)]
     oversize = signed(ACCOUNT2.key, 0, data=b"\x01" * 2_000_000, gas=30_000_000)
     took: list[float] = []
     submit = backend.submit_raw_transaction
