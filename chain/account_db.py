@@ -40,17 +40,10 @@ from eth.db.journal import JournalDB
 from eth.rlp.accounts import Account
 from eth_typing import Address, Hash32
 
+from chain.speedups import encode_raw
+
 KNOWN_ROOTS = 16
 KNOWN_ACCOUNTS_PER_ROOT = 4096
-
-
-def _encode_int(value: int) -> bytes:
-    if value == 0:
-        return b"\x80"
-    if value < 0x80:
-        return bytes((value,))
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return bytes((0x80 + len(raw),)) + raw
 
 
 def encode_account(account: Account) -> bytes:
@@ -63,9 +56,13 @@ def encode_account(account: Account) -> bytes:
         or len(storage_root) != 32 or len(code_hash) != 32
     ):
         return rlp.encode(account, sedes=Account)  # its own result, or its own error
-    payload = b"".join((_encode_int(nonce), _encode_int(balance), b"\xa0", storage_root, b"\xa0", code_hash))
-    # 68 to 134 bytes: always the long list form with a one-byte length
-    return b"\xf8" + bytes((len(payload),)) + payload
+    # big_endian_int's serialization (0 is the empty string), then the plain list encoding
+    return encode_raw([
+        nonce.to_bytes((nonce.bit_length() + 7) // 8, "big"),
+        balance.to_bytes((balance.bit_length() + 7) // 8, "big"),
+        storage_root,
+        code_hash,
+    ])
 
 
 def _decode_int(data: bytes, pos: int) -> tuple[int, int]:

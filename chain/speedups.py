@@ -214,11 +214,6 @@ _LIST_PREFIX = [bytes((0xC0 + n,)) for n in range(56)]
 _original_encode_raw: Callable[[object], bytes] = rlp.codec.encode_raw
 
 
-def _long_prefix(length: int, offset: int) -> bytes:
-    length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((offset + 55 + len(length_bytes),)) + length_bytes
-
-
 def encode_raw(item: object) -> bytes:
     """``rlp.codec.encode_raw`` for bytes and lists or tuples of them (what headers,
     accounts, receipts and trie nodes serialize to), without its ABC checks; anything
@@ -230,14 +225,14 @@ def encode_raw(item: object) -> bytes:
         if length < 56:
             return _STRING_PREFIX[length] + item
         if length < 1 << 64:
-            return _long_prefix(length, 0x80) + item
+            return rlp.codec.length_prefix(length, 0x80) + item
     elif type(item) is list or type(item) is tuple:
         payload = b"".join([encode_raw(sub) for sub in item])
         length = len(payload)
         if length < 56:
             return _LIST_PREFIX[length] + payload
         if length < 1 << 64:
-            return _long_prefix(length, 0xC0) + payload
+            return rlp.codec.length_prefix(length, 0xC0) + payload
     return _original_encode_raw(item)
 
 

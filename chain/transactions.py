@@ -28,8 +28,10 @@ from eth.vm.forks.prague.transactions import PragueTransactionBuilder
 from eth_hash.auto import keccak
 from eth_keys.exceptions import BadSignature
 from eth_utils.exceptions import ValidationError as EthValidationError
+from rlp.codec import length_prefix
 
 from chain.errors import ValidationError
+from common.rlp_items import item_prefix
 
 #: Largest raw transaction accepted (geth's txMaxSize is also 128 KiB).
 MAX_TX_SIZE = 128 * 1024
@@ -267,22 +269,6 @@ def recover_sender(tx: SignedTransactionAPI) -> bytes:
     return sender
 
 
-def _item_end(data: bytes, pos: int) -> int:
-    """Where the RLP item starting at ``pos`` ends."""
-    first = data[pos]
-    if first < 0x80:
-        return pos + 1
-    if first <= 0xB7:
-        return pos + 1 + first - 0x80
-    if first <= 0xBF:
-        size = first - 0xB7
-        return pos + 1 + size + int.from_bytes(data[pos + 1:pos + 1 + size], "big")
-    if first <= 0xF7:
-        return pos + 1 + first - 0xC0
-    size = first - 0xF7
-    return pos + 1 + size + int.from_bytes(data[pos + 1:pos + 1 + size], "big")
-
-
 def _signing_message(tx: SignedTransactionAPI) -> bytes:
     """What the sender signed. For a typed transaction (EIP-2718: type byte, then the
     RLP list of its fields with y_parity, r and s last) that is the type byte and the
@@ -292,22 +278,23 @@ def _signing_message(tx: SignedTransactionAPI) -> bytes:
     if not isinstance(tx, TypedTransaction):
         return tx.get_message_for_signing()
     encoded = tx.encode()
-    first = encoded[1]
-    start = 2 if first <= 0xF7 else 2 + first - 0xF7
-    ends = []
-    pos = start
-    while pos < len(encoded):
-        pos = _item_end(encoded, pos)
-        ends.append(pos)
-    if pos != len(encoded) or len(ends) < 4:  # not what a decoded transaction encodes to
+    try:
+        is_list, prefix, length = item_prefix(encoded, 1)
+        start = 1 + prefix
+        if not is_list or start + length != len(encoded):
+            raise ValueError("not one list after the type byte")
+        ends = []
+        pos = start
+        while pos < len(encoded):
+            _, prefix, length = item_prefix(encoded, pos)
+            pos += prefix + length
+            ends.append(pos)
+        if pos != len(encoded) or len(ends) < 4:
+            raise ValueError("not a signed transaction's fields")
+    except ValueError:  # not what a decoded transaction encodes to: py-evm's way
         return tx.get_message_for_signing()
     body = encoded[start:ends[-4]]
-    if len(body) < 56:
-        header = bytes((0xC0 + len(body),))
-    else:
-        size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
-        header = bytes((0xF7 + len(size),)) + size
-    return encoded[:1] + header + body
+    return encoded[:1] + length_prefix(len(body), 0xC0) + body
 
 
 def fee_cap_and_tip(tx: SignedTransactionAPI) -> Tuple[int, int]:

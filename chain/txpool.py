@@ -51,6 +51,8 @@ from typing import (
     Union,
 )
 
+from eth.constants import GAS_TX
+from eth.vm.forks.prague.constants import STANDARD_TOKEN_COST, TOTAL_COST_FLOOR_PER_TOKEN
 from eth.abc import SignedTransactionAPI, TransactionBuilderAPI
 
 from chain.errors import ChainError
@@ -101,7 +103,8 @@ class StateView(Protocol):
 def floor_data_gas(data: bytes) -> int:
     """EIP-7623's minimum gas of a transaction carrying ``data``."""
     zeros = data.count(0)
-    return 21_000 + 10 * (zeros + 4 * (len(data) - zeros))
+    tokens = zeros + STANDARD_TOKEN_COST * (len(data) - zeros)
+    return GAS_TX + TOTAL_COST_FLOOR_PER_TOKEN * tokens
 
 
 class TxPoolError(ChainError):

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 import rlp
+from rlp.codec import length_prefix
 from eth.db.atomic import AtomicDB
 from eth_typing import Address, Hash32
 from eth_utils import encode_hex
@@ -66,6 +67,7 @@ from eth_utils import encode_hex
 from chain import schema
 from chain.addresses import parse_address
 from common.errors import PouwNodeError
+from common.rlp_items import item_prefix
 from genesis.errors import GenesisError
 from chain.txpool import TxPoolLimits
 from chain.chain import Chain, decode_block, decode_header
@@ -312,60 +314,23 @@ class BlockFileEntry:
     payload: Optional[bytes]
 
 
-def _list_prefix(length: int) -> bytes:
-    if length < 56:
-        return bytes([0xC0 + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0xF7 + len(size)]) + size
-
-
 def encode_entry(block_rlp: bytes, payload: Optional[bytes]) -> bytes:
     """One block file entry: the block's RLP, or ``[block, payload]`` with a payload."""
     if payload is None:
         return block_rlp
     body = block_rlp + rlp.encode(payload)
-    return _list_prefix(len(body)) + body
-
-
-def _item_prefix(data: bytes, pos: int) -> tuple[bool, int, int]:
-    """(is_list, prefix length, payload length) of the RLP item at ``data[pos:]``."""
-    if pos >= len(data):
-        raise ValueError("missing item")
-    b = data[pos]
-    if b < 0x80:
-        return False, 0, 1
-    if b < 0xB8:
-        return False, 1, b - 0x80
-    if b < 0xC0:
-        n = b - 0xB7
-        return False, 1 + n, _long_length(data, pos, n)
-    if b < 0xF8:
-        return True, 1, b - 0xC0
-    n = b - 0xF7
-    return True, 1 + n, _long_length(data, pos, n)
-
-
-def _long_length(data: bytes, pos: int, n: int) -> int:
-    size = data[pos + 1 : pos + 1 + n]
-    if len(size) < n:
-        raise ValueError("truncated length prefix")
-    if size[0] == 0:
-        raise ValueError("non-canonical length prefix (leading zero)")
-    length = int.from_bytes(size, "big")
-    if length < 56:
-        raise ValueError("non-canonical length prefix (long form for a short item)")
-    return length
+    return length_prefix(len(body), 0xC0) + body
 
 
 def _split_entry(entry: bytes) -> tuple[bytes, Optional[bytes]]:
     """The block RLP and payload of one entry (``entry``: a whole RLP list item)."""
-    _, prefix, length = _item_prefix(entry, 0)
+    _, prefix, length = item_prefix(entry, 0)
     body_end = prefix + length
-    first_list, first_prefix, first_len = _item_prefix(entry, prefix)
+    first_list, first_prefix, first_len = item_prefix(entry, prefix)
     first_end = prefix + first_prefix + first_len
     if first_end >= body_end or not first_list:
         return entry, None
-    second_list, second_prefix, second_len = _item_prefix(entry, first_end)
+    second_list, second_prefix, second_len = item_prefix(entry, first_end)
     if second_list or first_end + second_prefix + second_len != body_end:
         return entry, None  # a block: its second item is the transaction list
     payload = rlp.decode(entry[first_end:body_end])
@@ -395,7 +360,7 @@ def read_block_file(f: BinaryIO, *, max_entry_bytes: int, name: str = "") -> Ite
         if b >= 0xF8:
             head += f.read(b - 0xF7)
         try:
-            _, prefix, length = _item_prefix(head, 0)
+            _, prefix, length = item_prefix(head, 0)
         except ValueError as exc:
             raise corrupt(offset, str(exc)) from None
         if length > max_entry_bytes:
@@ -507,8 +472,8 @@ def import_blocks(
 
 def _peek_header(block_rlp: bytes) -> Any:
     """A block's header from its RLP, decoding only the header."""
-    _, prefix, _ = _item_prefix(block_rlp, 0)
-    is_list, header_prefix, header_len = _item_prefix(block_rlp, prefix)
+    _, prefix, _ = item_prefix(block_rlp, 0)
+    is_list, header_prefix, header_len = item_prefix(block_rlp, prefix)
     if not is_list:
         raise ValueError("a block's first item must be its header (a list)")
     return decode_header(block_rlp[prefix : prefix + header_prefix + header_len])
@@ -577,16 +542,16 @@ class BlobFile:
             while offset < size:
                 try:
                     head = f.read(9)
-                    is_list, prefix, length = _item_prefix(head, 0)
+                    is_list, prefix, length = item_prefix(head, 0)
                     if not is_list or offset + prefix + length > size:
                         raise ValueError("not a [hash, data] entry")
                     f.seek(offset + prefix)
                     inner = f.read(min(length, 33 + 9))
-                    hash_list, hash_prefix, hash_len = _item_prefix(inner, 0)
+                    hash_list, hash_prefix, hash_len = item_prefix(inner, 0)
                     if hash_list or hash_len != 32:
                         raise ValueError("the first item of an entry must be a 32-byte hash")
                     blob_hash = inner[hash_prefix : hash_prefix + 32]
-                    data_list, data_prefix, data_len = _item_prefix(inner, hash_prefix + 32)
+                    data_list, data_prefix, data_len = item_prefix(inner, hash_prefix + 32)
                     if data_list or hash_prefix + 32 + data_prefix + data_len != length:
                         raise ValueError("the second item of an entry must be the blob's bytes")
                 except ValueError as exc:

@@ -96,8 +96,7 @@ class Automine:
         while not self._stop.is_set():
             pool = self.backend.pool
             if pool is None or not len(pool):
-                self._wake.wait(self.interval_s)
-                self._wake.clear()
+                self._idle()
                 continue
             if last_size > 1:  # busy: let the next block fill (see the module docstring)
                 pause = last_start + self.busy_period_s - time.monotonic()
@@ -111,7 +110,11 @@ class Automine:
                 block = None
             if block is None:  # nothing in the pool could be included (a nonce gap): wait
                 last_size = 0
-                self._wake.wait(self.interval_s)
-                self._wake.clear()
+                self._idle()
             else:
                 last_size = len(block.transactions)
+
+    def _idle(self) -> None:
+        """Until a transaction is admitted, or ``interval_s``."""
+        self._wake.wait(self.interval_s)
+        self._wake.clear()
